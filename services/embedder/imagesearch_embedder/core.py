@@ -1,0 +1,121 @@
+"""The embedder's use case: a batch of encoded images in, one vector or one rejection per image out.
+
+No gRPC here: the servicer converts messages, the Triton adapter does inference.
+"""
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+from typing import Optional, Protocol, Sequence
+
+import numpy as np
+from opentelemetry import trace
+
+from imagesearch.common.errors import InvalidArgument, Unavailable
+from imagesearch.common.types import ModelId, Region
+from imagesearch_embedder.imaging import ImageErrorReason, ImageRejected, Limits, Preprocessor, ResizeMode
+from imagesearch_embedder.settings import EmbedderSettings
+
+# Encoded bytes and an optional region of interest (relative, displayed coordinates).
+ImageItem = tuple[bytes, Optional[Region]]
+
+
+class Embedder(Protocol):
+    """What the core needs from the inference adapter (TritonEmbedder, or a fake in tests)."""
+
+    @property
+    def model(self) -> ModelId: ...
+
+    @property
+    def input_size(self) -> tuple[int, int]: ...
+
+    async def embed(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def _preprocess_one(preprocess: Preprocessor, data: bytes, region: Region | None) -> np.ndarray | ImageRejected:
+    """Runs in the thread pool. Only ImageRejected is per-image; anything else is our bug and fails the call."""
+    try:
+        return preprocess(data, region)
+    except ImageRejected as rejected:
+        return rejected
+
+
+class EmbedderCore:
+    def __init__(
+        self,
+        embedder: Embedder,
+        settings: EmbedderSettings,
+        executor: Executor,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
+        self._embedder = embedder
+        self._settings = settings
+        self._executor = executor
+        self._tracer = tracer or trace.NoOpTracer()
+        # Snapshots: the preprocessing and the label of every vector belong to this model.
+        self._model = embedder.model
+        self._input_size = embedder.input_size
+        self._preprocess = Preprocessor(
+            limits=Limits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels),
+            size=self._input_size,
+            mode=ResizeMode(settings.resize_mode),
+        )
+
+    @property
+    def model(self) -> ModelId:
+        return self._model
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self._input_size
+
+    def check_request(self, count: int) -> None:
+        """Request-level limits, checked before any image is looked at."""
+        limit = self._settings.max_batch_images
+        if count == 0:
+            raise InvalidArgument(f"the request has no images; send between 1 and {limit}")
+        if count > limit:
+            raise InvalidArgument(f"the request has {count} images; the limit is {limit} per request, split it into smaller batches")
+
+    async def embed_images(self, items: Sequence[ImageItem | ImageRejected]) -> list[np.ndarray | ImageRejected]:
+        """One result per item, in order: an L2-normalised float32 vector, or why that image was rejected.
+
+        An item may already be an ImageRejected (the servicer rejects a malformed
+        region while converting); it keeps its slot and is passed through.
+        """
+        self.check_request(len(items))
+        decoded = await self._decode_all(items)
+        good = [i for i, outcome in enumerate(decoded) if isinstance(outcome, np.ndarray)]
+        results: list[np.ndarray | ImageRejected] = list(decoded)
+        if good:
+            batch = np.stack([decoded[i] for i in good])
+            if self._embedder.model != self._model:
+                # Triton rolled to another version while we decoded: never label its vectors with ours.
+                raise Unavailable(f"the model changed from version {self._model.version} during the request; retry")
+            # One Triton request for every good image (no await since the check above, so no race);
+            # the adapter splits it by the model's max batch size.
+            vectors = await self._embedder.embed(batch)
+            for row, index in enumerate(good):
+                results[index] = self._checked_vector(vectors[row])
+        return results
+
+    async def _decode_all(self, items: Sequence[ImageItem | ImageRejected]) -> list[np.ndarray | ImageRejected]:
+        loop = asyncio.get_running_loop()
+
+        async def decode(item: ImageItem | ImageRejected) -> np.ndarray | ImageRejected:
+            if isinstance(item, ImageRejected):
+                return item
+            data, region = item
+            return await loop.run_in_executor(self._executor, _preprocess_one, self._preprocess, data, region)
+
+        with self._tracer.start_as_current_span("embedder.decode", attributes={"images": len(items)}) as span:
+            outcomes = await asyncio.gather(*(decode(item) for item in items))
+            span.set_attribute("images.rejected", sum(isinstance(o, ImageRejected) for o in outcomes))
+        return list(outcomes)
+
+    @staticmethod
+    def _checked_vector(vector: np.ndarray) -> np.ndarray | ImageRejected:
+        # A NaN/inf vector would poison the index and every score computed with it.
+        if not np.all(np.isfinite(vector)):
+            return ImageRejected(ImageErrorReason.UNSPECIFIED, "the model produced a non-finite embedding for this image")
+        return vector

@@ -1,0 +1,49 @@
+"""gRPC edge of the embedder: messages <-> core calls. No logic beyond conversion.
+
+Errors are raised as DomainErrors; the shared interceptor turns them into statuses.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import grpc
+import numpy as np
+
+from imagesearch.common.convert import model_to_pb, region_from_pb
+from imagesearch.common.errors import InvalidArgument
+from imagesearch.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
+from imagesearch_embedder.core import EmbedderCore, ImageItem
+from imagesearch_embedder.imaging import ImageErrorReason, ImageRejected
+
+
+def _item(image: embedder_pb2.EmbedImage) -> ImageItem | ImageRejected:
+    """A malformed region rejects only its own image."""
+    try:
+        region = region_from_pb(image.region if image.HasField("region") else None)
+    except InvalidArgument as err:
+        return ImageRejected(ImageErrorReason.BAD_REGION, err.message)
+    return image.content, region
+
+
+def _result(outcome: np.ndarray | ImageRejected) -> embedder_pb2.EmbedResult:
+    if isinstance(outcome, ImageRejected):
+        # ImageErrorReason mirrors the proto enum number for number.
+        return embedder_pb2.EmbedResult(error=common_pb2.ImageError(reason=int(outcome.reason), message=outcome.message))
+    return embedder_pb2.EmbedResult(embedding=embedder_pb2.Embedding(values=outcome.tolist()))
+
+
+class EmbedderServicer(embedder_pb2_grpc.EmbedderServiceServicer):
+    def __init__(self, core: Callable[[], EmbedderCore]) -> None:
+        # A getter, not the core itself: the core exists only once the backend has connected.
+        self._core = core
+
+    async def Embed(self, request: embedder_pb2.EmbedRequest, context: grpc.aio.ServicerContext) -> embedder_pb2.EmbedResponse:
+        core = self._core()
+        core.check_request(len(request.images))  # before converting anything
+        outcomes = await core.embed_images([_item(image) for image in request.images])
+        return embedder_pb2.EmbedResponse(results=[_result(o) for o in outcomes], model=model_to_pb(core.model))
+
+    async def GetModelInfo(
+        self, request: embedder_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.ModelInfo:
+        return model_to_pb(self._core().model)

@@ -1,0 +1,277 @@
+"""Adapter to Triton Inference Server: one long-lived asyncio gRPC client.
+
+`connect()` checks that the served model honours the contract this service was
+written against (UINT8 NHWC images in, FP32 vectors out), reading Triton's own
+metadata and config rather than trusting our settings, and pins the version it
+found so that every vector we return is labelled with the model that made it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Sequence, TypeVar
+
+import numpy as np
+from opentelemetry.sdk.trace import TracerProvider
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.grpc.aio import InferenceServerClient
+from tritonclient.utils import InferenceServerException
+
+from imagesearch.common.errors import DeadlineExceeded, DomainError, FailedPrecondition, Unavailable
+from imagesearch.common.types import ModelId
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "IMAGE"
+OUTPUT_NAME = "EMBEDDING"
+
+T = TypeVar("T")
+
+
+class ModelContractError(FailedPrecondition):
+    """The model Triton serves is not one this service can drive; the message says what differs."""
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """What connect() learnt from Triton about the served model."""
+
+    name: str
+    version: str
+    input_height: int
+    input_width: int
+    dimension: int
+    max_batch_size: int
+
+
+def _dims(values: Sequence[Any]) -> list[int]:
+    return [int(v) for v in values]
+
+
+def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -> ModelContract:
+    """Validate Triton's ModelMetadataResponse and ModelConfig; collect every mismatch in one message.
+
+    Pure (takes the protobuf messages), so it is unit-testable without a server.
+    """
+    problems: list[str] = []
+    max_batch = int(config.max_batch_size)
+    if max_batch <= 0:
+        problems.append(f"max_batch_size is {max_batch}; the embedder batches images, so it must be > 0")
+
+    height = width = dimension = 0
+    inputs = {t.name: t for t in metadata.inputs}
+    image = inputs.get(INPUT_NAME)
+    if image is None:
+        problems.append(f"no input named {INPUT_NAME} (inputs: {sorted(inputs) or 'none'})")
+    else:
+        if image.datatype != "UINT8":
+            problems.append(f"input {INPUT_NAME} has datatype {image.datatype}, expected UINT8")
+        shape = _dims(image.shape)
+        # Metadata shapes include the batch dimension (-1) when max_batch_size > 0.
+        per_item = shape[1:] if max_batch > 0 and shape[:1] == [-1] else shape
+        if len(per_item) != 3 or per_item[2] != 3 or per_item[0] <= 0 or per_item[1] <= 0:
+            problems.append(f"input {INPUT_NAME} has shape {shape}, expected [-1, H, W, 3] (NHWC, fixed H and W)")
+        else:
+            height, width = per_item[0], per_item[1]
+
+    outputs = {t.name: t for t in metadata.outputs}
+    embedding = outputs.get(OUTPUT_NAME)
+    if embedding is None:
+        problems.append(f"no output named {OUTPUT_NAME} (outputs: {sorted(outputs) or 'none'})")
+    else:
+        if embedding.datatype != "FP32":
+            problems.append(f"output {OUTPUT_NAME} has datatype {embedding.datatype}, expected FP32")
+        shape = _dims(embedding.shape)
+        per_item = shape[1:] if max_batch > 0 and shape[:1] == [-1] else shape
+        if len(per_item) != 1 or per_item[0] <= 0:
+            problems.append(f"output {OUTPUT_NAME} has shape {shape}, expected [-1, D] with a fixed D")
+        else:
+            dimension = per_item[0]
+
+    versions = sorted(metadata.versions, key=lambda v: (len(v), v))  # numeric order for digit strings
+    if wanted_version and wanted_version not in versions:
+        problems.append(f"version {wanted_version} is not served (versions: {versions or 'none'})")
+    if not versions:
+        problems.append("Triton lists no version of it")
+    if problems:
+        raise ModelContractError(f"model {name!r} does not match the embedder's contract: " + "; ".join(problems))
+    return ModelContract(
+        name=name,
+        version=wanted_version or versions[-1],
+        input_height=height,
+        input_width=width,
+        dimension=dimension,
+        max_batch_size=max_batch,
+    )
+
+
+class TritonEmbedder:
+    """Embeds preprocessed uint8 NHWC batches with a Triton model."""
+
+    def __init__(
+        self,
+        url: str,
+        model_name: str,
+        model_version: str,
+        timeout_seconds: float,
+        tracer_provider: TracerProvider,
+    ) -> None:
+        self._url = url
+        self._model_name = model_name
+        self._wanted_version = model_version
+        self._timeout = timeout_seconds
+        self._tracer = tracer_provider.get_tracer("imagesearch_embedder.triton")
+        self._client: InferenceServerClient | None = None
+        self._contract: ModelContract | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def connect(self) -> None:
+        """Open the client; raise if Triton or the model is not ready, or the model breaks the contract."""
+        if self._client is None:
+            self._client = InferenceServerClient(self._url)
+        try:
+            self._contract = await self._resolve(self._client)
+        except BaseException:
+            await self.close()  # ServiceServer retries connect(); do not leak a channel per attempt
+            raise
+        c = self._contract
+        log.info(
+            "triton at %s serves %s version %s: input %dx%dx3 uint8, %d-d embeddings, max batch %d",
+            self._url, c.name, c.version, c.input_height, c.input_width, c.dimension, c.max_batch_size,
+        )
+
+    async def check(self) -> None:
+        """Cheap readiness probe of the version in use.
+
+        When no version is pinned by configuration and the one in use went away
+        (a rollout), adopt the version Triton serves now if it honours the
+        contract; `model` then reports it, so callers can tell vectors apart.
+        """
+        client, contract = self._require()
+        if await self._call(client.is_model_ready(contract.name, contract.version, client_timeout=self._timeout)):
+            return
+        if self._wanted_version:
+            raise Unavailable(f"triton at {self._url}: model {contract.name!r} version {contract.version} is not ready")
+        latest = await self._resolve(client)
+        log.warning("triton at %s: model %s version %s is gone; now serving version %s",
+                    self._url, contract.name, contract.version, latest.version)
+        self._contract = latest
+
+    async def _resolve(self, client: InferenceServerClient) -> ModelContract:
+        """Readiness, then the contract as Triton itself describes the model."""
+        name, version, timeout = self._model_name, self._wanted_version, self._timeout
+        if not await self._call(client.is_server_ready(client_timeout=timeout)):
+            raise Unavailable(f"triton at {self._url} is not ready")
+        if not await self._call(client.is_model_ready(name, version, client_timeout=timeout)):
+            raise Unavailable(
+                f"triton at {self._url} has no ready model {name!r}" + (f" version {version}" if version else "")
+            )
+        metadata = await self._call(client.get_model_metadata(name, version, client_timeout=timeout))
+        config = await self._call(client.get_model_config(name, version, client_timeout=timeout))
+        return check_contract(name, version, metadata, config.config)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    # ------------------------------------------------------------------ model facts
+
+    @property
+    def contract(self) -> ModelContract:
+        return self._require()[1]
+
+    @property
+    def model(self) -> ModelId:
+        c = self.contract
+        return ModelId(name=c.name, version=c.version, dimension=c.dimension)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) of the images the model takes."""
+        c = self.contract
+        return c.input_height, c.input_width
+
+    # ------------------------------------------------------------------ inference
+
+    async def embed(self, batch: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 -> (N, D) float32, in chunks of the model's max batch size sent concurrently."""
+        client, c = self._require()
+        expected = (c.input_height, c.input_width, 3)
+        if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[1:] != expected:
+            raise ValueError(f"expected a uint8 batch of shape (N, {expected}), got {batch.dtype} {batch.shape}")
+        if len(batch) == 0:
+            return np.empty((0, c.dimension), dtype=np.float32)
+        chunks = [batch[i : i + c.max_batch_size] for i in range(0, len(batch), c.max_batch_size)]
+        results = await _gather_or_cancel([self._infer(client, c, chunk) for chunk in chunks])
+        return np.concatenate(results, axis=0)
+
+    async def _infer(self, client: InferenceServerClient, c: ModelContract, chunk: np.ndarray) -> np.ndarray:
+        with self._tracer.start_as_current_span(
+            "triton.infer",
+            attributes={
+                "triton.url": self._url,
+                "triton.model.name": c.name,
+                "triton.model.version": c.version,
+                "triton.batch_size": len(chunk),
+            },
+        ):
+            image = InferInput(INPUT_NAME, list(chunk.shape), "UINT8")
+            image.set_data_from_numpy(np.ascontiguousarray(chunk))
+            # A failure is recorded on the span (exception event + ERROR status) by start_as_current_span.
+            result = await self._call(
+                client.infer(
+                    c.name,
+                    [image],
+                    model_version=c.version,
+                    outputs=[InferRequestedOutput(OUTPUT_NAME)],
+                    client_timeout=self._timeout,
+                )
+            )
+            vectors = result.as_numpy(OUTPUT_NAME)
+            if vectors is None or vectors.shape != (len(chunk), c.dimension):
+                got = None if vectors is None else vectors.shape
+                raise DomainError(f"triton model {c.name!r} returned {OUTPUT_NAME} of shape {got}, expected {(len(chunk), c.dimension)}")
+            return vectors.astype(np.float32, copy=False)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _require(self) -> tuple[InferenceServerClient, ModelContract]:
+        if self._client is None or self._contract is None:
+            raise Unavailable(f"not connected to triton at {self._url} yet")
+        return self._client, self._contract
+
+    async def _call(self, awaitable: Awaitable[T]) -> T:
+        """Await a tritonclient call, translating its exceptions into DomainErrors that name Triton."""
+        try:
+            return await awaitable
+        except InferenceServerException as err:
+            raise self._map_error(err) from None
+
+    def _map_error(self, err: InferenceServerException) -> DomainError:
+        status = err.status() or ""
+        message = err.message() or str(err)
+        if status.endswith("DEADLINE_EXCEEDED"):
+            return DeadlineExceeded(f"triton at {self._url} did not answer within {self._timeout:g} s")
+        if status.endswith(("UNAVAILABLE", "CANCELLED")):
+            return Unavailable(f"triton unavailable at {self._url}: {message}")
+        if status.endswith(("NOT_FOUND",)) or "unknown model" in message.lower():
+            return Unavailable(f"triton at {self._url} does not serve model {self._model_name!r}: {message}")
+        if status.endswith("RESOURCE_EXHAUSTED"):
+            return Unavailable(f"triton at {self._url} is overloaded: {message}")
+        # Anything else (INVALID_ARGUMENT, INTERNAL, ...) is a bug or a broken model, not the caller's fault.
+        return DomainError(f"triton at {self._url} failed: {status or 'error'}: {message}")
+
+
+async def _gather_or_cancel(awaitables: Sequence[Awaitable[T]]) -> list[T]:
+    """asyncio.gather that cancels the siblings when one fails (what TaskGroup does on 3.11+)."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

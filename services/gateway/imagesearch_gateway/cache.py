@@ -1,0 +1,142 @@
+"""Redis result cache that never outlives a catalog change and never fails a search.
+
+Keys combine a catalog *generation* (a Redis counter every upsert/delete
+advances) with the request's fingerprint, so a write makes every older answer
+unreachable at once, across all gateway replicas; TTLs then reclaim them.
+
+Redis is an optimisation: every failure is logged, counted and answered as a
+miss. After a failure the cache is skipped for `retry_seconds` so an outage
+costs one timeout, not one per request. If a write could not advance the
+generation (Redis down at that moment), reads stay off until a later bump
+succeeds, so a cached answer from before the write can never be served.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from opentelemetry.trace import Tracer
+
+log = logging.getLogger(__name__)
+
+GENERATION_KEY = "imagesearch:catalog:generation"
+ENTRY_PREFIX = "imagesearch:search:"
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+    bypassed: int = 0
+
+
+class ResultCache:
+    def __init__(self, url: str, ttl_seconds: int, timeout_seconds: float, retry_seconds: float, tracer: Tracer) -> None:
+        self._url = url
+        self._ttl = ttl_seconds
+        self._timeout = timeout_seconds
+        self._retry = retry_seconds
+        self._tracer = tracer
+        self._client: aioredis.Redis | None = None
+        self._down_until = 0.0
+        self._bump_pending = False
+        self.stats = CacheStats()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._url)
+
+    async def connect(self) -> None:
+        if self.enabled:
+            self._client = aioredis.from_url(
+                self._url,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+                retry_on_timeout=False,
+            )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _available(self) -> bool:
+        return self._client is not None and time.monotonic() >= self._down_until
+
+    def _failed(self, operation: str, err: Exception) -> None:
+        self.stats.errors += 1
+        if time.monotonic() >= self._down_until:
+            log.warning("redis %s failed (%s); searching uncached for %.1f s", operation, err, self._retry)
+        self._down_until = time.monotonic() + self._retry
+
+    async def _call(self, operation: str, coro_factory):  # type: ignore[no-untyped-def]
+        """Run one Redis command under a span and a hard timeout; None on failure."""
+        with self._tracer.start_as_current_span(f"redis {operation}", attributes={"db.system": "redis"}) as span:
+            try:
+                return await asyncio.wait_for(coro_factory(), self._timeout)
+            except (aioredis.RedisError, OSError, asyncio.TimeoutError) as err:
+                span.set_attribute("error", True)
+                span.record_exception(err)
+                self._failed(operation, err)
+                raise _CacheDown() from err
+
+    async def _generation(self) -> int | None:
+        """The current catalog generation, or None when the cache must not be read."""
+        if not self._available():
+            return None
+        assert self._client is not None
+        try:
+            if self._bump_pending:
+                await self._call("INCR", lambda: self._client.incr(GENERATION_KEY))
+                self._bump_pending = False
+            raw = await self._call("GET", lambda: self._client.get(GENERATION_KEY))
+        except _CacheDown:
+            return None
+        return int(raw or 0)
+
+    async def get(self, fingerprint: str) -> tuple[bytes | None, int | None]:
+        """(cached value or None, generation to store under or None when caching is off)."""
+        generation = await self._generation()
+        if generation is None:
+            self.stats.bypassed += 1
+            return None, None
+        key = f"{ENTRY_PREFIX}{generation}:{fingerprint}"
+        try:
+            value = await self._call("GET", lambda: self._client.get(key))  # type: ignore[union-attr]
+        except _CacheDown:
+            return None, None
+        if value is None:
+            self.stats.misses += 1
+        else:
+            self.stats.hits += 1
+        return value, generation
+
+    async def put(self, fingerprint: str, generation: int, value: bytes) -> None:
+        if not self._available():
+            return
+        key = f"{ENTRY_PREFIX}{generation}:{fingerprint}"
+        try:
+            await self._call("SETEX", lambda: self._client.setex(key, self._ttl, value))  # type: ignore[union-attr]
+        except _CacheDown:
+            pass
+
+    async def invalidate(self) -> None:
+        """Advance the generation after a catalog write; remembered if Redis is down."""
+        if self._client is None:
+            return
+        self._bump_pending = True
+        if not self._available():
+            return
+        try:
+            await self._call("INCR", lambda: self._client.incr(GENERATION_KEY))  # type: ignore[union-attr]
+            self._bump_pending = False
+        except _CacheDown:
+            pass
+
+
+class _CacheDown(Exception):
+    """Internal: a Redis call failed and has been logged and counted."""

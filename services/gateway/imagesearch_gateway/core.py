@@ -1,0 +1,273 @@
+"""The gateway's logic in plain Python types: search with caching, and catalog writes."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from imagesearch.common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region
+from imagesearch.v1 import common_pb2
+from imagesearch_gateway.cache import ResultCache
+from imagesearch_gateway.clients import EmbedderClient, ImageFault, RetrieverClient
+
+MAX_PRODUCT_ID_CHARS = 256
+# The embedder takes at most this many images per call; bigger catalog writes are split.
+EMBED_CHUNK_IMAGES = 32
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    image: bytes | None = None
+    product_id: str | None = None
+    region: Region | None = None
+    top_k: int = 0
+    filter: FilterSpec = FilterSpec()
+    min_score: float = 0.0
+    skip_cache: bool = False
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    hits: list[Hit]
+    model: ModelId
+    cache_hit: bool
+
+
+@dataclass(frozen=True)
+class ProductUpsert:
+    product: ProductRecord
+    # (encoded bytes, uri) per image; uri "" means "<product_id>#<index>".
+    images: list[tuple[bytes, str]]
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    index: int
+    reason: int
+    message: str
+
+
+@dataclass(frozen=True)
+class ProductOutcome:
+    product_id: str
+    ok: bool
+    error: str = ""
+    image_failures: list[ImageFailure] = field(default_factory=list)
+    images_indexed: int = 0
+
+
+class ModelSource(Protocol):
+    @property
+    def model(self) -> ModelId: ...
+
+
+def validate_product_id(product_id: str) -> str:
+    if not product_id:
+        raise InvalidArgument("product_id must not be empty")
+    if len(product_id) > MAX_PRODUCT_ID_CHARS:
+        raise InvalidArgument(f"product_id is {len(product_id)} characters; the limit is {MAX_PRODUCT_ID_CHARS}")
+    if not product_id.isprintable():
+        raise InvalidArgument(f"product_id {product_id!r} contains control characters")
+    return product_id
+
+
+def _fault_error(fault: ImageFault) -> Exception:
+    """Map the embedder's verdict on a query image onto the status the caller sees."""
+    if fault.reason == common_pb2.IMAGE_ERROR_REASON_TOO_LARGE:
+        return ResourceExhausted(f"query image rejected: {fault.message}")
+    return InvalidArgument(f"query image rejected ({fault.reason_name}): {fault.message}")
+
+
+class SearchCore:
+    def __init__(
+        self,
+        embedder: EmbedderClient,
+        retriever: RetrieverClient,
+        cache: ResultCache,
+        models: ModelSource,
+        default_top_k: int,
+        max_top_k: int,
+    ) -> None:
+        self._embedder = embedder
+        self._retriever = retriever
+        self._cache = cache
+        self._models = models
+        self._default_top_k = default_top_k
+        self._max_top_k = max_top_k
+
+    def _validated(self, query: SearchQuery) -> SearchQuery:
+        if (query.image is None) == (query.product_id is None):
+            raise InvalidArgument("set exactly one of image or product_id")
+        if query.image is not None and not query.image:
+            raise InvalidArgument("image is empty")
+        if query.product_id is not None:
+            validate_product_id(query.product_id)
+            if query.region is not None:
+                raise InvalidArgument("region applies to an image query, not to product_id")
+        top_k = query.top_k or self._default_top_k
+        if not 1 <= top_k <= self._max_top_k:
+            raise InvalidArgument(f"top_k must be between 1 and {self._max_top_k}, got {query.top_k}")
+        if not math.isfinite(query.min_score) or not -1.0 <= query.min_score <= 1.0:
+            raise InvalidArgument(f"min_score must lie in [-1, 1], got {query.min_score}")
+        return dataclasses.replace(query, top_k=top_k)
+
+    @staticmethod
+    def _fingerprint(query: SearchQuery, model: ModelId) -> str:
+        """Identity of a request for the cache: the image's SHA-256 plus the normalised request."""
+        subject = (
+            "image:" + hashlib.sha256(query.image).hexdigest() if query.image is not None else f"product:{query.product_id}"
+        )
+        canonical = json.dumps(
+            {
+                "q": subject,
+                "region": dataclasses.astuple(query.region) if query.region else None,
+                "top_k": query.top_k,
+                "filter": dataclasses.asdict(query.filter),
+                "min_score": round(query.min_score, 6),
+                "model": dataclasses.astuple(model),
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    async def search(self, query: SearchQuery) -> SearchOutcome:
+        query = self._validated(query)
+        model = self._models.model
+        fingerprint = self._fingerprint(query, model)
+        cached, generation = await self._cache.get(fingerprint)
+        if cached is not None and not query.skip_cache:
+            return SearchOutcome(hits=_hits_from_json(cached), model=model, cache_hit=True)
+        hits = await self._search_uncached(query, model)
+        if generation is not None:
+            await self._cache.put(fingerprint, generation, _hits_to_json(hits))
+        return SearchOutcome(hits=hits, model=model, cache_hit=False)
+
+    async def _search_uncached(self, query: SearchQuery, model: ModelId) -> list[Hit]:
+        common = dict(top_k=query.top_k, filter_spec=query.filter, min_score=query.min_score)
+        if query.product_id is not None:
+            return await self._retriever.search(model, product_id=query.product_id, **common)
+        assert query.image is not None
+        [result] = await self._embedder.embed([(query.image, query.region)])
+        if isinstance(result, ImageFault):
+            raise _fault_error(result)
+        if result.shape[0] != model.dimension:
+            raise FailedPrecondition(
+                f"embedder returned {result.shape[0]}-d vectors but model {model.name} v{model.version} "
+                f"declares {model.dimension}; the embedder's model changed under the gateway"
+            )
+        return await self._retriever.search(model, vector=result, **common)
+
+
+class CatalogCore:
+    def __init__(
+        self,
+        embedder: EmbedderClient,
+        retriever: RetrieverClient,
+        cache: ResultCache,
+        models: ModelSource,
+        max_images_per_product: int,
+    ) -> None:
+        self._embedder = embedder
+        self._retriever = retriever
+        self._cache = cache
+        self._models = models
+        self._max_images = max_images_per_product
+
+    def _validate(self, items: Sequence[ProductUpsert]) -> None:
+        if not items:
+            raise InvalidArgument("products must not be empty")
+        seen: set[str] = set()
+        for position, item in enumerate(items):
+            pid = item.product.product_id
+            try:
+                validate_product_id(pid)
+            except InvalidArgument as err:
+                raise InvalidArgument(f"products[{position}]: {err.message}") from None
+            if pid in seen:
+                raise InvalidArgument(f"product_id {pid!r} appears more than once in the request")
+            seen.add(pid)
+            if not math.isfinite(item.product.price) or item.product.price < 0:
+                raise InvalidArgument(f"product {pid!r}: price must be a finite number >= 0, got {item.product.price}")
+
+    async def upsert(self, items: Sequence[ProductUpsert]) -> list[ProductOutcome]:
+        """Embed every image, then write whole products; a product with a bad image is not written."""
+        self._validate(items)
+        model = self._models.model
+        outcomes: dict[str, ProductOutcome] = {}
+        flat: list[tuple[int, int, bytes]] = []  # (product position, image index, bytes)
+        for position, item in enumerate(items):
+            pid = item.product.product_id
+            if not item.images:
+                outcomes[pid] = ProductOutcome(pid, ok=False, error="product has no images")
+            elif len(item.images) > self._max_images:
+                outcomes[pid] = ProductOutcome(
+                    pid, ok=False, error=f"product has {len(item.images)} images; the limit is {self._max_images}"
+                )
+            else:
+                flat.extend((position, index, content) for index, (content, _) in enumerate(item.images))
+
+        vectors: list[np.ndarray | ImageFault] = []
+        for start in range(0, len(flat), EMBED_CHUNK_IMAGES):
+            chunk = flat[start : start + EMBED_CHUNK_IMAGES]
+            vectors.extend(await self._embedder.embed([(content, None) for _, _, content in chunk]))
+
+        per_product: dict[int, list[tuple[int, np.ndarray | ImageFault]]] = {}
+        for (position, index, _), vector in zip(flat, vectors):
+            per_product.setdefault(position, []).append((index, vector))
+
+        writes: list[tuple[ProductRecord, list[tuple[str, np.ndarray]]]] = []
+        for position, results in per_product.items():
+            item = items[position]
+            pid = item.product.product_id
+            failures = [
+                ImageFailure(index, r.reason, r.message) for index, r in results if isinstance(r, ImageFault)
+            ]
+            if failures:
+                outcomes[pid] = ProductOutcome(
+                    pid, ok=False, error=f"{len(failures)} of {len(results)} images rejected; product not written",
+                    image_failures=failures,
+                )
+                continue
+            images = [
+                (item.images[index][1] or f"{pid}#{index}", vector)  # type: ignore[misc]
+                for index, vector in results
+            ]
+            record = dataclasses.replace(item.product, image_uris=tuple(uri for uri, _ in images))
+            writes.append((record, images))
+            outcomes[pid] = ProductOutcome(pid, ok=True, images_indexed=len(images))
+
+        if writes:
+            try:
+                await self._retriever.upsert(model, writes)
+            finally:
+                # Even a failed write may have landed partly: never trust older cached answers.
+                await self._cache.invalidate()
+        return [outcomes[item.product.product_id] for item in items]
+
+    async def delete(self, product_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+        if not product_ids:
+            raise InvalidArgument("product_ids must not be empty")
+        for pid in product_ids:
+            validate_product_id(pid)
+        try:
+            return await self._retriever.delete(self._models.model, list(dict.fromkeys(product_ids)))
+        finally:
+            await self._cache.invalidate()
+
+    async def get(self, product_id: str) -> ProductRecord:
+        validate_product_id(product_id)
+        return await self._retriever.get(self._models.model, product_id)
+
+
+def _hits_to_json(hits: list[Hit]) -> bytes:
+    return json.dumps([dataclasses.asdict(hit) for hit in hits]).encode()
+
+
+def _hits_from_json(raw: bytes) -> list[Hit]:
+    return [Hit(**item) for item in json.loads(raw)]

@@ -1,0 +1,74 @@
+"""Thin SearchService servicer: protobuf in, plain types to the cores, protobuf out."""
+from __future__ import annotations
+
+from typing import Callable
+
+import grpc
+
+from imagesearch.common import convert
+from imagesearch.v1 import common_pb2, search_pb2, search_pb2_grpc
+from imagesearch_gateway.core import CatalogCore, ProductUpsert, SearchCore, SearchQuery
+
+
+class SearchServicer(search_pb2_grpc.SearchServiceServicer):
+    def __init__(self, cores: Callable[[], tuple[SearchCore, CatalogCore]]) -> None:
+        # The cores exist once the backend has connected; until then `cores()` raises UNAVAILABLE.
+        self._cores = cores
+
+    async def Search(self, request: search_pb2.SearchRequest, context: grpc.aio.ServicerContext) -> search_pb2.SearchResponse:
+        which = request.WhichOneof("query")
+        query = SearchQuery(
+            image=request.image if which == "image" else None,
+            product_id=request.product_id if which == "product_id" else None,
+            region=convert.region_from_pb(request.region) if request.HasField("region") else None,
+            top_k=request.top_k,
+            filter=convert.filter_from_pb(request.filter),
+            min_score=request.min_score,
+            skip_cache=request.skip_cache,
+        )
+        if which is None:
+            query = SearchQuery(image=None, product_id=None)  # rejected by the core with a clear message
+        outcome = await self._cores()[0].search(query)
+        return search_pb2.SearchResponse(
+            hits=[convert.hit_to_pb(hit) for hit in outcome.hits],
+            model=convert.model_to_pb(outcome.model),
+            cache_hit=outcome.cache_hit,
+        )
+
+    async def UpsertProducts(
+        self, request: search_pb2.UpsertProductsRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.UpsertProductsResponse:
+        items = [
+            ProductUpsert(
+                product=convert.product_from_pb(item.product),
+                images=[(image.content, image.uri) for image in item.images],
+            )
+            for item in request.products
+        ]
+        outcomes = await self._cores()[1].upsert(items)
+        return search_pb2.UpsertProductsResponse(
+            results=[
+                search_pb2.ProductResult(
+                    product_id=o.product_id,
+                    ok=o.ok,
+                    error=o.error,
+                    images_indexed=o.images_indexed,
+                    image_failures=[
+                        search_pb2.ImageFailure(
+                            index=f.index, error=common_pb2.ImageError(reason=f.reason, message=f.message)
+                        )
+                        for f in o.image_failures
+                    ],
+                )
+                for o in outcomes
+            ]
+        )
+
+    async def DeleteProducts(
+        self, request: search_pb2.DeleteProductsRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.DeleteProductsResponse:
+        deleted, not_found = await self._cores()[1].delete(list(request.product_ids))
+        return search_pb2.DeleteProductsResponse(deleted=deleted, not_found=not_found)
+
+    async def GetProduct(self, request: search_pb2.GetProductRequest, context: grpc.aio.ServicerContext) -> common_pb2.Product:
+        return convert.product_to_pb(await self._cores()[1].get(request.product_id))

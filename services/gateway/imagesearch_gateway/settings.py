@@ -1,0 +1,68 @@
+"""Gateway settings, read once from the environment in main() and passed in."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+from imagesearch.common.config import env_float, env_int, env_str
+
+# (variable, default, meaning) — also rendered by `--help`.
+ENV_VARS: tuple[tuple[str, str, str], ...] = (
+    ("GATEWAY_HOST", "0.0.0.0", "interface to listen on"),
+    ("GATEWAY_PORT", "50051", "gRPC port of the public SearchService"),
+    ("EMBEDDER_ADDR", "127.0.0.1:50052", "embedder service host:port"),
+    ("RETRIEVER_ADDR", "127.0.0.1:50053", "retriever service host:port"),
+    ("REDIS_URL", "redis://127.0.0.1:6379/0", "result cache; empty string disables caching"),
+    ("CACHE_TTL_SECONDS", "300", "how long a cached search answer lives"),
+    ("CACHE_TIMEOUT_SECONDS", "0.25", "give up on Redis after this long and search uncached"),
+    ("CACHE_RETRY_SECONDS", "2", "after a Redis failure, skip the cache this long before trying again"),
+    ("EMBED_TIMEOUT_SECONDS", "15", "deadline of each call to the embedder"),
+    ("RETRIEVE_TIMEOUT_SECONDS", "10", "deadline of each call to the retriever"),
+    ("GATEWAY_MAX_MESSAGE_BYTES", str(16 * 1024 * 1024), "largest request accepted (RESOURCE_EXHAUSTED above)"),
+    ("GATEWAY_MAX_IMAGES_PER_PRODUCT", "32", "images one product may carry"),
+    ("GATEWAY_GRACE_SECONDS", "20", "drain time for in-flight calls on SIGTERM"),
+    ("LOG_LEVEL", "INFO", "logging level"),
+)
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    host: str = "0.0.0.0"
+    port: int = 50051
+    embedder_addr: str = "127.0.0.1:50052"
+    retriever_addr: str = "127.0.0.1:50053"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    cache_ttl_seconds: int = 300
+    cache_timeout_seconds: float = 0.25
+    cache_retry_seconds: float = 2.0
+    embed_timeout_seconds: float = 15.0
+    retrieve_timeout_seconds: float = 10.0
+    max_message_bytes: int = 16 * 1024 * 1024
+    max_images_per_product: int = 32
+    grace_seconds: float = 20.0
+    log_level: str = "INFO"
+    default_top_k: int = 10
+    max_top_k: int = 100
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "GatewaySettings":
+        e = environ
+        redis_url = (os.environ if e is None else e).get("REDIS_URL")
+        return cls(
+            host=env_str("GATEWAY_HOST", cls.host, e),
+            port=env_int("GATEWAY_PORT", cls.port, e, minimum=0),
+            embedder_addr=env_str("EMBEDDER_ADDR", cls.embedder_addr, e),
+            retriever_addr=env_str("RETRIEVER_ADDR", cls.retriever_addr, e),
+            # An explicitly empty REDIS_URL turns the cache off.
+            redis_url=cls.redis_url if redis_url is None else redis_url.strip(),
+            cache_ttl_seconds=env_int("CACHE_TTL_SECONDS", cls.cache_ttl_seconds, e, minimum=1),
+            cache_timeout_seconds=env_float("CACHE_TIMEOUT_SECONDS", cls.cache_timeout_seconds, e, minimum=0.01),
+            cache_retry_seconds=env_float("CACHE_RETRY_SECONDS", cls.cache_retry_seconds, e, minimum=0.0),
+            embed_timeout_seconds=env_float("EMBED_TIMEOUT_SECONDS", cls.embed_timeout_seconds, e, minimum=0.1),
+            retrieve_timeout_seconds=env_float("RETRIEVE_TIMEOUT_SECONDS", cls.retrieve_timeout_seconds, e, minimum=0.1),
+            max_message_bytes=env_int("GATEWAY_MAX_MESSAGE_BYTES", cls.max_message_bytes, e, minimum=1024),
+            max_images_per_product=env_int("GATEWAY_MAX_IMAGES_PER_PRODUCT", cls.max_images_per_product, e, minimum=1),
+            grace_seconds=env_float("GATEWAY_GRACE_SECONDS", cls.grace_seconds, e, minimum=0.0),
+            log_level=env_str("LOG_LEVEL", cls.log_level, e),
+        )

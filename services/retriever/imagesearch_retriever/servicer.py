@@ -1,0 +1,54 @@
+"""Thin RetrieverService servicer: protobuf in, plain types to the core, protobuf out."""
+from __future__ import annotations
+
+import grpc
+import numpy as np
+
+from imagesearch.common import convert
+from imagesearch.common.errors import InvalidArgument
+from imagesearch.v1 import common_pb2, retriever_pb2, retriever_pb2_grpc
+from imagesearch_retriever.core import RetrieverCore
+
+
+class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
+    def __init__(self, core: RetrieverCore) -> None:
+        self._core = core
+
+    async def Search(
+        self, request: retriever_pb2.VectorSearchRequest, context: grpc.aio.ServicerContext
+    ) -> retriever_pb2.VectorSearchResponse:
+        which = request.WhichOneof("query")
+        query: np.ndarray | str
+        if which == "vector":
+            query = np.asarray(request.vector.values, dtype=np.float32)
+        elif which == "product_id":
+            query = request.product_id
+        else:
+            raise InvalidArgument("query must set either vector or product_id")
+        hits = await self._core.search(
+            convert.model_from_pb(request.model),
+            query,
+            top_k=request.top_k,
+            filter_spec=convert.filter_from_pb(request.filter),
+            min_score=request.min_score,
+        )
+        return retriever_pb2.VectorSearchResponse(hits=[convert.hit_to_pb(hit) for hit in hits])
+
+    async def Upsert(self, request: retriever_pb2.UpsertRequest, context: grpc.aio.ServicerContext) -> retriever_pb2.UpsertResponse:
+        products = [
+            (
+                convert.product_from_pb(item.product),
+                [(image.uri, np.asarray(image.vector.values, dtype=np.float32)) for image in item.images],
+            )
+            for item in request.products
+        ]
+        written, images = await self._core.upsert(convert.model_from_pb(request.model), products)
+        return retriever_pb2.UpsertResponse(products=written, images=images)
+
+    async def Delete(self, request: retriever_pb2.DeleteRequest, context: grpc.aio.ServicerContext) -> retriever_pb2.DeleteResponse:
+        deleted, not_found = await self._core.delete(convert.model_from_pb(request.model), list(request.product_ids))
+        return retriever_pb2.DeleteResponse(deleted=deleted, not_found=not_found)
+
+    async def Get(self, request: retriever_pb2.GetRequest, context: grpc.aio.ServicerContext) -> common_pb2.Product:
+        product = await self._core.get(convert.model_from_pb(request.model), request.product_id)
+        return convert.product_to_pb(product)

@@ -1,0 +1,1 @@
+"""imagesearch: visual product search."""

@@ -1,0 +1,1 @@
+"""The `imagesearch` command line: run a local stack, index a catalog, search it."""

@@ -1,0 +1,85 @@
+"""Entry point of the `imagesearch` command (see `imagesearch --help`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+import grpc
+
+from imagesearch.cli import index, search, up
+from imagesearch.cli.common import DEFAULT_GATEWAY, CliError, default_gateway, rpc_error_line
+
+DESCRIPTION = """\
+Visual product search: a shopper's photo in, the catalog products that look like it out.
+
+This tool talks to the public gRPC gateway (imagesearch.v1.SearchService), and can
+start a complete local stack (Triton, Milvus, Redis and the gateway, embedder and
+retriever services) for development and demos.
+"""
+
+EPILOG = f"""\
+examples:
+  imagesearch up                                   # start everything, index the demo catalog
+  imagesearch search demo/queries/q08a75008.jpg    # search with a photo
+  imagesearch search photo.jpg --category animals/birds --price-max 100 --sheet out.png
+  imagesearch search --like p00496c64 --top-k 5    # more like an indexed product
+  imagesearch index demo/catalog.csv               # add or update products (CSV or folder)
+  imagesearch delete p00496c64 p006990d5
+
+  Run `imagesearch <command> --help` for the options of each command.
+
+environment:
+  IMAGESEARCH_GATEWAY           gateway address for search/index/delete (default {DEFAULT_GATEWAY})
+  IMAGESEARCH_HOME              repository root (pyproject.toml + model_repo/) for `up`
+  REDIS_URL                     `up` uses this Redis for the cache when it answers, else starts one
+  OTEL_EXPORTER_OTLP_ENDPOINT   `up` passes every OTEL_* variable to the services; set this
+                                (e.g. http://127.0.0.1:4317) to export traces to Jaeger
+  LOG_LEVEL                     services' log level under `up` (default INFO)
+
+exit status: 0 success, 1 failure (a failed RPC, or products that failed to index),
+2 bad usage, 130 interrupted.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imagesearch",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--gateway", default=default_gateway(), metavar="HOST:PORT",
+        help=f"gateway address (default: $IMAGESEARCH_GATEWAY or {DEFAULT_GATEWAY})",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    up.add_parser(subparsers)
+    search.add_parser(subparsers)
+    index.add_parsers(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if hasattr(args, "check"):
+        args.check(args)
+    try:
+        return args.func(args)
+    except CliError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except grpc.RpcError as err:
+        print(f"error: {rpc_error_line(err, args.gateway)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `imagesearch search ... | head`
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

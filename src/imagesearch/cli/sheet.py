@@ -1,0 +1,228 @@
+"""Contact sheets: the query and its results in one PNG, for eyeballing search quality.
+
+Layout: the query on the left (with the search region drawn on it), the hits
+in a grid on the right, each tile captioned with rank, score, title and
+product id. Result images are read from the hit's `image_uri` when it names a
+readable local file (`imagesearch index` stores absolute paths); anything
+else (a URL, the default "<product_id>#<n>", a file that moved) becomes a
+grey placeholder, so a sheet always renders.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol, Sequence
+from urllib.parse import unquote, urlparse
+
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+BACKGROUND = (255, 255, 255)
+TILE_BACKGROUND = (246, 246, 246)
+PLACEHOLDER = (200, 200, 200)
+BORDER = (215, 215, 215)
+TEXT = (20, 20, 20)
+MUTED = (110, 110, 110)
+REGION = (230, 30, 30)
+GOOD_SCORE = (20, 130, 60)
+
+
+class HitLike(Protocol):
+    """What a tile needs; `SearchHit` messages and `Hit` dataclasses both fit."""
+
+    product_id: str
+    score: float
+    title: str
+    image_uri: str
+
+
+@dataclass(frozen=True)
+class SheetLayout:
+    tile: int = 200            # square image area of a result tile, px
+    query_width: int = 360     # the query panel's image box, px
+    margin: int = 16
+    gap: int = 12
+    caption_lines: int = 3
+    font_size: int = 13
+    max_columns: int = 5
+
+
+def local_image_path(uri: str) -> Path | None:
+    """The readable local file `uri` names (a path or file:// URL), else None."""
+    if not uri:
+        return None
+    if uri.startswith("file://"):
+        uri = unquote(urlparse(uri).path)
+    elif "://" in uri:
+        return None
+    path = Path(uri).expanduser()
+    return path if path.is_file() else None
+
+
+def load_image(uri_or_path: str | Path | None) -> Image.Image | None:
+    """The image, upright (EXIF orientation applied) and RGB; None when unreadable."""
+    path = local_image_path(str(uri_or_path)) if uri_or_path else None
+    if path is None:
+        return None
+    try:
+        with Image.open(path) as img:
+            return ImageOps.exif_transpose(img).convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+# Tried before Pillow's bundled font, which has no glyphs beyond Latin-1 (a "€" in a
+# title would render as a box); found by name in the system font folders.
+_PREFERRED_FONTS = {False: "DejaVuSans.ttf", True: "DejaVuSans-Bold.ttf"}
+
+
+@lru_cache(maxsize=None)
+def font(size: int, bold: bool = False) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.truetype(_PREFERRED_FONTS[bold], size)
+    except OSError:
+        pass
+    try:
+        return ImageFont.load_default(size=size)  # scalable font, Pillow >= 10.1
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def fit_text(draw: ImageDraw.ImageDraw, text: str, fnt: ImageFont.ImageFont, width: int) -> str:
+    """`text` cut with an ellipsis so it renders within `width` pixels."""
+    if draw.textlength(text, font=fnt) <= width:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:  # longest prefix that fits with the ellipsis
+        mid = (lo + hi + 1) // 2
+        if draw.textlength(text[:mid] + "…", font=fnt) <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo].rstrip() + "…"
+
+
+def contain(img: Image.Image, box: int) -> Image.Image:
+    """`img` scaled (up or down) to fit a `box` x `box` square, aspect kept."""
+    return ImageOps.contain(img, (box, box), Image.Resampling.LANCZOS)
+
+
+def placeholder(size: int, label: str, fnt: ImageFont.ImageFont) -> Image.Image:
+    tile = Image.new("RGB", (size, size), PLACEHOLDER)
+    draw = ImageDraw.Draw(tile)
+    text = fit_text(draw, label, fnt, size - 16)
+    draw.text((size / 2, size / 2), text, fill=MUTED, font=fnt, anchor="mm")
+    return tile
+
+
+def draw_region(img: Image.Image, region: Sequence[float]) -> Image.Image:
+    """A copy of `img` with the relative box (x0, y0, x1, y1) outlined."""
+    out = img.copy()
+    x0, y0, x1, y1 = region
+    w, h = out.size
+    line = max(2, round(min(w, h) / 120))
+    box = [x0 * w, y0 * h, x1 * w - 1, y1 * h - 1]
+    ImageDraw.Draw(out).rectangle(box, outline=REGION, width=line)
+    return out
+
+
+def grid_shape(n: int, max_columns: int) -> tuple[int, int]:
+    columns = max(1, min(n, max_columns))
+    return columns, max(1, math.ceil(n / columns))
+
+
+def render_contact_sheet(
+    out_path: str | Path,
+    hits: Sequence[HitLike],
+    query: str | Path | Image.Image | None = None,
+    region: Sequence[float] | None = None,
+    query_label: str = "query",
+    subtitle: str = "",
+    layout: SheetLayout = SheetLayout(),
+) -> Path:
+    """Write the sheet as PNG to `out_path` and return its path."""
+    sheet = build_sheet(hits, query, region, query_label, subtitle, layout)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out, format="PNG")
+    return out
+
+
+def build_sheet(
+    hits: Sequence[HitLike],
+    query: str | Path | Image.Image | None,
+    region: Sequence[float] | None,
+    query_label: str,
+    subtitle: str,
+    layout: SheetLayout,
+) -> Image.Image:
+    body, small, bold = font(layout.font_size), font(layout.font_size - 2), font(layout.font_size + 2, bold=True)
+    line_h = layout.font_size + 5
+    caption_h = layout.caption_lines * line_h + 6
+    columns, rows = grid_shape(len(hits), layout.max_columns)
+    tile_w, tile_h = layout.tile, layout.tile + caption_h
+    header_h = 2 * line_h + 8
+
+    grid_w = columns * tile_w + (columns - 1) * layout.gap
+    grid_h = rows * tile_h + (rows - 1) * layout.gap
+    query_panel_h = layout.query_width + 3 * line_h
+    width = layout.margin * 3 + layout.query_width + grid_w
+    height = layout.margin * 2 + header_h + max(grid_h, query_panel_h)
+
+    sheet = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    top = layout.margin + header_h
+    draw.text((layout.margin, layout.margin), "query", fill=TEXT, font=bold)
+    grid_x = layout.margin * 2 + layout.query_width
+    heading = f"{len(hits)} result{'s' if len(hits) != 1 else ''}" + (f"  ·  {subtitle}" if subtitle else "")
+    draw.text((grid_x, layout.margin), fit_text(draw, heading, bold, grid_w), fill=TEXT, font=bold)
+
+    _paste_query(sheet, draw, query, region, query_label, (layout.margin, top), layout, body, small, line_h)
+    if not hits:
+        draw.text((grid_x, top), "no results", fill=MUTED, font=body)
+    for i, hit in enumerate(hits):
+        x = grid_x + (i % columns) * (tile_w + layout.gap)
+        y = top + (i // columns) * (tile_h + layout.gap)
+        _paste_tile(sheet, draw, i + 1, hit, (x, y), layout, body, small, line_h)
+    return sheet
+
+
+def _paste_query(
+    sheet: Image.Image, draw: ImageDraw.ImageDraw, query: str | Path | Image.Image | None,
+    region: Sequence[float] | None, label: str, at: tuple[int, int], layout: SheetLayout,
+    body: ImageFont.ImageFont, small: ImageFont.ImageFont, line_h: int,
+) -> None:
+    x, y = at
+    box = layout.query_width
+    img = query if isinstance(query, Image.Image) else load_image(query)
+    if img is None:
+        shown = placeholder(box, "query image not available", body)
+    else:
+        shown = contain(draw_region(img, region) if region else img, box)
+    draw.rectangle([x - 1, y - 1, x + box, y + box], fill=TILE_BACKGROUND, outline=BORDER)
+    sheet.paste(shown, (x + (box - shown.width) // 2, y + (box - shown.height) // 2))
+    draw.text((x, y + box + 6), fit_text(draw, label, body, box), fill=TEXT, font=body)
+    if region:
+        coords = ", ".join(f"{c:.2f}" for c in region)
+        draw.text((x, y + box + 6 + line_h), f"region ({coords})", fill=REGION, font=small)
+
+
+def _paste_tile(
+    sheet: Image.Image, draw: ImageDraw.ImageDraw, rank: int, hit: HitLike, at: tuple[int, int],
+    layout: SheetLayout, body: ImageFont.ImageFont, small: ImageFont.ImageFont, line_h: int,
+) -> None:
+    x, y = at
+    size = layout.tile
+    img = load_image(hit.image_uri)
+    shown = contain(img, size) if img is not None else placeholder(size, "image not available", small)
+    draw.rectangle([x - 1, y - 1, x + size, y + size], fill=TILE_BACKGROUND, outline=BORDER)
+    sheet.paste(shown, (x + (size - shown.width) // 2, y + (size - shown.height) // 2))
+
+    ty = y + size + 5
+    rank_text = f"#{rank}"
+    draw.text((x, ty), rank_text, fill=TEXT, font=body)
+    score_x = x + draw.textlength(rank_text + "  ", font=body)
+    draw.text((score_x, ty), f"{hit.score:.3f}", fill=GOOD_SCORE if hit.score >= 0.8 else TEXT, font=body)
+    draw.text((x, ty + line_h), fit_text(draw, hit.title or "(untitled)", body, size), fill=TEXT, font=body)
+    draw.text((x, ty + 2 * line_h), fit_text(draw, hit.product_id, small, size), fill=MUTED, font=small)

@@ -1,0 +1,158 @@
+"""`imagesearch up`: run the whole system locally until Ctrl-C.
+
+All the work is in `imagesearch.stack.local.LocalStack`; this module is the
+command line around it: options, the demo catalog, the banner, the wait.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+import warnings
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from imagesearch.cli.catalog import CatalogError, load_catalog
+from imagesearch.cli.common import DEFAULT_GATEWAY, CliError, display_path, format_table
+from imagesearch.cli.index import failure_report, index_catalog, reasons_summary, summary_line
+
+if TYPE_CHECKING:
+    from imagesearch.stack.local import LocalStack
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "up",
+        help="start the whole stack locally (and index the demo catalog)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Start Triton (model_repo/), Milvus, Redis and the embedder, retriever and gateway\n"
+            "services on this machine, wait until every service reports SERVING, index the demo\n"
+            "catalog (demo/catalog.csv; products already indexed are skipped), print the endpoints,\n"
+            "and run until Ctrl-C or SIGTERM, which stops everything in reverse order.\n\n"
+            "The Milvus data lives in the runtime folder, so the catalog survives restarts. Logs:\n"
+            "<runtime-dir>/logs/<service>.log, Milvus in <runtime-dir>/milvus/, Triton in <runtime-dir>/triton/."
+        ),
+        epilog=(
+            "examples:\n"
+            "  imagesearch up\n"
+            "  imagesearch up --no-demo --runtime-dir /tmp/is --gateway-port 50061\n"
+            "  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 imagesearch up   # traces to Jaeger\n\n"
+            "environment:\n"
+            "  IMAGESEARCH_HOME     the checkout to run (default: found from this install or the cwd)\n"
+            "  REDIS_URL            use this Redis when it answers; otherwise a private redis-server is started\n"
+            "  OTEL_*               passed to every service (each gets its own OTEL_SERVICE_NAME)\n"
+            "  LOG_LEVEL            services' log level (or --log-level)"
+        ),
+    )
+    p.add_argument("--demo", action=argparse.BooleanOptionalAction, default=True,
+                   help="index demo/catalog.csv once the stack is up (default: on)")
+    p.add_argument("--repo", type=Path, help="the checkout (pyproject.toml + model_repo/); default: $IMAGESEARCH_HOME or found")
+    p.add_argument("--runtime-dir", type=Path, help="data and logs (default: <repo>/var)")
+    p.add_argument("--host", default="127.0.0.1", help="interface the services listen on (default 127.0.0.1)")
+    p.add_argument("--gateway-port", type=int, default=50051, metavar="PORT", help="public gateway port (default 50051)")
+    p.add_argument("--embedder-port", type=int, default=0, metavar="PORT", help="default: a free port")
+    p.add_argument("--retriever-port", type=int, default=0, metavar="PORT", help="default: a free port")
+    p.add_argument("--triton-port", type=int, default=0, metavar="PORT", help="Triton gRPC port (default: a free port)")
+    p.add_argument("--milvus-port", type=int, default=0, metavar="PORT", help="default: a free port")
+    p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper,
+                   help="services' log level (default: $LOG_LEVEL or INFO)")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                   help="seconds to wait for everything to become ready (default 300)")
+    p.set_defaults(func=run)
+
+
+def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _say(message: str) -> None:
+    print(f"[up] {message}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here so `imagesearch search` does not pay for the launchers' imports.
+    from imagesearch.stack.local import LocalStack, StackConfig, StackError, find_repo_root
+
+    try:
+        repo = find_repo_root(args.repo)
+    except StackError as err:
+        raise CliError(str(err)) from None
+    runtime = (args.runtime_dir or repo / "var").resolve()
+    config = StackConfig(
+        repo_root=repo, runtime_dir=runtime, host=args.host, gateway_port=args.gateway_port,
+        embedder_port=args.embedder_port, retriever_port=args.retriever_port,
+        triton_grpc_port=args.triton_port, milvus_port=args.milvus_port,
+        redis_url=os.environ.get("REDIS_URL") or None, log_level=args.log_level, ready_timeout=args.timeout,
+    )
+    # pymilvus (imported by the Milvus launcher) warns about its own use of pkg_resources.
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    # SIGTERM (and a closed terminal) get the same orderly stop as Ctrl-C.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupt)
+    stack = LocalStack(config, progress=_say)
+    _say(f"starting the local stack from {repo} (runtime folder {display_path(runtime)})")
+    try:
+        try:
+            stack.start()
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # noqa: BLE001 - every launcher raises its own kind; one clear line + log tail
+            raise CliError(f"the local stack did not start: {err}") from None
+        if args.demo:
+            _index_demo(repo, stack.gateway_address)
+        _print_banner(stack, repo)
+        return _watch(stack)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        _say("stopping (Ctrl-C again to skip the graceful drain)")
+        return 0
+    finally:
+        stack.stop()
+        _say("stopped")
+
+
+def _index_demo(repo: Path, gateway: str) -> None:
+    catalog = repo / "demo" / "catalog.csv"
+    try:
+        items = load_catalog(catalog)
+    except CatalogError as err:
+        _say(f"demo catalog not indexed: {err}")
+        return
+    _say(f"indexing the demo catalog ({len(items)} products; already indexed ones are skipped)")
+    outcome = index_catalog(gateway, items, skip_existing=True)
+    if outcome.failures:
+        print(failure_report(outcome.failures, limit=10), file=sys.stderr)
+        print(f"failures by reason: {reasons_summary(outcome.failures)}", file=sys.stderr)
+        _say(f"for the full report: imagesearch --gateway {gateway} index {display_path(catalog)}")
+    _say(f"demo catalog: {summary_line(outcome)}")
+
+
+def _print_banner(stack: LocalStack, repo: Path) -> None:
+    rows = [[name, address, display_path(note) if note.startswith("/") else note]
+            for name, address, note in stack.endpoints()]
+    print()
+    print(format_table(["part", "address", "log / data"], rows, flexible=(2,), left_truncated=(2,)))
+    print()
+    print(f"ready. try:  {_try_command(stack.gateway_address, repo)}")
+    print("Ctrl-C stops everything.", flush=True)
+
+
+def _try_command(gateway: str, repo: Path) -> str:
+    queries = sorted((repo / "demo" / "queries").glob("*.jpg"))
+    query = display_path(queries[0]) if queries else "photo.jpg"
+    default = os.environ.get("IMAGESEARCH_GATEWAY") or DEFAULT_GATEWAY
+    flag = "" if gateway == default else f" --gateway {gateway}"
+    return f"imagesearch{flag} search {query}"
+
+
+def _watch(stack: LocalStack) -> int:
+    """Sleep until interrupted; a child that dies ends the run with its log tail."""
+    while True:
+        time.sleep(1.0)
+        problem = stack.check()
+        if problem is not None:
+            raise CliError(problem)

@@ -1,0 +1,1 @@
+"""What every imagesearch service shares: errors, settings helpers, telemetry, server lifecycle."""

@@ -1,0 +1,109 @@
+"""Mapping between the wire types (imagesearch.v1) and the plain domain types."""
+from __future__ import annotations
+
+from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region
+from imagesearch.v1 import common_pb2
+
+
+def model_from_pb(msg: common_pb2.ModelInfo) -> ModelId:
+    return ModelId(name=msg.name, version=msg.version, dimension=msg.dimension)
+
+
+def model_to_pb(model: ModelId) -> common_pb2.ModelInfo:
+    return common_pb2.ModelInfo(name=model.name, version=model.version, dimension=model.dimension)
+
+
+def region_from_pb(msg: common_pb2.BoundingBox | None) -> Region | None:
+    """None when the field is unset (whole image); validated otherwise."""
+    if msg is None or msg.ByteSize() == 0:
+        return None
+    region = Region(msg.x_min, msg.y_min, msg.x_max, msg.y_max)
+    region.validate()
+    return region
+
+
+def region_to_pb(region: Region | None) -> common_pb2.BoundingBox | None:
+    if region is None:
+        return None
+    return common_pb2.BoundingBox(x_min=region.x_min, y_min=region.y_min, x_max=region.x_max, y_max=region.y_max)
+
+
+def filter_from_pb(msg: common_pb2.Filter) -> FilterSpec:
+    """Normalise a filter (sorted, de-duplicated) so equal filters compare equal.
+
+    Validation of the values themselves belongs to the retriever, which knows
+    what its store can express.
+    """
+    attrs: dict[str, set[str]] = {}
+    for clause in msg.attributes:
+        attrs.setdefault(clause.key, set()).update(clause.values)
+    return FilterSpec(
+        categories=tuple(sorted(set(msg.categories))),
+        price_min=msg.price.min if msg.HasField("price") and msg.price.HasField("min") else None,
+        price_max=msg.price.max if msg.HasField("price") and msg.price.HasField("max") else None,
+        brands=tuple(sorted(set(msg.brands))),
+        attributes=tuple((key, tuple(sorted(values))) for key, values in sorted(attrs.items())),
+    )
+
+
+def filter_to_pb(spec: FilterSpec) -> common_pb2.Filter:
+    msg = common_pb2.Filter(
+        categories=list(spec.categories),
+        brands=list(spec.brands),
+        attributes=[common_pb2.AttributeFilter(key=k, values=list(v)) for k, v in spec.attributes],
+    )
+    if spec.price_min is not None:
+        msg.price.min = spec.price_min
+    if spec.price_max is not None:
+        msg.price.max = spec.price_max
+    return msg
+
+
+def product_from_pb(msg: common_pb2.Product) -> ProductRecord:
+    return ProductRecord(
+        product_id=msg.product_id,
+        title=msg.title,
+        category=msg.category,
+        brand=msg.brand,
+        price=msg.price,
+        attributes=dict(msg.attributes),
+        image_uris=tuple(msg.image_uris),
+    )
+
+
+def product_to_pb(product: ProductRecord) -> common_pb2.Product:
+    return common_pb2.Product(
+        product_id=product.product_id,
+        title=product.title,
+        category=product.category,
+        brand=product.brand,
+        price=product.price,
+        attributes=product.attributes,
+        image_uris=list(product.image_uris),
+    )
+
+
+def hit_from_pb(msg: common_pb2.SearchHit) -> Hit:
+    return Hit(
+        product_id=msg.product_id,
+        score=msg.score,
+        title=msg.title,
+        category=msg.category,
+        brand=msg.brand,
+        price=msg.price,
+        image_uri=msg.image_uri,
+        attributes=dict(msg.attributes),
+    )
+
+
+def hit_to_pb(hit: Hit) -> common_pb2.SearchHit:
+    return common_pb2.SearchHit(
+        product_id=hit.product_id,
+        score=hit.score,
+        title=hit.title,
+        category=hit.category,
+        brand=hit.brand,
+        price=hit.price,
+        image_uri=hit.image_uri,
+        attributes=hit.attributes,
+    )

@@ -1,0 +1,172 @@
+"""The lifecycle every service shares, after grpc's own asyncio examples.
+
+`ServiceServer.start()` binds the port, registers health and reflection, and
+reports NOT_SERVING until the service's `Backend.connect()` has succeeded
+(retrying with back-off, so a service may start before its dependencies).
+While serving it re-checks the dependencies and flips health accordingly.
+`stop(grace)` reports NOT_SERVING first, so load balancers drain it, lets
+in-flight calls finish within `grace`, then closes the backend's clients.
+`serve_until_signalled` wires SIGTERM/SIGINT to that drain.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace import TracerProvider
+
+from imagesearch.common.interceptors import ErrorMappingInterceptor
+from imagesearch.common.telemetry import server_interceptor
+
+log = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class Backend(Protocol):
+    """What a service plugs into `ServiceServer`."""
+
+    #: Fully-qualified names of the gRPC services it implements (for health and reflection).
+    service_names: Sequence[str]
+
+    def register(self, server: grpc.aio.Server) -> None:
+        """Add the servicers to the server."""
+
+    async def connect(self) -> None:
+        """Build clients and check dependencies; raise if they are not ready yet."""
+
+    async def check(self) -> None:
+        """Cheap re-check that the dependencies still answer; raise if not."""
+
+    async def close(self) -> None:
+        """Close the clients built by connect()."""
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    host: str = "0.0.0.0"
+    port: int = 0
+    max_message_bytes: int = 16 * 1024 * 1024
+    connect_retry_seconds: float = 1.0
+    health_check_interval_seconds: float = 5.0
+
+
+class ServiceServer:
+    def __init__(self, name: str, backend: Backend, options: ServerOptions, tracer_provider: TracerProvider) -> None:
+        self.name = name
+        self._backend = backend
+        self._options = options
+        self._tracer_provider = tracer_provider
+        self._server: grpc.aio.Server | None = None
+        self._health = HealthServicer()
+        self._watcher: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self.port: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        opts = self._options
+        self._server = grpc.aio.server(
+            interceptors=[server_interceptor(self._tracer_provider), ErrorMappingInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", opts.max_message_bytes),
+                ("grpc.max_send_message_length", opts.max_message_bytes),
+            ],
+        )
+        self._backend.register(self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            [*self._backend.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME],
+            self._server,
+        )
+        await self._set_health(NOT_SERVING)
+        self.port = self._server.add_insecure_port(f"{opts.host}:{opts.port}")
+        if self.port == 0:
+            raise OSError(f"{self.name}: could not bind {opts.host}:{opts.port}")
+        await self._server.start()
+        log.info("%s listening on %s:%d (NOT_SERVING until dependencies are ready)", self.name, opts.host, self.port)
+        self._watcher = asyncio.create_task(self._watch_dependencies(), name=f"{self.name}-health")
+
+    async def wait_until_serving(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def _set_health(self, status: int) -> None:
+        for service in ("", *self._backend.service_names):
+            await self._health.set(service, status)
+
+    async def _watch_dependencies(self) -> None:
+        """Connect (retrying), then keep health in step with the dependencies."""
+        opts = self._options
+        while True:
+            try:
+                await self._backend.connect()
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - any failure just means "not ready yet"
+                log.warning("%s: dependencies not ready: %s", self.name, err)
+                await asyncio.sleep(opts.connect_retry_seconds)
+        self._connected.set()
+        await self._set_health(SERVING)
+        log.info("%s: SERVING", self.name)
+        healthy = True
+        while True:
+            await asyncio.sleep(opts.health_check_interval_seconds)
+            try:
+                await self._backend.check()
+                ok = True
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001
+                ok = False
+                if healthy:
+                    log.warning("%s: dependency check failed, NOT_SERVING: %s", self.name, err)
+            if ok != healthy:
+                healthy = ok
+                await self._set_health(SERVING if ok else NOT_SERVING)
+                if ok:
+                    log.info("%s: dependencies back, SERVING", self.name)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        await self._health.enter_graceful_shutdown()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self._server is not None:
+            await self._server.stop(grace)
+        await self._backend.close()
+        self._tracer_provider.force_flush()
+        log.info("%s stopped", self.name)
+
+
+async def serve_until_signalled(server: ServiceServer, grace: float) -> None:
+    """Run `server` until SIGTERM or SIGINT, then drain it gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    await stop.wait()
+    log.info("%s: signal received, draining for up to %.0f s", server.name, grace)
+    await server.stop(grace)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

@@ -1,0 +1,61 @@
+"""One OpenTelemetry setup for all services.
+
+Configured by the standard variables: OTEL_SERVICE_NAME and
+OTEL_RESOURCE_ATTRIBUTES name the service; OTEL_EXPORTER_OTLP_ENDPOINT (or
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) turns on the OTLP/gRPC exporter (e.g. to
+Jaeger on :4317); OTEL_TRACES_EXPORTER=console prints spans; OTEL_SDK_DISABLED
+turns tracing off. The sampler follows OTEL_TRACES_SAMPLER, read by the SDK.
+
+The provider is returned, not installed globally, so several services can
+share one process (as in the tests) each with its own service name.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import grpc
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+# Health checks and reflection would drown the traces of real requests.
+_UNTRACED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def build_tracer_provider(
+    default_service_name: str,
+    extra_processors: tuple[SpanProcessor, ...] = (),
+    environ: Mapping[str, str] | None = None,
+) -> TracerProvider:
+    env = os.environ if environ is None else environ
+    attributes = {SERVICE_NAME: env.get("OTEL_SERVICE_NAME") or default_service_name}
+    provider = TracerProvider(resource=Resource.create(attributes))
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return provider
+    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        # Imported lazily: the exporter pulls in its own gRPC channel machinery.
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if "console" in env.get("OTEL_TRACES_EXPORTER", ""):
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    for processor in extra_processors:
+        provider.add_span_processor(processor)
+    return provider
+
+
+def _traced(info: object) -> bool:
+    method = getattr(info, "method", "") or ""
+    if isinstance(method, bytes):
+        method = method.decode()
+    return not method.startswith(_UNTRACED_PREFIXES)
+
+
+def server_interceptor(provider: TracerProvider) -> grpc.aio.ServerInterceptor:
+    return aio_server_interceptor(tracer_provider=provider, filter_=_traced)
+
+
+def client_interceptors(provider: TracerProvider) -> list[grpc.aio.ClientInterceptor]:
+    return aio_client_interceptors(tracer_provider=provider, filter_=_traced)

@@ -1,0 +1,374 @@
+"""The whole system on one machine: what `imagesearch up` runs, reusable by tests.
+
+Start order follows the dependencies: Redis, Triton (started first, checked
+later: it loads its model while Milvus boots), Milvus, then the embedder,
+retriever and gateway as `python -m imagesearch_<name>` child processes,
+each logging to `<runtime_dir>/logs/<name>.log`. `start()` returns once every
+service reports grpc.health.v1 SERVING, and on failure stops what it started
+and raises `StackError` with the log tail of the part that failed.
+
+`stop()` goes in reverse: the gateway first (SIGTERM lets it drain in-flight
+calls while its backends still answer), then retriever and embedder, then
+Triton, Milvus and Redis.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Callable, Mapping
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from imagesearch.stack.milvus import LocalMilvus
+from imagesearch.stack.ports import free_ports
+from imagesearch.stack.redis import LocalRedis, die_with_parent, log_tail, redis_reachable
+from imagesearch.stack.triton import TritonServer
+
+SERVICES = ("embedder", "retriever", "gateway")  # start order; stopped in reverse
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+# Which dependency to suspect, and show the log of, when a service never becomes SERVING.
+_DEPENDENCY_OF = {"embedder": "triton", "retriever": "milvus", "gateway": "embedder/retriever"}
+
+
+class StackError(RuntimeError):
+    """The stack could not start; the message says which part and shows its log tail."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    repo_root: Path
+    runtime_dir: Path
+    host: str = "127.0.0.1"          # loopback: a dev stack is not for the network
+    gateway_port: int = 50051
+    embedder_port: int = 0           # 0 = a free port
+    retriever_port: int = 0
+    triton_grpc_port: int = 0
+    milvus_port: int = 0
+    redis_url: str | None = None     # an existing Redis to use; None = start a private one
+    log_level: str | None = None     # None = the services' default (or LOG_LEVEL from `environ`)
+    ready_timeout: float = 300.0     # first start unpacks Milvus and loads the model
+    grace: float = 20.0              # per service, for draining on stop
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    @property
+    def model_repository(self) -> Path:
+        return self.repo_root / "model_repo"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.runtime_dir / "logs"
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    port: int
+    host: str
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def module(self) -> str:
+        return f"imagesearch_{self.name}"
+
+    def exited(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+
+def port_available(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def health_status(address: str, timeout: float = 1.0) -> int | None:
+    """The service's overall grpc.health.v1 status, or None when it does not answer."""
+    try:
+        with grpc.insecure_channel(address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        return reply.status
+    except grpc.RpcError:
+        return None
+
+
+class LocalStack:
+    """Start/stop the local stack; `progress` receives one-line status messages."""
+
+    def __init__(self, config: StackConfig, progress: Callable[[str], None] = lambda _msg: None) -> None:
+        self.config = config
+        self._progress = progress
+        self.redis: LocalRedis | None = None
+        self.redis_url: str = ""
+        self.triton: TritonServer | None = None
+        self.milvus: LocalMilvus | None = None
+        self.services: dict[str, ServiceProcess] = {}
+
+    # --- start ---------------------------------------------------------------
+
+    def start(self) -> "LocalStack":
+        try:
+            self._check_gateway_port()
+            self._start_redis()
+            self._start_triton()
+            self._start_milvus()
+            self._wait_triton()
+            self._start_services()
+            self._wait_serving()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _check_gateway_port(self) -> None:
+        cfg = self.config
+        if cfg.gateway_port and not port_available(cfg.host, cfg.gateway_port):
+            raise StackError(
+                f"gateway port {cfg.host}:{cfg.gateway_port} is already in use "
+                "(another `imagesearch up`?); stop it or choose another port with --gateway-port"
+            )
+
+    def _start_redis(self) -> None:
+        url = self.config.redis_url
+        if url and redis_reachable(url):
+            self.redis_url = url
+            self._progress(f"redis: using {url}")
+            return
+        if url:
+            self._progress(f"redis: {url} does not answer; starting a private redis-server instead")
+        self._progress("redis: starting")
+        self.redis = LocalRedis(dir=self.config.runtime_dir / "redis").start()
+        self.redis_url = self.redis.url
+
+    def _start_triton(self) -> None:
+        cfg = self.config
+        if not cfg.model_repository.is_dir():
+            raise StackError(f"model repository {cfg.model_repository} not found")
+        self._progress("triton: starting (loading the model)")
+        self.triton = TritonServer(
+            model_repository=cfg.model_repository, runtime_dir=cfg.runtime_dir / "triton",
+            grpc_port=cfg.triton_grpc_port,
+        )
+        self.triton.start()
+
+    def _start_milvus(self) -> None:
+        # Data lives under the runtime dir, so the catalog survives restarts.
+        self._progress("milvus: starting (the first start unpacks it, which takes a while)")
+        self.milvus = LocalMilvus(base_dir=self.config.runtime_dir / "milvus", port=self.config.milvus_port)
+        self.milvus.start()
+
+    def _wait_triton(self) -> None:
+        assert self.triton is not None
+        self._progress("triton: waiting until ready")
+        self.triton.wait_ready(timeout=self.config.ready_timeout)
+
+    def _start_services(self) -> None:
+        cfg = self.config
+        cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        ports = {"embedder": cfg.embedder_port, "retriever": cfg.retriever_port, "gateway": cfg.gateway_port}
+        fixed = set(ports.values())
+        # Picked together so two services never get the same number.
+        spare = iter(p for p in free_ports(len(SERVICES) + 1, cfg.host) if p not in fixed)
+        for name in SERVICES:
+            port = ports[name] or next(spare)
+            self.services[name] = ServiceProcess(name, port, cfg.host, cfg.log_dir / f"{name}.log")
+        for name in SERVICES:
+            self._progress(f"{name}: starting on {self.services[name].address}")
+            self._spawn(self.services[name])
+
+    def service_env(self, name: str) -> dict[str, str]:
+        """The child's environment: ours (OTEL_* and the like pass through) plus its wiring."""
+        cfg = self.config
+        env = dict(cfg.environ)
+        env.update(PYTHONUNBUFFERED="1", OTEL_SERVICE_NAME=f"imagesearch-{name}")
+        if cfg.log_level:
+            env["LOG_LEVEL"] = cfg.log_level
+        svc = self.services
+        if name == "embedder":
+            assert self.triton is not None
+            env.update(EMBEDDER_HOST=cfg.host, EMBEDDER_PORT=str(svc[name].port), TRITON_URL=self.triton.grpc_url)
+        elif name == "retriever":
+            assert self.milvus is not None
+            env.update(RETRIEVER_HOST=cfg.host, RETRIEVER_PORT=str(svc[name].port), MILVUS_URI=self.milvus.uri)
+        else:
+            env.update(
+                GATEWAY_HOST=cfg.host, GATEWAY_PORT=str(svc[name].port), REDIS_URL=self.redis_url,
+                EMBEDDER_ADDR=svc["embedder"].address, RETRIEVER_ADDR=svc["retriever"].address,
+            )
+        return env
+
+    def _spawn(self, svc: ServiceProcess) -> None:
+        with open(svc.log_path, "wb") as log:  # a fresh log per run: the tail is about this run
+            svc.proc = subprocess.Popen(
+                [sys.executable, "-m", svc.module], env=self.service_env(svc.name), cwd=self.config.repo_root,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                # Own session: a Ctrl-C in the terminal reaches only us, and we stop
+                # the children in order instead of all at once.
+                start_new_session=True, preexec_fn=die_with_parent,
+            )
+
+    def _wait_serving(self) -> None:
+        deadline = time.monotonic() + self.config.ready_timeout
+        waiting = set(SERVICES)
+        while waiting:
+            for name in sorted(waiting):
+                svc = self.services[name]
+                code = svc.exited()
+                if code is not None:
+                    raise StackError(self._failure(name, f"{name} exited with code {code} during start-up"))
+                if health_status(svc.address) == _SERVING:
+                    self._progress(f"{name}: SERVING")
+                    waiting.discard(name)
+            if waiting and time.monotonic() > deadline:
+                name = sorted(waiting, key=SERVICES.index)[0]  # the most upstream one is the likely cause
+                raise StackError(self._failure(
+                    name, f"{name} did not become SERVING within {self.config.ready_timeout:.0f} s "
+                          f"(it waits for {_DEPENDENCY_OF[name]})",
+                ))
+            if waiting:
+                time.sleep(0.5)
+
+    def _failure(self, name: str, headline: str) -> str:
+        svc = self.services[name]
+        tail = log_tail(svc.log_path, 25)
+        message = f"{headline}\n--- last lines of {svc.log_path} ---\n{tail or '(empty)'}"
+        dependency_log = self._dependency_log(name)
+        if dependency_log is not None:
+            message += f"\n(see also {dependency_log})"
+        return message
+
+    def _dependency_log(self, name: str) -> Path | None:
+        if name == "embedder" and self.triton is not None:
+            return getattr(self.triton, "log_path", None)
+        if name == "retriever" and self.milvus is not None:
+            return self.milvus.log_path
+        return None
+
+    # --- while running ---------------------------------------------------------
+
+    @property
+    def gateway_address(self) -> str:
+        return self.services["gateway"].address
+
+    def check(self) -> str | None:
+        """None while every child runs; else what died, with its log tail."""
+        for name in SERVICES:
+            svc = self.services.get(name)
+            if svc is not None and svc.exited() is not None:
+                return self._failure(name, f"{name} exited unexpectedly with code {svc.exited()}")
+        for label, part in (("triton", self.triton), ("milvus", self.milvus), ("redis", self.redis)):
+            if part is not None and getattr(part, "running", True) is False:
+                log = getattr(part, "log_path", None)
+                tail = log_tail(log, 25) if log else ""
+                return f"{label} exited unexpectedly" + (f"\n--- last lines of {log} ---\n{tail}" if tail else "")
+        return None
+
+    def endpoints(self) -> list[tuple[str, str, str]]:
+        """(part, address, note) for the start-up banner."""
+        rows: list[tuple[str, str, str]] = []
+        for name in reversed(SERVICES):
+            svc = self.services.get(name)
+            if svc is not None:
+                rows.append((name, svc.address, str(svc.log_path)))
+        if self.triton is not None:
+            rows.append(("triton", self.triton.grpc_url, str(getattr(self.triton, "log_path", "") or "")))
+        if self.milvus is not None:
+            rows.append(("milvus", self.milvus.uri, f"data {self.milvus.base_dir}"))
+        if self.redis_url:
+            rows.append(("redis", self.redis_url, "private, no persistence" if self.redis else "external (REDIS_URL)"))
+        rows.append(("logs", str(self.config.log_dir), ""))
+        return rows
+
+    # --- stop ------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop everything that was started, in reverse order; safe to call twice.
+
+        A second Ctrl-C while draining skips the remaining grace periods.
+        """
+        hurry = False
+        for name in reversed(SERVICES):
+            svc = self.services.get(name)
+            if svc is None or svc.proc is None:
+                continue
+            self._progress(f"{name}: stopping")
+            try:
+                _terminate(svc.proc, 0.0 if hurry else self.config.grace + 5.0)
+            except KeyboardInterrupt:
+                hurry = True
+                _terminate(svc.proc, 0.0)
+            svc.proc = None
+        for label, part in (("triton", self.triton), ("milvus", self.milvus), ("redis", self.redis)):
+            if part is None:
+                continue
+            self._progress(f"{label}: stopping")
+            try:
+                part.stop()
+            except KeyboardInterrupt:
+                continue  # their own stop() kills what is left on the next call / at exit
+            except Exception as err:  # noqa: BLE001 - keep stopping the rest
+                self._progress(f"{label}: stop failed: {err}")
+        self.triton = self.milvus = self.redis = None
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def _terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM (a graceful drain), then SIGKILL after `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    if grace > 0:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    proc.kill()
+    proc.wait()
+
+
+def find_repo_root(explicit: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """The checkout to run from: the folder holding pyproject.toml and model_repo/.
+
+    Looked for in this order: `explicit` (--repo), $IMAGESEARCH_HOME, the
+    folders above this module (an editable install), the folders above the
+    working directory.
+    """
+    env = os.environ if environ is None else environ
+    for given, origin in ((explicit, "--repo"), (env.get("IMAGESEARCH_HOME") or None, "IMAGESEARCH_HOME")):
+        if given:
+            root = Path(given).expanduser().resolve()
+            if not _is_repo_root(root):
+                raise StackError(f"{origin}={given}: no pyproject.toml and model_repo/ there")
+            return root
+    for start in (Path(__file__).resolve().parent, Path.cwd().resolve()):
+        for folder in (start, *start.parents):
+            if _is_repo_root(folder):
+                return folder
+    raise StackError(
+        "cannot find the imagesearch checkout (a folder with pyproject.toml and model_repo/); "
+        "run from inside it, or pass --repo / set IMAGESEARCH_HOME"
+    )
+
+
+def _is_repo_root(folder: Path) -> bool:
+    return (folder / "pyproject.toml").is_file() and (folder / "model_repo").is_dir()

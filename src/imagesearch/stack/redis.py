@@ -1,0 +1,201 @@
+"""A private, throw-away Redis for the local stack and the tests.
+
+The gateway's result cache only needs a plain Redis; for local runs we start
+our own `redis-server` (from PATH) on a free loopback port, with persistence
+off: a cache that survives a restart would only hide stale answers.
+"""
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+from imagesearch.stack.ports import free_port
+
+_START_ATTEMPTS = 3  # a port picked by free_port() can be taken by someone else before we bind it
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """`preexec_fn` for children of the local stack: SIGTERM them if we die.
+
+    Without it a `kill -9` of `imagesearch up` (or of a test run) would leave
+    servers holding ports. Linux only; elsewhere a no-op. Note the signal fires
+    when the *thread* that started the child exits, so start children from a
+    thread that lives as long as they should (the main thread, in practice).
+    """
+    if os.uname().sysname != "Linux":
+        return
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last `lines` lines of a log file, or "" when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def redis_reachable(url: str, timeout: float = 1.0) -> bool:
+    """True when a Redis at `url` answers PING within `timeout` seconds."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+class RedisStartError(RuntimeError):
+    """redis-server did not come up; the message carries its log tail."""
+
+
+class LocalRedis:
+    """`redis-server` as a child process: `start()` returns once it answers PING.
+
+    `port=0` picks a free port. `dir` holds the log (and would hold dumps, but
+    persistence is off); without it a temporary folder is used and removed on stop.
+    """
+
+    def __init__(self, port: int = 0, dir: str | Path | None = None, binary: str = "redis-server") -> None:
+        self._requested_port = port
+        self._dir_arg = Path(dir) if dir is not None else None
+        self._binary = binary
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: str | None = None
+        self.port = port
+        self.dir: Path | None = None
+
+    @property
+    def url(self) -> str:
+        if not self.port:
+            raise RuntimeError("LocalRedis has no port until start()")
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def log_path(self) -> Path | None:
+        return self.dir / "redis.log" if self.dir is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 15.0) -> "LocalRedis":
+        if self.running:
+            return self
+        binary = shutil.which(self._binary)
+        if binary is None:
+            raise RedisStartError(f"{self._binary} not found on PATH; install Redis or set REDIS_URL to a running one")
+        self.dir = self._prepare_dir()
+        attempts = 1 if self._requested_port else _START_ATTEMPTS
+        for attempt in range(attempts):
+            self.port = self._requested_port or free_port()
+            self._spawn(binary)
+            atexit.register(self.stop)  # even if the owner forgets stop(), no orphan keeps the port
+            try:
+                self._wait_ready(timeout)
+                return self
+            except RedisStartError:
+                self._terminate()
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _prepare_dir(self) -> Path:
+        if self._dir_arg is not None:
+            self._dir_arg.mkdir(parents=True, exist_ok=True)
+            return self._dir_arg.resolve()
+        self._tmp = tempfile.mkdtemp(prefix="imagesearch-redis-")
+        return Path(self._tmp)
+
+    def _spawn(self, binary: str) -> None:
+        assert self.dir is not None and self.log_path is not None
+        args = [
+            binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",           # no RDB snapshots: a cache must not outlive its stack
+            "--appendonly", "no",
+            "--dir", str(self.dir),
+            "--daemonize", "no",    # we own the process and stop it ourselves
+            "--protected-mode", "yes",
+        ]
+        with open(self.log_path, "wb") as log:
+            self._proc = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=die_with_parent,
+            )
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise RedisStartError(self._failure(f"redis-server exited with code {self._proc.returncode}"))
+            if self._answers_as_ours():
+                return
+            time.sleep(0.1)
+        raise RedisStartError(self._failure(f"redis-server did not answer PING on port {self.port} within {timeout:.0f} s"))
+
+    def _answers_as_ours(self) -> bool:
+        """True when *our* process answers on the port.
+
+        A plain PING is not enough: when the port was already taken, the
+        other server answers while ours is still failing to bind.
+        """
+        assert self._proc is not None
+        try:
+            client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=0.5)
+            try:
+                return int(client.info("server").get("process_id", -1)) == self._proc.pid
+            finally:
+                client.close()
+        except (redis.RedisError, OSError):
+            return False
+
+    def _failure(self, headline: str) -> str:
+        tail = log_tail(self.log_path) if self.log_path else ""
+        return f"{headline}; log {self.log_path}:\n{tail}" if tail else headline
+
+    def _terminate(self, grace: float = 5.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def stop(self) -> None:
+        atexit.unregister(self.stop)
+        self._terminate()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> "LocalRedis":
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""Generated gRPC/protobuf code for the imagesearch.v1 API (see protos/)."""

@@ -1,0 +1,186 @@
+"""Session fixtures: the real Triton, Milvus and Redis, and the three services in-process.
+
+Every dependency is the real server, started once per test session on free
+ports in a temporary directory; services are served in-process on port 0 and
+reached over real gRPC channels.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import grpc
+import pytest
+import pytest_asyncio
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from imagesearch.common.telemetry import build_tracer_provider
+from imagesearch.stack.milvus import LocalMilvus
+from imagesearch.stack.redis import LocalRedis
+from imagesearch.stack.triton import TritonServer
+from imagesearch.v1 import search_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[1]
+DEV_SET = Path(os.environ.get("IMAGESEARCH_DEV_SET", REPO.parent / "shared" / "datasets" / "dev"))
+# Telemetry configuration from the developer's shell must not leak into tests.
+_NO_OTEL_ENV = {"OTEL_SDK_DISABLED": "false"}
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def dev_set() -> Path:
+    if not (DEV_SET / "catalog.csv").exists():
+        pytest.skip(f"dev dataset not found at {DEV_SET}")
+    return DEV_SET
+
+
+@pytest.fixture(scope="session")
+def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    server = TritonServer(model_repository=REPO / "model_repo", runtime_dir=tmp_path_factory.mktemp("triton"))
+    server.start()
+    try:
+        server.wait_ready(timeout=180)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    milvus = LocalMilvus(base_dir=tmp_path_factory.mktemp("milvus"))
+    milvus.start()
+    try:
+        yield milvus.uri
+    finally:
+        milvus.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedis]:
+    """A private redis-server: tests flush and stop it, so never the machine's shared one."""
+    redis = LocalRedis(dir=tmp_path_factory.mktemp("redis"))
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+def _provider(name: str, exporter: InMemorySpanExporter):  # type: ignore[no-untyped-def]
+    return build_tracer_provider(name, extra_processors=(SimpleSpanProcessor(exporter),), environ=_NO_OTEL_ENV)
+
+
+class Fleet:
+    """The three services running in-process against the real dependencies."""
+
+    def __init__(self, embedder, retriever, gateway, gateway_backend) -> None:  # type: ignore[no-untyped-def]
+        self.embedder = embedder
+        self.retriever = retriever
+        self.gateway = gateway
+        self.gateway_backend = gateway_backend
+        self._extra: list = []
+
+    async def start_gateway(self, *, collection_prefix: str | None = None, redis_url: str | None = None,
+                            exporter: InMemorySpanExporter | None = None):  # type: ignore[no-untyped-def]
+        """Another gateway (and, with a collection prefix, its own retriever) sharing the embedder."""
+        from imagesearch_gateway.app import GatewayBackend
+        from imagesearch_gateway.settings import GatewaySettings
+        from imagesearch_retriever.app import build_server as build_retriever
+        from imagesearch_retriever.settings import RetrieverSettings
+        from imagesearch.common.server import ServerOptions, ServiceServer
+
+        exporter = exporter or InMemorySpanExporter()
+        retriever_addr = self.retriever.address
+        if collection_prefix is not None:
+            retriever = build_retriever(
+                RetrieverSettings.from_env({"RETRIEVER_HOST": "127.0.0.1", "RETRIEVER_PORT": "0",
+                                            "MILVUS_URI": self.milvus_uri, "RETRIEVER_COLLECTION_PREFIX": collection_prefix}),
+                _provider("retriever", exporter),
+            )
+            await retriever.start()
+            await retriever.wait_until_serving(timeout=60)
+            self._extra.append(retriever)
+            retriever_addr = retriever.address
+        settings = GatewaySettings(
+            host="127.0.0.1", port=0, embedder_addr=self.embedder.address, retriever_addr=retriever_addr,
+            redis_url=redis_url if redis_url is not None else self.redis_url, cache_retry_seconds=0.5,
+            max_message_bytes=8 * 1024 * 1024,
+        )
+        provider = _provider("gateway", exporter)
+        backend = GatewayBackend(settings, provider)
+        gateway = ServiceServer(
+            "gateway", backend,
+            ServerOptions(host=settings.host, port=0, max_message_bytes=settings.max_message_bytes,
+                          connect_retry_seconds=0.2, health_check_interval_seconds=1.0),
+            provider,
+        )
+        await gateway.start()
+        await gateway.wait_until_serving(timeout=60)
+        self._extra.append(gateway)
+        return gateway, backend
+
+    async def stop_extra(self) -> None:
+        for server in reversed(self._extra):
+            await server.stop(1)
+        self._extra.clear()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def fleet(
+    triton_server: TritonServer, milvus_uri: str, redis_server: LocalRedis, span_exporter: InMemorySpanExporter
+) -> AsyncIterator[Fleet]:
+    from imagesearch_embedder.app import build_server as build_embedder
+    from imagesearch_embedder.settings import EmbedderSettings
+    from imagesearch_retriever.app import build_server as build_retriever
+    from imagesearch_retriever.settings import RetrieverSettings
+
+    embedder = build_embedder(
+        EmbedderSettings.from_env({"EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": "0", "TRITON_URL": triton_server.grpc_url}),
+        _provider("embedder", span_exporter),
+    )
+    retriever = build_retriever(
+        RetrieverSettings.from_env({"RETRIEVER_HOST": "127.0.0.1", "RETRIEVER_PORT": "0", "MILVUS_URI": milvus_uri,
+                                    "RETRIEVER_COLLECTION_PREFIX": "e2e"}),
+        _provider("retriever", span_exporter),
+    )
+    await embedder.start()
+    await retriever.start()
+    await embedder.wait_until_serving(timeout=120)
+    await retriever.wait_until_serving(timeout=120)
+    fleet = Fleet(embedder, retriever, None, None)
+    fleet.milvus_uri = milvus_uri
+    fleet.redis_url = redis_server.url
+    fleet.gateway, fleet.gateway_backend = await fleet.start_gateway(exporter=span_exporter)
+    fleet._extra.clear()  # the main gateway is stopped below, not by stop_extra()
+    try:
+        yield fleet
+    finally:
+        await fleet.stop_extra()
+        await fleet.gateway.stop(1)
+        await retriever.stop(1)
+        await embedder.stop(1)
+
+
+def open_channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        address,
+        options=[("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+    )
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def gateway(fleet: Fleet) -> AsyncIterator[search_pb2_grpc.SearchServiceStub]:
+    """A client of the public API over a real channel."""
+    async with open_channel(fleet.gateway.address) as channel:
+        yield search_pb2_grpc.SearchServiceStub(channel)

@@ -1,0 +1,47 @@
+"""A Redis outage degrades to uncached searches and never fails them."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from imagesearch.stack.redis import LocalRedis
+from imagesearch.v1 import search_pb2, search_pb2_grpc
+
+from ..conftest import open_channel
+from .helpers import product_input, read_rows
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_searches_survive_redis_going_away_and_use_it_again_when_back(fleet, dev_set, tmp_path) -> None:
+    redis = LocalRedis(dir=tmp_path)  # private: stopping the machine's shared Redis would hurt others
+    redis.start()
+    gateway_server, backend = await fleet.start_gateway(redis_url=redis.url)
+    image = (dev_set / read_rows(dev_set / "catalog.csv")[60]["image"]).read_bytes()
+    request = search_pb2.SearchRequest(image=image, top_k=5)
+    try:
+        async with open_channel(gateway_server.address) as channel:
+            gateway = search_pb2_grpc.SearchServiceStub(channel)
+            await gateway.UpsertProducts(search_pb2.UpsertProductsRequest(products=[product_input("r-1", [image])]))
+            await gateway.Search(request)
+            assert (await gateway.Search(request)).cache_hit
+
+            redis.stop()
+            for _ in range(3):
+                reply = await gateway.Search(request)
+                assert not reply.cache_hit and reply.hits[0].product_id == "r-1"
+            # A write while Redis is down must still invalidate what Redis may hold when it returns.
+            await gateway.UpsertProducts(search_pb2.UpsertProductsRequest(products=[product_input("r-2", [image])]))
+            assert backend.cache.stats.errors > 0
+
+            redis.start()
+            await asyncio.sleep(0.6)  # past the gateway's cache retry interval
+            first = await gateway.Search(request)
+            second = await gateway.Search(request)
+            assert not first.cache_hit and second.cache_hit
+            assert {h.product_id for h in second.hits[:2]} == {"r-1", "r-2"}
+            await gateway.DeleteProducts(search_pb2.DeleteProductsRequest(product_ids=["r-1", "r-2"]))
+    finally:
+        await fleet.stop_extra()
+        redis.stop()

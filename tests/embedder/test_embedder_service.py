@@ -1,0 +1,426 @@
+"""The embedder served in-process against a real Triton, reached over real gRPC channels."""
+from __future__ import annotations
+
+import asyncio
+import io
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.trace import SpanKind
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from PIL import Image
+from tritonclient.grpc import model_config_pb2, service_pb2
+from tritonclient.utils import InferenceServerException
+
+from imagesearch.common.config import SettingsError
+from imagesearch.common.errors import DeadlineExceeded, DomainError, InvalidArgument, Unavailable
+from imagesearch.common.server import ServiceServer
+from imagesearch.common.telemetry import build_tracer_provider
+from imagesearch.common.types import ModelId
+from imagesearch.stack.triton import TritonServer
+from imagesearch.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
+from imagesearch_embedder.app import build_server
+from imagesearch_embedder.core import EmbedderCore
+from imagesearch_embedder.imaging import ImageErrorReason, ImageRejected, Limits, Preprocessor
+from imagesearch_embedder.settings import ENV_VARS, EmbedderSettings
+from imagesearch_embedder.triton import ModelContractError, TritonEmbedder, check_contract
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL_ONNX = REPO / "model_repo" / "image_embedding" / "1" / "model.onnx"
+SERVICE = "imagesearch.v1.EmbedderService"
+R = common_pb2.ImageErrorReason
+_NO_OTEL_ENV = {"OTEL_SDK_DISABLED": "false"}  # the developer's OTEL_* settings must not leak in
+
+
+def settings_for(triton: TritonServer, **env: str) -> EmbedderSettings:
+    return EmbedderSettings.from_env({"EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": "0", "TRITON_URL": triton.grpc_url, **env})
+
+
+def open_channel(address: str) -> grpc.aio.Channel:
+    big = 96 * 1024 * 1024  # larger than the server's cap, so the server is the one that refuses
+    return grpc.aio.insecure_channel(address, options=[("grpc.max_send_message_length", big), ("grpc.max_receive_message_length", big)])
+
+
+async def health(channel: grpc.aio.Channel, service: str = "") -> int:
+    reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return reply.status
+
+
+def jpeg(colour: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64, 48)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def vector(result: embedder_pb2.EmbedResult) -> np.ndarray:
+    assert result.WhichOneof("result") == "embedding", result
+    return np.asarray(result.embedding.values, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def spans() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def embedder(triton_server: TritonServer, spans: InMemorySpanExporter) -> AsyncIterator[ServiceServer]:
+    provider = build_tracer_provider("embedder", extra_processors=(SimpleSpanProcessor(spans),), environ=_NO_OTEL_ENV)
+    server = build_server(settings_for(triton_server), provider)
+    await server.start()
+    try:
+        await server.wait_until_serving(timeout=60)
+        yield server
+    finally:
+        await server.stop(1)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def channel(embedder: ServiceServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with open_channel(embedder.address) as ch:
+        yield ch
+
+
+@pytest.fixture(scope="session")
+def stub(channel: grpc.aio.Channel) -> embedder_pb2_grpc.EmbedderServiceStub:
+    return embedder_pb2_grpc.EmbedderServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def catalog_images(dev_set: Path) -> list[bytes]:
+    return [p.read_bytes() for p in sorted((dev_set / "catalog").glob("*.jpg"))[:6]]
+
+
+@pytest.fixture(scope="session")
+def onnx_embed():  # type: ignore[no-untyped-def]
+    """The same model run directly by onnxruntime: the reference Triton must agree with."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(MODEL_ONNX), providers=["CPUExecutionProvider"])
+    return lambda batch: session.run(["EMBEDDING"], {"IMAGE": batch})[0]
+
+
+# --------------------------------------------------------------------------- serving
+
+
+async def test_health_is_serving_after_connect(channel: grpc.aio.Channel) -> None:
+    assert await health(channel) == health_pb2.HealthCheckResponse.SERVING
+    assert await health(channel, SERVICE) == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_model_info_comes_from_triton(stub: embedder_pb2_grpc.EmbedderServiceStub) -> None:
+    info = await stub.GetModelInfo(embedder_pb2.GetModelInfoRequest(), timeout=5)
+    assert (info.name, info.version, info.dimension) == ("image_embedding", "1", 1280)
+
+
+async def test_embeddings_match_onnxruntime_on_the_same_preprocessing(
+    stub: embedder_pb2_grpc.EmbedderServiceStub, catalog_images: list[bytes], onnx_embed
+) -> None:  # type: ignore[no-untyped-def]
+    reply = await stub.Embed(embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=c) for c in catalog_images]), timeout=30)
+    assert len(reply.results) == len(catalog_images)
+    assert (reply.model.name, reply.model.dimension) == ("image_embedding", 1280)
+    got = np.stack([vector(r) for r in reply.results])
+    assert got.shape == (len(catalog_images), 1280)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4)
+
+    pre = Preprocessor(Limits(10 * 2**20, 40_000_000), (224, 224))
+    expected = onnx_embed(np.stack([pre(c) for c in catalog_images]))
+    cosine = np.sum(got * expected, axis=1) / np.linalg.norm(expected, axis=1)
+    assert cosine.min() > 0.999, cosine
+    # Different products give different vectors (nothing degenerate like all-equal outputs).
+    assert float(got[0] @ got[1]) < 0.99
+
+
+async def test_region_changes_the_embedding(stub: embedder_pb2_grpc.EmbedderServiceStub, catalog_images: list[bytes]) -> None:
+    whole = embedder_pb2.EmbedImage(content=catalog_images[0])
+    corner = embedder_pb2.EmbedImage(content=catalog_images[0], region=common_pb2.BoundingBox(x_min=0, y_min=0, x_max=0.3, y_max=0.3))
+    reply = await stub.Embed(embedder_pb2.EmbedRequest(images=[whole, corner, whole]), timeout=30)
+    a, b, c = (vector(r) for r in reply.results)
+    assert float(a @ c) > 0.9999 and float(a @ b) < 0.99
+
+
+async def test_one_bad_image_does_not_fail_the_batch(
+    stub: embedder_pb2_grpc.EmbedderServiceStub, catalog_images: list[bytes]
+) -> None:
+    good = catalog_images[1]
+    images = [
+        embedder_pb2.EmbedImage(content=good),
+        embedder_pb2.EmbedImage(content=b""),
+        embedder_pb2.EmbedImage(content=b"GIF89a" + bytes(64)),
+        embedder_pb2.EmbedImage(content=good[: len(good) // 2]),
+        embedder_pb2.EmbedImage(content=good, region=common_pb2.BoundingBox(x_min=0.5, y_min=0, x_max=0.2, y_max=1)),
+        embedder_pb2.EmbedImage(content=good),
+    ]
+    reply = await stub.Embed(embedder_pb2.EmbedRequest(images=images), timeout=30)
+    kinds = [r.WhichOneof("result") for r in reply.results]
+    assert kinds == ["embedding", "error", "error", "error", "error", "embedding"]
+    reasons = [r.error.reason for r in reply.results[1:5]]
+    assert reasons == [R.IMAGE_ERROR_REASON_EMPTY, R.IMAGE_ERROR_REASON_UNSUPPORTED_FORMAT,
+                       R.IMAGE_ERROR_REASON_CORRUPT, R.IMAGE_ERROR_REASON_BAD_REGION]
+    assert "GIF is not accepted" in reply.results[2].error.message
+    assert "x_min < x_max" in reply.results[4].error.message
+    np.testing.assert_allclose(vector(reply.results[0]), vector(reply.results[5]), atol=1e-6)
+
+
+async def test_empty_request_is_invalid(stub: embedder_pb2_grpc.EmbedderServiceStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Embed(embedder_pb2.EmbedRequest(), timeout=5)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "no images" in info.value.details()
+
+
+async def test_too_many_images_is_invalid(stub: embedder_pb2_grpc.EmbedderServiceStub) -> None:
+    images = [embedder_pb2.EmbedImage(content=jpeg())] * 65
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Embed(embedder_pb2.EmbedRequest(images=images), timeout=5)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == "the request has 65 images; the limit is 64 per request, split it into smaller batches"
+
+
+async def test_a_full_batch_larger_than_tritons_max_batch_is_split(stub: embedder_pb2_grpc.EmbedderServiceStub) -> None:
+    colours = [(i * 4, 255 - i * 4, 128) for i in range(40)]  # 40 > max_batch_size 32: two Triton calls
+    reply = await stub.Embed(embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=jpeg(c)) for c in colours]), timeout=60)
+    got = np.stack([vector(r) for r in reply.results])
+    assert got.shape == (40, 1280)
+    # Order is kept: the same image sent alone gives the same vector as in its slot.
+    alone = await stub.Embed(embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=jpeg(colours[35]))]), timeout=30)
+    np.testing.assert_allclose(vector(alone.results[0]), got[35], atol=1e-5)
+
+
+async def test_hostile_inputs_leave_the_server_healthy(
+    stub: embedder_pb2_grpc.EmbedderServiceStub, channel: grpc.aio.Channel, catalog_images: list[bytes]
+) -> None:
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    rng = np.random.default_rng(7)
+    hostile = [bomb, rng.bytes(5000), b"\xff\xd8\xff" + rng.bytes(5000), b"\x89PNG\r\n\x1a\n" + rng.bytes(100),
+               b"RIFF\x00\x00\x00\x00WEBPVP8X" + rng.bytes(30), catalog_images[2][:200]]
+    requests = [embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=h) for h in hostile])] * 8
+    replies = await asyncio.gather(*(stub.Embed(r, timeout=30) for r in requests))
+    for reply in replies:
+        assert all(r.WhichOneof("result") == "error" for r in reply.results)
+        assert reply.results[0].error.reason == R.IMAGE_ERROR_REASON_BAD_DIMENSIONS
+    assert await health(channel) == health_pb2.HealthCheckResponse.SERVING
+    reply = await stub.Embed(embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=catalog_images[2])]), timeout=30)
+    assert vector(reply.results[0]).shape == (1280,)
+
+
+async def test_spans_show_triton_inference_under_the_server_span(
+    stub: embedder_pb2_grpc.EmbedderServiceStub, spans: InMemorySpanExporter, catalog_images: list[bytes]
+) -> None:
+    spans.clear()
+    await stub.Embed(embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=c) for c in catalog_images[:2]]), timeout=30)
+    finished = spans.get_finished_spans()
+    server = [s for s in finished if s.kind == SpanKind.SERVER and s.name.endswith("EmbedderService/Embed")]
+    assert len(server) == 1, [s.name for s in finished]
+    root = server[0]
+    children = {s.name: s for s in finished if s.parent is not None and s.parent.span_id == root.context.span_id}
+    assert {"embedder.decode", "triton.infer"} <= set(children), [s.name for s in finished]
+    infer = children["triton.infer"]
+    assert infer.context.trace_id == root.context.trace_id
+    assert infer.attributes["triton.model.name"] == "image_embedding"
+    assert infer.attributes["triton.model.version"] == "1"
+    assert infer.attributes["triton.batch_size"] == 2
+    assert children["embedder.decode"].attributes["images"] == 2
+
+
+# --------------------------------------------------------------------------- other configurations
+
+
+async def test_message_over_the_cap_is_resource_exhausted(triton_server: TritonServer) -> None:
+    provider = build_tracer_provider("embedder", environ=_NO_OTEL_ENV)
+    server = build_server(settings_for(triton_server, EMBEDDER_MAX_MESSAGE_BYTES=str(1024 * 1024)), provider)
+    await server.start()
+    try:
+        await server.wait_until_serving(timeout=30)
+        async with open_channel(server.address) as ch:
+            big = embedder_pb2.EmbedImage(content=b"\xff\xd8\xff" + bytes(2 * 1024 * 1024))
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await embedder_pb2_grpc.EmbedderServiceStub(ch).Embed(embedder_pb2.EmbedRequest(images=[big]), timeout=10)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert await health(ch) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await server.stop(0)
+
+
+async def test_wrong_model_name_stays_not_serving(triton_server: TritonServer) -> None:
+    provider = build_tracer_provider("embedder", environ=_NO_OTEL_ENV)
+    server = build_server(settings_for(triton_server, TRITON_MODEL="no_such_model"), provider)
+    await server.start()
+    try:
+        with pytest.raises(asyncio.TimeoutError):
+            await server.wait_until_serving(timeout=1.5)  # at least one failed connect() in between
+        async with open_channel(server.address) as ch:
+            assert await health(ch) == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert await health(ch, SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await embedder_pb2_grpc.EmbedderServiceStub(ch).Embed(
+                    embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=jpeg())]), timeout=5
+                )
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "no_such_model" in info.value.details()
+    finally:
+        await server.stop(0)
+
+
+async def test_adapter_reports_an_unknown_model_and_a_dead_triton(triton_server: TritonServer) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    missing = TritonEmbedder(triton_server.grpc_url, "no_such_model", "", 5, TracerProvider())
+    with pytest.raises(Unavailable, match="no ready model 'no_such_model'|does not serve model 'no_such_model'"):
+        await missing.connect()
+    pinned = TritonEmbedder(triton_server.grpc_url, "image_embedding", "9", 5, TracerProvider())
+    with pytest.raises(Unavailable, match="version 9"):
+        await pinned.connect()
+    from imagesearch.stack.ports import free_port
+
+    dead = TritonEmbedder(f"127.0.0.1:{free_port()}", "image_embedding", "", 2, TracerProvider())
+    with pytest.raises(Unavailable, match=r"triton unavailable at 127\.0\.0\.1:\d+"):
+        await dead.connect()
+
+
+# --------------------------------------------------------------------------- contract checks (no server)
+
+
+def metadata(inputs: list[tuple[str, str, list[int]]], outputs: list[tuple[str, str, list[int]]], versions=("1",)):  # type: ignore[no-untyped-def]
+    tensor = service_pb2.ModelMetadataResponse.TensorMetadata
+    return service_pb2.ModelMetadataResponse(
+        name="m", versions=list(versions), platform="python",
+        inputs=[tensor(name=n, datatype=d, shape=s) for n, d, s in inputs],
+        outputs=[tensor(name=n, datatype=d, shape=s) for n, d, s in outputs],
+    )
+
+
+GOOD_IN = [("IMAGE", "UINT8", [-1, 224, 224, 3])]
+GOOD_OUT = [("EMBEDDING", "FP32", [-1, 1280]), ("LOGITS", "FP32", [-1, 1000])]
+
+
+def test_contract_accepts_the_served_model_shape() -> None:
+    c = check_contract("m", "", metadata(GOOD_IN, GOOD_OUT, versions=("2", "10", "9")), model_config_pb2.ModelConfig(max_batch_size=32))
+    assert (c.version, c.input_height, c.input_width, c.dimension, c.max_batch_size) == ("10", 224, 224, 1280, 32)
+
+
+def test_contract_lists_every_difference() -> None:
+    bad = metadata([("IMAGE", "FP32", [-1, 3, 224, 224])], [("FEATURES", "FP32", [-1, 512])])
+    with pytest.raises(ModelContractError) as info:
+        check_contract("m", "", bad, model_config_pb2.ModelConfig(max_batch_size=0))
+    message = str(info.value)
+    assert "max_batch_size is 0" in message
+    assert "input IMAGE has datatype FP32, expected UINT8" in message
+    assert "expected [-1, H, W, 3]" in message
+    assert "no output named EMBEDDING (outputs: ['FEATURES'])" in message
+
+
+def test_contract_checks_the_pinned_version() -> None:
+    with pytest.raises(ModelContractError, match=r"version 3 is not served \(versions: \['1'\]\)"):
+        check_contract("m", "3", metadata(GOOD_IN, GOOD_OUT), model_config_pb2.ModelConfig(max_batch_size=8))
+
+
+@pytest.mark.parametrize(
+    "status,error,fragment",
+    [
+        ("StatusCode.UNAVAILABLE", Unavailable, "triton unavailable at h:1: boom"),
+        ("StatusCode.DEADLINE_EXCEEDED", DeadlineExceeded, "did not answer within 2 s"),
+        ("StatusCode.INTERNAL", DomainError, "triton at h:1 failed: StatusCode.INTERNAL: boom"),
+    ],
+)
+def test_triton_errors_map_to_domain_errors(status: str, error: type, fragment: str) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    mapped = TritonEmbedder("h:1", "m", "", 2, TracerProvider())._map_error(InferenceServerException("boom", status=status))
+    assert type(mapped) is error and fragment in mapped.message
+
+
+# --------------------------------------------------------------------------- core with a fake model (no server)
+
+
+class FakeEmbedder:
+    """Embeds an image as its mean colour, padded and normalised: easy to predict."""
+
+    def __init__(self) -> None:
+        self.model = ModelId("fake", "1", 8)
+        self.input_size = (32, 32)
+        self.batches: list[int] = []
+
+    async def embed(self, batch: np.ndarray) -> np.ndarray:
+        self.batches.append(len(batch))
+        out = np.zeros((len(batch), 8), dtype=np.float32)
+        out[:, :3] = batch.reshape(len(batch), -1, 3).mean(1) + 1
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def decode_pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(2) as pool:
+        yield pool
+
+
+async def test_core_keeps_order_and_sends_one_batch(decode_pool: ThreadPoolExecutor) -> None:
+    fake = FakeEmbedder()
+    core = EmbedderCore(fake, EmbedderSettings(max_batch_images=5), decode_pool)
+    items = [(jpeg((250, 0, 0)), None), (b"", None), (jpeg((0, 0, 250)), None),
+             ImageRejected(ImageErrorReason.BAD_REGION, "bad"), (jpeg((0, 250, 0)), None)]
+    results = await core.embed_images(items)
+    assert fake.batches == [3]
+    assert [type(r).__name__ for r in results] == ["ndarray", "ImageRejected", "ndarray", "ImageRejected", "ndarray"]
+    assert [int(np.argmax(results[i][:3])) for i in (0, 2, 4)] == [0, 2, 1]  # red, blue, green in their slots
+    assert results[3] is items[3]
+
+
+async def test_core_request_limits(decode_pool: ThreadPoolExecutor) -> None:
+    core = EmbedderCore(FakeEmbedder(), EmbedderSettings(max_batch_images=2), decode_pool)
+    with pytest.raises(InvalidArgument, match="no images"):
+        await core.embed_images([])
+    with pytest.raises(InvalidArgument, match="3 images; the limit is 2"):
+        await core.embed_images([(jpeg(), None)] * 3)
+
+
+async def test_core_with_only_bad_images_never_calls_the_model(decode_pool: ThreadPoolExecutor) -> None:
+    fake = FakeEmbedder()
+    results = await EmbedderCore(fake, EmbedderSettings(), decode_pool).embed_images([(b"junk", None)])
+    assert fake.batches == [] and isinstance(results[0], ImageRejected)
+
+
+async def test_core_refuses_to_mislabel_vectors_after_a_model_change(decode_pool: ThreadPoolExecutor) -> None:
+    fake = FakeEmbedder()
+    core = EmbedderCore(fake, EmbedderSettings(), decode_pool)
+    fake.model = ModelId("fake", "2", 8)
+    with pytest.raises(Unavailable, match="model changed"):
+        await core.embed_images([(jpeg(), None)])
+
+
+# --------------------------------------------------------------------------- settings and command line
+
+
+def test_settings_from_env() -> None:
+    s = EmbedderSettings.from_env({"EMBEDDER_PORT": "6000", "TRITON_MODEL_VERSION": "3", "EMBEDDER_RESIZE_MODE": "PAD",
+                                   "EMBEDDER_MAX_PIXELS": "1_000_000", "EMBEDDER_DECODE_THREADS": "3"})
+    assert (s.port, s.triton_model_version, s.resize_mode, s.max_pixels, s.decode_workers) == (6000, "3", "pad", 1_000_000, 3)
+    defaults = EmbedderSettings.from_env({})
+    assert (defaults.triton_url, defaults.max_image_bytes, defaults.max_batch_images) == ("127.0.0.1:8001", 10 * 2**20, 64)
+    with pytest.raises(SettingsError, match="EMBEDDER_RESIZE_MODE"):
+        EmbedderSettings.from_env({"EMBEDDER_RESIZE_MODE": "stretch"})
+    with pytest.raises(SettingsError, match="EMBEDDER_MAX_PIXELS"):
+        EmbedderSettings.from_env({"EMBEDDER_MAX_PIXELS": str(10**9)})
+    with pytest.raises(SettingsError, match="TRITON_TIMEOUT_SECONDS"):
+        EmbedderSettings.from_env({"TRITON_TIMEOUT_SECONDS": "soon"})
+
+
+def test_help_lists_every_setting() -> None:
+    out = subprocess.run([sys.executable, "-m", "imagesearch_embedder", "--help"], capture_output=True, text=True, timeout=60, check=True).stdout
+    for name, default, _ in ENV_VARS:
+        assert name in out and default in out, name

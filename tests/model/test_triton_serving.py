@@ -1,0 +1,140 @@
+"""The image_embedding model as served by the local Triton (Python backend, onnxruntime, CPU)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from imagesearch.stack.triton import TritonServer, default_triton_env
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "image_embedding"
+MODEL_FILE = REPO / "model_repo" / MODEL / "1" / "model.onnx"
+IMAGES = sorted((REPO / "demo" / "catalog").glob("*.jpg"))
+
+
+def ensure_model() -> Path:
+    """The model is built by scripts/bootstrap.sh; build it here if a checkout skipped that."""
+    if not MODEL_FILE.is_file():
+        subprocess.run([sys.executable, str(REPO / "tools" / "export_model.py")], cwd=REPO, check=True)
+    return MODEL_FILE
+
+
+def load_images(count: int, offset: int = 0) -> np.ndarray:
+    from PIL import Image
+
+    paths = IMAGES[offset:offset + count]
+    assert len(paths) == count, f"need {count} images in demo/catalog"
+    return np.stack([np.asarray(Image.open(p).convert("RGB").resize((224, 224), Image.BILINEAR)) for p in paths])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    ensure_model()
+    if not default_triton_env().is_dir():
+        pytest.skip(f"no Triton venv at {default_triton_env()} (run scripts/bootstrap.sh)")
+    with TritonServer(REPO / "model_repo", tmp_path_factory.mktemp("triton-model")) as triton:
+        yield triton
+
+
+@pytest.fixture(scope="module")
+def client(server: TritonServer) -> Iterator[grpcclient.InferenceServerClient]:
+    triton = grpcclient.InferenceServerClient(server.grpc_url)
+    yield triton
+    triton.close()
+
+
+@pytest.fixture(scope="module")
+def session():  # -> onnxruntime.InferenceSession on the same file Triton serves
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(ensure_model()), providers=["CPUExecutionProvider"])
+
+
+def image_input(images: np.ndarray) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput("IMAGE", list(images.shape), "UINT8")
+    tensor.set_data_from_numpy(images)
+    return tensor
+
+
+def test_metadata_and_config(client: grpcclient.InferenceServerClient) -> None:
+    meta = client.get_model_metadata(MODEL, as_json=True)
+    inputs = [(t["name"], t["datatype"], t["shape"]) for t in meta["inputs"]]
+    assert inputs == [("IMAGE", "UINT8", ["-1", "224", "224", "3"])]
+    assert sorted((t["name"], t["datatype"], t["shape"]) for t in meta["outputs"]) == [
+        ("EMBEDDING", "FP32", ["-1", "1280"]),
+        ("LOGITS", "FP32", ["-1", "1000"]),
+    ]
+    config = client.get_model_config(MODEL, as_json=True)["config"]
+    assert config["max_batch_size"] == 32
+    assert config["backend"] == "python"
+    assert "dynamic_batching" in config
+
+
+def test_model_runs_on_the_triton_venv_packages(server: TritonServer) -> None:
+    """The stub must import numpy/onnxruntime from the Triton venv, not the caller's venv or the system."""
+    log = server.log_path.read_text(errors="replace")
+    assert f"from {server.triton_env.resolve()};" in log, "model.py did not log the Triton venv as its sys.prefix"
+
+
+def test_embedding_equals_onnxruntime(client: grpcclient.InferenceServerClient, session) -> None:
+    images = load_images(8)
+    result = client.infer(MODEL, [image_input(images)])
+    embedding, logits = result.as_numpy("EMBEDDING"), result.as_numpy("LOGITS")
+    expected_embedding, expected_logits = session.run(["EMBEDDING", "LOGITS"], {"IMAGE": images})
+
+    assert embedding.shape == (8, 1280) and embedding.dtype == np.float32
+    np.testing.assert_allclose(embedding, expected_embedding, atol=1e-5)
+    np.testing.assert_allclose(logits, expected_logits, atol=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-5)
+
+
+def test_only_requested_outputs_are_returned(client: grpcclient.InferenceServerClient) -> None:
+    result = client.infer(MODEL, [image_input(load_images(1))], outputs=[grpcclient.InferRequestedOutput("EMBEDDING")])
+    assert result.as_numpy("EMBEDDING").shape == (1, 1280)
+    assert result.as_numpy("LOGITS") is None
+
+
+def test_concurrent_requests_get_their_own_rows(client: grpcclient.InferenceServerClient, session) -> None:
+    """Requests merged by the dynamic batcher must be split back in order, each to its sender."""
+    images = load_images(12, offset=8)
+    (expected,) = session.run(["EMBEDDING"], {"IMAGE": images})
+    sizes = [1, 3, 2, 1, 4, 1]
+    results: dict[int, np.ndarray | Exception] = {}
+    done = threading.Event()
+
+    def callback(index: int, result, error) -> None:  # type: ignore[no-untyped-def]
+        results[index] = error if error is not None else result.as_numpy("EMBEDDING")
+        if len(results) == len(sizes):
+            done.set()
+
+    starts = np.cumsum([0, *sizes[:-1]])
+    for index, (start, size) in enumerate(zip(starts, sizes)):
+        client.async_infer(MODEL, [image_input(images[start:start + size])],
+                           callback=lambda result, error, index=index: callback(index, result, error))
+    assert done.wait(30), "not all responses arrived"
+
+    for index, (start, size) in enumerate(zip(starts, sizes)):
+        got = results[index]
+        assert not isinstance(got, Exception), got
+        np.testing.assert_allclose(got, expected[start:start + size], atol=1e-5)
+
+
+def test_wrong_image_size_is_rejected(client: grpcclient.InferenceServerClient) -> None:
+    with pytest.raises(InferenceServerException, match="(?i)shape|dims"):
+        client.infer(MODEL, [image_input(np.zeros((1, 200, 200, 3), np.uint8))])
+
+
+def test_missing_onnx_file_is_reported_before_starting(tmp_path: Path) -> None:
+    version = tmp_path / "repo" / MODEL / "1"
+    version.mkdir(parents=True)
+    (version / "model.py").write_text("# model.py without its model.onnx\n")
+    with pytest.raises(FileNotFoundError, match="tools/export_model.py"):
+        TritonServer(tmp_path / "repo", tmp_path / "runtime").start()
