@@ -22,6 +22,8 @@ from imagesearch.stack.redis import LocalRedis
 from imagesearch.stack.triton import TritonServer
 from imagesearch.v1 import search_pb2_grpc
 
+from e2e.helpers import open_channel
+
 REPO = Path(__file__).resolve().parents[1]
 DEV_SET = Path(os.environ.get("IMAGESEARCH_DEV_SET", REPO.parent / "shared" / "datasets" / "dev"))
 # Telemetry configuration from the developer's shell must not leak into tests.
@@ -170,13 +172,6 @@ async def fleet(
         await fleet.gateway.stop(1)
         await retriever.stop(1)
         await embedder.stop(1)
-
-
-def open_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
-        address,
-        options=[("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.max_receive_message_length", 64 * 1024 * 1024)],
-    )
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -5,6 +5,7 @@ import csv
 import io
 from pathlib import Path
 
+import grpc
 from PIL import Image
 
 from imagesearch.v1 import common_pb2, search_pb2
@@ -46,3 +47,10 @@ def side_by_side(left: Path, right: Path, size: int = 320) -> bytes:
     canvas.paste(Image.open(left).convert("RGB").resize((size, size)), (0, 0))
     canvas.paste(Image.open(right).convert("RGB").resize((size, size)), (size, 0))
     return jpeg(canvas)
+
+
+def open_channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        address,
+        options=[("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+    )

@@ -12,8 +12,7 @@ from PIL import Image
 
 from imagesearch.v1 import common_pb2, search_pb2
 
-from ..conftest import open_channel
-from .helpers import product_input, read_rows
+from .helpers import open_channel, product_input, read_rows
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

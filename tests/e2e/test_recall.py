@@ -11,13 +11,12 @@ import pytest
 
 from imagesearch.v1 import search_pb2, search_pb2_grpc
 
-from ..conftest import open_channel
-from .helpers import product_input, read_rows
+from .helpers import open_channel, product_input, read_rows
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-RECALL_AT_1_FLOOR = 0.55
-RECALL_AT_10_FLOOR = 0.70
+RECALL_AT_1_FLOOR = 0.59  # measured 0.612 (2-core x86-64, CPU Triton)
+RECALL_AT_10_FLOOR = 0.76  # measured 0.783
 
 
 async def _index(gateway, dev_set) -> None:  # type: ignore[no-untyped-def]

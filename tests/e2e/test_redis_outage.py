@@ -8,8 +8,7 @@ import pytest
 from imagesearch.stack.redis import LocalRedis
 from imagesearch.v1 import search_pb2, search_pb2_grpc
 
-from ..conftest import open_channel
-from .helpers import product_input, read_rows
+from .helpers import open_channel, product_input, read_rows
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -35,6 +34,7 @@ async def test_searches_survive_redis_going_away_and_use_it_again_when_back(flee
             await gateway.UpsertProducts(search_pb2.UpsertProductsRequest(products=[product_input("r-2", [image])]))
             assert backend.cache.stats.errors > 0
 
+            redis = LocalRedis(port=redis.port, dir=tmp_path)  # back on the same address, empty
             redis.start()
             await asyncio.sleep(0.6)  # past the gateway's cache retry interval
             first = await gateway.Search(request)

@@ -120,7 +120,7 @@ class ResultCache:
             return
         key = f"{ENTRY_PREFIX}{generation}:{fingerprint}"
         try:
-            await self._call("SETEX", lambda: self._client.setex(key, self._ttl, value))  # type: ignore[union-attr]
+            await self._call("SET", lambda: self._client.set(key, value, ex=self._ttl))  # type: ignore[union-attr]
         except _CacheDown:
             pass
 

@@ -19,10 +19,14 @@ an existing collection is opened, so two models can never share one.
 pymilvus is synchronous: every call runs on a small dedicated thread pool (so
 slow Milvus calls cannot starve the loop's default executor) with the
 caller's context copied, so the per-call spans nest under the gRPC span.
-Every read uses consistency_level="Strong" by default (RETRIEVER_READ_CONSISTENCY):
-a write is visible as soon as its call has returned, on every replica, and a
-deleted product never comes back. The queries of the write path are always
-Strong: they decide what to delete.
+Consistency: writes pay for it, reads don't. Every write ends with a Strong
+*barrier* query, which returns only once the query nodes have applied
+everything up to that moment; so when a write call returns, the write is
+visible to every later read of any replica, and a deleted product never comes
+back. Reads then use consistency_level="Session" by default
+(RETRIEVER_READ_CONSISTENCY), which does not wait for Milvus' next time tick:
+a Strong read costs up to one tick (200 ms by default), a Session read ~3 ms.
+The queries of the write path are always Strong: they decide what to delete.
 """
 from __future__ import annotations
 
@@ -215,7 +219,7 @@ class MilvusStore:
         prefix: str = "imagesearch",
         hnsw: HnswParams = HnswParams(),
         timeout_seconds: float = 10.0,
-        read_consistency: str = "Strong",
+        read_consistency: str = "Session",
         tracer_provider: TracerProvider,
         max_workers: int = 8,
     ) -> None:
@@ -313,6 +317,7 @@ class MilvusStore:
                 stale = sorted(r["image_id"] for r in existing if r["image_id"] not in keep)
                 if stale:  # by primary key: cheaper than an expression Milvus must evaluate first
                     self._call("milvus.delete", name, len(stale), client.delete, name, filter=_in_list("image_id", stale))
+            self._barrier(client, name)
         except _CollectionGone:
             raise Unavailable(f"collection {name} was dropped during the write; retry") from None
         return len(prepared), len(rows)
@@ -344,9 +349,16 @@ class MilvusStore:
                     self._call("milvus.delete", name, len(found), client.delete, name,
                                filter=_in_list("product_id", sorted(found)))
                 present |= found
+            if present:
+                self._barrier(client, name)
         except _CollectionGone:
             pass  # dropped meanwhile: whatever was not deleted yet is gone anyway
         return [pid for pid in ids if pid in present], [pid for pid in ids if pid not in present]
+
+    def _barrier(self, client: Any, name: str) -> None:
+        """Wait until the query nodes have applied every write made so far (see module doc)."""
+        self._call("milvus.barrier", name, 0, client.query, name, filter='image_id in [""]',
+                   output_fields=["image_id"], consistency_level="Strong")
 
     async def get(self, model: ModelId, product_id: str) -> ProductRecord:
         validate_model(model)

@@ -19,9 +19,10 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("HNSW_M", "16", "HNSW graph degree of new collections"),
     ("HNSW_EF_CONSTRUCTION", "200", "HNSW build-time candidate list of new collections"),
     ("HNSW_EF_SEARCH", "128", "HNSW search-time candidate list (raised to the fetch size when larger)"),
-    ("RETRIEVER_READ_CONSISTENCY", "Strong",
-     "Strong: a write or delete is seen by the very next read on any replica; each read waits for Milvus' "
-     "next time tick (~1.5 x proxy.timeTickInterval). Session: only this replica's own writes are guaranteed"),
+    ("RETRIEVER_READ_CONSISTENCY", "Session",
+     "Session: reads do not wait (every write already ends with a Strong barrier, so it is visible to later "
+     "reads when its call returns). Strong: every read also waits for Milvus' next time tick "
+     "(~1.5 x proxy.timeTickInterval), for Milvus deployments with several query replicas"),
     ("RETRIEVER_TIMEOUT_SECONDS", "10", "deadline of each Milvus call, retries included"),
     ("RETRIEVER_MAX_MESSAGE_BYTES", str(64 * 1024 * 1024), "largest gRPC request accepted (upserts carry vectors)"),
     ("RETRIEVER_GRACE_SECONDS", "20", "drain time for in-flight calls on SIGTERM"),
@@ -47,7 +48,7 @@ class RetrieverSettings:
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 128
-    read_consistency: str = "Strong"
+    read_consistency: str = "Session"
     timeout_seconds: float = 10.0
     max_message_bytes: int = 64 * 1024 * 1024
     grace_seconds: float = 20.0
