@@ -22,7 +22,7 @@ from opentelemetry.trace import Tracer
 
 log = logging.getLogger(__name__)
 
-GENERATION_KEY = "imagesearch:catalog:generation"
+GENERATION_KEY = "imagesearch:catalog:generation:"  # + catalog name ("" = default)
 ENTRY_PREFIX = "imagesearch:search:"
 
 
@@ -43,7 +43,7 @@ class ResultCache:
         self._tracer = tracer
         self._client: aioredis.Redis | None = None
         self._down_until = 0.0
-        self._bump_pending = False
+        self._bump_pending: set[str] = set()  # catalogs whose generation must advance
         self.stats = CacheStats()
 
     @property
@@ -84,27 +84,28 @@ class ResultCache:
                 self._failed(operation, err)
                 raise _CacheDown() from err
 
-    async def _generation(self) -> int | None:
-        """The current catalog generation, or None when the cache must not be read."""
+    async def _generation(self, catalog: str) -> int | None:
+        """The catalog's current generation, or None when the cache must not be read."""
         if not self._available():
             return None
         assert self._client is not None
+        key = GENERATION_KEY + catalog
         try:
-            if self._bump_pending:
-                await self._call("INCR", lambda: self._client.incr(GENERATION_KEY))
-                self._bump_pending = False
-            raw = await self._call("GET", lambda: self._client.get(GENERATION_KEY))
+            if catalog in self._bump_pending:
+                await self._call("INCR", lambda: self._client.incr(key))
+                self._bump_pending.discard(catalog)
+            raw = await self._call("GET", lambda: self._client.get(key))
         except _CacheDown:
             return None
         return int(raw or 0)
 
-    async def get(self, fingerprint: str) -> tuple[bytes | None, int | None]:
+    async def get(self, catalog: str, fingerprint: str) -> tuple[bytes | None, int | None]:
         """(cached value or None, generation to store under or None when caching is off)."""
-        generation = await self._generation()
+        generation = await self._generation(catalog)
         if generation is None:
             self.stats.bypassed += 1
             return None, None
-        key = f"{ENTRY_PREFIX}{generation}:{fingerprint}"
+        key = f"{ENTRY_PREFIX}{catalog}:{generation}:{fingerprint}"
         try:
             value = await self._call("GET", lambda: self._client.get(key))  # type: ignore[union-attr]
         except _CacheDown:
@@ -115,25 +116,25 @@ class ResultCache:
             self.stats.hits += 1
         return value, generation
 
-    async def put(self, fingerprint: str, generation: int, value: bytes) -> None:
+    async def put(self, catalog: str, fingerprint: str, generation: int, value: bytes) -> None:
         if not self._available():
             return
-        key = f"{ENTRY_PREFIX}{generation}:{fingerprint}"
+        key = f"{ENTRY_PREFIX}{catalog}:{generation}:{fingerprint}"
         try:
             await self._call("SET", lambda: self._client.set(key, value, ex=self._ttl))  # type: ignore[union-attr]
         except _CacheDown:
             pass
 
-    async def invalidate(self) -> None:
-        """Advance the generation after a catalog write; remembered if Redis is down."""
+    async def invalidate(self, catalog: str) -> None:
+        """Advance the catalog's generation after a write; remembered if Redis is down."""
         if self._client is None:
             return
-        self._bump_pending = True
+        self._bump_pending.add(catalog)
         if not self._available():
             return
         try:
-            await self._call("INCR", lambda: self._client.incr(GENERATION_KEY))  # type: ignore[union-attr]
-            self._bump_pending = False
+            await self._call("INCR", lambda: self._client.incr(GENERATION_KEY + catalog))  # type: ignore[union-attr]
+            self._bump_pending.discard(catalog)
         except _CacheDown:
             pass
 

@@ -125,9 +125,11 @@ class RetrieverClient:
         top_k: int,
         filter_spec: FilterSpec,
         min_score: float,
+        catalog: str = "",
     ) -> list[Hit]:
         request = retriever_pb2.VectorSearchRequest(
             model=convert.model_to_pb(model),
+            catalog=catalog,
             top_k=top_k,
             filter=convert.filter_to_pb(filter_spec),
             min_score=min_score,
@@ -139,25 +141,34 @@ class RetrieverClient:
         reply = await self._call(self._stub.Search, request)
         return [convert.hit_from_pb(hit) for hit in reply.hits]
 
-    async def upsert(self, model: ModelId, products: Sequence[tuple[ProductRecord, list[tuple[str, np.ndarray]]]]) -> None:
-        request = retriever_pb2.UpsertRequest(model=convert.model_to_pb(model))
+    async def upsert(
+        self, model: ModelId, products: Sequence[tuple[ProductRecord, list[tuple[str, np.ndarray]]]], catalog: str = ""
+    ) -> None:
+        request = retriever_pb2.UpsertRequest(model=convert.model_to_pb(model), catalog=catalog)
         for record, images in products:
             item = request.products.add(product=convert.product_to_pb(record))
             for uri, vector in images:
                 item.images.add(uri=uri).vector.values.extend(vector.tolist())
         await self._call(self._stub.Upsert, request)
 
-    async def delete(self, model: ModelId, product_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+    async def delete(self, model: ModelId, product_ids: Sequence[str], catalog: str = "") -> tuple[list[str], list[str]]:
         reply = await self._call(
-            self._stub.Delete, retriever_pb2.DeleteRequest(model=convert.model_to_pb(model), product_ids=list(product_ids))
+            self._stub.Delete,
+            retriever_pb2.DeleteRequest(model=convert.model_to_pb(model), product_ids=list(product_ids), catalog=catalog),
         )
         return list(reply.deleted), list(reply.not_found)
 
-    async def get(self, model: ModelId, product_id: str) -> ProductRecord:
+    async def get(self, model: ModelId, product_id: str, catalog: str = "") -> ProductRecord:
         reply = await self._call(
-            self._stub.Get, retriever_pb2.GetRequest(model=convert.model_to_pb(model), product_id=product_id)
+            self._stub.Get, retriever_pb2.GetRequest(model=convert.model_to_pb(model), product_id=product_id, catalog=catalog)
         )
         return convert.product_from_pb(reply)
+
+    async def drop_catalog(self, model: ModelId, catalog: str) -> bool:
+        reply = await self._call(
+            self._stub.DropCatalog, retriever_pb2.DropCatalogRequest(model=convert.model_to_pb(model), catalog=catalog)
+        )
+        return reply.existed
 
     async def close(self) -> None:
         await self._channel.close()

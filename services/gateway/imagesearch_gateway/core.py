@@ -11,7 +11,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from imagesearch.common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
-from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region
+from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region, validate_catalog
 from imagesearch.v1 import common_pb2
 from imagesearch_gateway.cache import ResultCache
 from imagesearch_gateway.clients import EmbedderClient, ImageFault, RetrieverClient
@@ -30,6 +30,7 @@ class SearchQuery:
     filter: FilterSpec = FilterSpec()
     min_score: float = 0.0
     skip_cache: bool = False
+    catalog: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class SearchCore:
         self._max_top_k = max_top_k
 
     def _validated(self, query: SearchQuery) -> SearchQuery:
+        validate_catalog(query.catalog)
         if (query.image is None) == (query.product_id is None):
             raise InvalidArgument("set exactly one of image or product_id")
         if query.image is not None and not query.image:
@@ -140,16 +142,16 @@ class SearchCore:
         query = self._validated(query)
         model = self._models.model
         fingerprint = self._fingerprint(query, model)
-        cached, generation = await self._cache.get(fingerprint)
+        cached, generation = await self._cache.get(query.catalog, fingerprint)
         if cached is not None and not query.skip_cache:
             return SearchOutcome(hits=_hits_from_json(cached), model=model, cache_hit=True)
         hits = await self._search_uncached(query, model)
         if generation is not None:
-            await self._cache.put(fingerprint, generation, _hits_to_json(hits))
+            await self._cache.put(query.catalog, fingerprint, generation, _hits_to_json(hits))
         return SearchOutcome(hits=hits, model=model, cache_hit=False)
 
     async def _search_uncached(self, query: SearchQuery, model: ModelId) -> list[Hit]:
-        common = dict(top_k=query.top_k, filter_spec=query.filter, min_score=query.min_score)
+        common = dict(top_k=query.top_k, filter_spec=query.filter, min_score=query.min_score, catalog=query.catalog)
         if query.product_id is not None:
             return await self._retriever.search(model, product_id=query.product_id, **common)
         assert query.image is not None
@@ -195,8 +197,9 @@ class CatalogCore:
             if not math.isfinite(item.product.price) or item.product.price < 0:
                 raise InvalidArgument(f"product {pid!r}: price must be a finite number >= 0, got {item.product.price}")
 
-    async def upsert(self, items: Sequence[ProductUpsert]) -> list[ProductOutcome]:
+    async def upsert(self, items: Sequence[ProductUpsert], catalog: str = "") -> list[ProductOutcome]:
         """Embed every image, then write whole products; a product with a bad image is not written."""
+        validate_catalog(catalog)
         self._validate(items)
         model = self._models.model
         outcomes: dict[str, ProductOutcome] = {}
@@ -244,25 +247,35 @@ class CatalogCore:
 
         if writes:
             try:
-                await self._retriever.upsert(model, writes)
+                await self._retriever.upsert(model, writes, catalog)
             finally:
                 # Even a failed write may have landed partly: never trust older cached answers.
-                await self._cache.invalidate()
+                await self._cache.invalidate(catalog)
         return [outcomes[item.product.product_id] for item in items]
 
-    async def delete(self, product_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+    async def delete(self, product_ids: Sequence[str], catalog: str = "") -> tuple[list[str], list[str]]:
+        validate_catalog(catalog)
         if not product_ids:
             raise InvalidArgument("product_ids must not be empty")
         for pid in product_ids:
             validate_product_id(pid)
         try:
-            return await self._retriever.delete(self._models.model, list(dict.fromkeys(product_ids)))
+            return await self._retriever.delete(self._models.model, list(dict.fromkeys(product_ids)), catalog)
         finally:
-            await self._cache.invalidate()
+            await self._cache.invalidate(catalog)
 
-    async def get(self, product_id: str) -> ProductRecord:
+    async def get(self, product_id: str, catalog: str = "") -> ProductRecord:
+        validate_catalog(catalog)
         validate_product_id(product_id)
-        return await self._retriever.get(self._models.model, product_id)
+        return await self._retriever.get(self._models.model, product_id, catalog)
+
+    async def delete_catalog(self, catalog: str) -> bool:
+        if not validate_catalog(catalog):
+            raise InvalidArgument("name the catalog to delete; the default catalog cannot be deleted")
+        try:
+            return await self._retriever.drop_catalog(self._models.model, catalog)
+        finally:
+            await self._cache.invalidate(catalog)
 
 
 def _hits_to_json(hits: list[Hit]) -> bytes:

@@ -25,9 +25,10 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             filter=convert.filter_from_pb(request.filter),
             min_score=request.min_score,
             skip_cache=request.skip_cache,
+            catalog=request.catalog,
         )
         if which is None:
-            query = SearchQuery(image=None, product_id=None)  # rejected by the core with a clear message
+            query = SearchQuery(image=None, product_id=None, catalog=request.catalog)  # rejected by the core
         outcome = await self._cores()[0].search(query)
         return search_pb2.SearchResponse(
             hits=[convert.hit_to_pb(hit) for hit in outcome.hits],
@@ -45,7 +46,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             )
             for item in request.products
         ]
-        outcomes = await self._cores()[1].upsert(items)
+        outcomes = await self._cores()[1].upsert(items, request.catalog)
         return search_pb2.UpsertProductsResponse(
             results=[
                 search_pb2.ProductResult(
@@ -67,8 +68,13 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     async def DeleteProducts(
         self, request: search_pb2.DeleteProductsRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.DeleteProductsResponse:
-        deleted, not_found = await self._cores()[1].delete(list(request.product_ids))
+        deleted, not_found = await self._cores()[1].delete(list(request.product_ids), request.catalog)
         return search_pb2.DeleteProductsResponse(deleted=deleted, not_found=not_found)
 
     async def GetProduct(self, request: search_pb2.GetProductRequest, context: grpc.aio.ServicerContext) -> common_pb2.Product:
-        return convert.product_to_pb(await self._cores()[1].get(request.product_id))
+        return convert.product_to_pb(await self._cores()[1].get(request.product_id, request.catalog))
+
+    async def DeleteCatalog(
+        self, request: search_pb2.DeleteCatalogRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.DeleteCatalogResponse:
+        return search_pb2.DeleteCatalogResponse(existed=await self._cores()[1].delete_catalog(request.catalog))

@@ -13,7 +13,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from imagesearch.common.errors import InvalidArgument, NotFound
-from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord
+from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, validate_catalog
 from imagesearch_retriever.filters import build_expression
 from imagesearch_retriever.milvus_store import MAX_SEARCH_LIMIT, Image, ImageMatch, validate_model
 
@@ -29,6 +29,8 @@ class VectorStore(Protocol):
     async def get(self, model: ModelId, product_id: str) -> ProductRecord: ...
     async def product_vectors(self, model: ModelId, product_id: str) -> list[tuple[str, np.ndarray]]: ...
     async def search(self, model: ModelId, vectors: Sequence[np.ndarray], limit: int, expr: str) -> list[list[ImageMatch]]: ...
+    async def drop(self, model: ModelId) -> bool: ...
+    def scoped(self, catalog: str) -> "VectorStore": ...
 
 
 class RetrieverCore:
@@ -36,6 +38,17 @@ class RetrieverCore:
         self._store = store
         self._max_top_k = max_top_k
         self._default_top_k = min(default_top_k, max_top_k)
+
+    def for_catalog(self, catalog: str) -> "RetrieverCore":
+        """The same behaviour over one named catalog's collections ("" = the default catalog)."""
+        if not validate_catalog(catalog):
+            return self
+        return RetrieverCore(self._store.scoped(catalog), self._max_top_k, self._default_top_k)
+
+    async def drop_catalog(self, model: ModelId, catalog: str) -> bool:
+        if not validate_catalog(catalog):
+            raise InvalidArgument("the default catalog cannot be dropped; delete its products instead")
+        return await self._store.scoped(catalog).drop(model)
 
     async def search(
         self,

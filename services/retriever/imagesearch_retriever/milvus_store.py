@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import functools
 import hashlib
 import json
@@ -237,6 +238,7 @@ class MilvusStore:
         self._client: MilvusClient | None = None
         self._open: set[str] = set()  # collections known to exist, match their model and be loaded
         self._open_lock = threading.Lock()
+        self._catalog = ""  # see scoped()
 
     # ---- lifecycle
 
@@ -268,6 +270,35 @@ class MilvusStore:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # ---- operations
+
+    def scoped(self, catalog: str) -> "MilvusStore":
+        """This store as seen by one catalog: same client and caches, its own collections.
+
+        The default catalog ("") keeps the plain `<prefix>_...` names; a named one
+        lives in `<prefix>_c_<catalog>_...`, and the catalog is also recorded in the
+        collection description and checked on open.
+        """
+        if not catalog:
+            return self
+        view = copy.copy(self)
+        view._prefix = f"{self._prefix}_c_{catalog}"
+        view._catalog = catalog
+        return view
+
+    async def drop(self, model: ModelId) -> bool:
+        """Drop this (catalog, model) collection; False when it did not exist."""
+        validate_model(model)
+        return await self._run(self._drop, model)
+
+    def _drop(self, model: ModelId) -> bool:
+        name = collection_name(self._prefix, model)
+        client = self._require_client()
+        if not self._call("milvus.has_collection", name, 0, client.has_collection, name):
+            return False
+        self._verify_collection(client, name, model)
+        self._call("milvus.drop_collection", name, 0, client.drop_collection, name)
+        self._forget(name)
+        return True
 
     async def upsert(self, model: ModelId, products: Sequence[tuple[ProductRecord, Sequence[Image]]]) -> tuple[int, int]:
         """Write products with their images; each replaces every earlier version of itself."""
@@ -424,6 +455,10 @@ class MilvusStore:
 
     # ---- collections
 
+    def _forget(self, name: str) -> None:
+        with self._open_lock:
+            self._open.discard(name)
+
     def _open_collection(self, model: ModelId, *, create: bool) -> str | None:
         """The model's collection, verified and loaded; None if it does not exist and create is False."""
         name = collection_name(self._prefix, model)
@@ -456,6 +491,7 @@ class MilvusStore:
         description = json.dumps({
             "imagesearch_schema": SCHEMA_VERSION,
             "model": {"name": model.name, "version": model.version, "dimension": model.dimension},
+            "catalog": self._catalog,
         }, sort_keys=True)
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description=description)
         schema.add_field("image_id", DataType.VARCHAR, is_primary=True, max_length=MAX_IMAGE_ID_BYTES)
@@ -483,10 +519,14 @@ class MilvusStore:
     def _verify_collection(self, client: MilvusClient, name: str, model: ModelId) -> None:
         info = self._call("milvus.describe_collection", name, 0, client.describe_collection, name)
         try:
-            recorded = json.loads(info.get("description") or "")["model"]
+            described = json.loads(info.get("description") or "")
+            recorded = described["model"]
             found = ModelId(str(recorded["name"]), str(recorded["version"]), int(recorded["dimension"]))
+            catalog = str(described.get("catalog", ""))
         except (ValueError, KeyError, TypeError):
             raise FailedPrecondition(f"collection {name} exists but was not created by the retriever (no model in its description)") from None
+        if catalog != self._catalog:
+            raise FailedPrecondition(f"collection {name} belongs to catalog {catalog!r}, not {self._catalog!r}")
         dims = [f.get("params", {}).get("dim") for f in info.get("fields", []) if f.get("name") == "embedding"]
         if found != model or dims != [model.dimension]:
             raise FailedPrecondition(

@@ -74,3 +74,17 @@ class Hit:
     price: float
     image_uri: str
     attributes: dict[str, str] = field(default_factory=dict)
+
+
+DEFAULT_CATALOG = ""
+_CATALOG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+MAX_CATALOG_CHARS = 48
+
+
+def validate_catalog(name: str) -> str:
+    """A catalog name: "" (the default catalog) or 1-48 characters of [a-z0-9_]."""
+    if name and (len(name) > MAX_CATALOG_CHARS or not set(name) <= _CATALOG_CHARS):
+        raise InvalidArgument(
+            f"catalog must be 1-{MAX_CATALOG_CHARS} characters of a-z, 0-9 and _ (or empty for the default), got {name[:64]!r}"
+        )
+    return name

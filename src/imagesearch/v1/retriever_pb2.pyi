@@ -8,20 +8,22 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class VectorSearchRequest(_message.Message):
-    __slots__ = ("model", "vector", "product_id", "top_k", "filter", "min_score")
+    __slots__ = ("model", "vector", "product_id", "top_k", "filter", "min_score", "catalog")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
     model: _common_pb2.ModelInfo
     vector: _embedder_pb2.Embedding
     product_id: str
     top_k: int
     filter: _common_pb2.Filter
     min_score: float
-    def __init__(self, model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., vector: _Optional[_Union[_embedder_pb2.Embedding, _Mapping]] = ..., product_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., min_score: _Optional[float] = ...) -> None: ...
+    catalog: str
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., vector: _Optional[_Union[_embedder_pb2.Embedding, _Mapping]] = ..., product_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., catalog: _Optional[str] = ...) -> None: ...
 
 class VectorSearchResponse(_message.Message):
     __slots__ = ("hits",)
@@ -46,12 +48,14 @@ class IndexedProduct(_message.Message):
     def __init__(self, product: _Optional[_Union[_common_pb2.Product, _Mapping]] = ..., images: _Optional[_Iterable[_Union[IndexedImage, _Mapping]]] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
-    __slots__ = ("model", "products")
+    __slots__ = ("model", "products", "catalog")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
     model: _common_pb2.ModelInfo
     products: _containers.RepeatedCompositeFieldContainer[IndexedProduct]
-    def __init__(self, model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., products: _Optional[_Iterable[_Union[IndexedProduct, _Mapping]]] = ...) -> None: ...
+    catalog: str
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., products: _Optional[_Iterable[_Union[IndexedProduct, _Mapping]]] = ..., catalog: _Optional[str] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
     __slots__ = ("products", "images")
@@ -62,12 +66,14 @@ class UpsertResponse(_message.Message):
     def __init__(self, products: _Optional[int] = ..., images: _Optional[int] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
-    __slots__ = ("model", "product_ids")
+    __slots__ = ("model", "product_ids", "catalog")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
     model: _common_pb2.ModelInfo
     product_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., product_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    catalog: str
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., product_ids: _Optional[_Iterable[str]] = ..., catalog: _Optional[str] = ...) -> None: ...
 
 class DeleteResponse(_message.Message):
     __slots__ = ("deleted", "not_found")
@@ -78,9 +84,25 @@ class DeleteResponse(_message.Message):
     def __init__(self, deleted: _Optional[_Iterable[str]] = ..., not_found: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetRequest(_message.Message):
-    __slots__ = ("model", "product_id")
+    __slots__ = ("model", "product_id", "catalog")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
     model: _common_pb2.ModelInfo
     product_id: str
-    def __init__(self, model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., product_id: _Optional[str] = ...) -> None: ...
+    catalog: str
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., product_id: _Optional[str] = ..., catalog: _Optional[str] = ...) -> None: ...
+
+class DropCatalogRequest(_message.Message):
+    __slots__ = ("model", "catalog")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
+    model: _common_pb2.ModelInfo
+    catalog: str
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., catalog: _Optional[str] = ...) -> None: ...
+
+class DropCatalogResponse(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: bool = ...) -> None: ...

@@ -57,6 +57,11 @@ class RetrieverServiceStub(object):
                 request_serializer=imagesearch_dot_v1_dot_retriever__pb2.GetRequest.SerializeToString,
                 response_deserializer=imagesearch_dot_v1_dot_common__pb2.Product.FromString,
                 _registered_method=True)
+        self.DropCatalog = channel.unary_unary(
+                '/imagesearch.v1.RetrieverService/DropCatalog',
+                request_serializer=imagesearch_dot_v1_dot_retriever__pb2.DropCatalogRequest.SerializeToString,
+                response_deserializer=imagesearch_dot_v1_dot_retriever__pb2.DropCatalogResponse.FromString,
+                _registered_method=True)
 
 
 class RetrieverServiceServicer(object):
@@ -88,6 +93,12 @@ class RetrieverServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DropCatalog(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetrieverServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +121,11 @@ def add_RetrieverServiceServicer_to_server(servicer, server):
                     servicer.Get,
                     request_deserializer=imagesearch_dot_v1_dot_retriever__pb2.GetRequest.FromString,
                     response_serializer=imagesearch_dot_v1_dot_common__pb2.Product.SerializeToString,
+            ),
+            'DropCatalog': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropCatalog,
+                    request_deserializer=imagesearch_dot_v1_dot_retriever__pb2.DropCatalogRequest.FromString,
+                    response_serializer=imagesearch_dot_v1_dot_retriever__pb2.DropCatalogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +238,33 @@ class RetrieverService(object):
             '/imagesearch.v1.RetrieverService/Get',
             imagesearch_dot_v1_dot_retriever__pb2.GetRequest.SerializeToString,
             imagesearch_dot_v1_dot_common__pb2.Product.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropCatalog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imagesearch.v1.RetrieverService/DropCatalog',
+            imagesearch_dot_v1_dot_retriever__pb2.DropCatalogRequest.SerializeToString,
+            imagesearch_dot_v1_dot_retriever__pb2.DropCatalogResponse.FromString,
             options,
             channel_credentials,
             insecure,

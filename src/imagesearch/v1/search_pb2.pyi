@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SearchRequest(_message.Message):
-    __slots__ = ("image", "product_id", "region", "top_k", "filter", "min_score", "skip_cache")
+    __slots__ = ("image", "product_id", "region", "top_k", "filter", "min_score", "skip_cache", "catalog")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,7 @@ class SearchRequest(_message.Message):
     FILTER_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     SKIP_CACHE_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     product_id: str
     region: _common_pb2.BoundingBox
@@ -22,7 +23,8 @@ class SearchRequest(_message.Message):
     filter: _common_pb2.Filter
     min_score: float
     skip_cache: bool
-    def __init__(self, image: _Optional[bytes] = ..., product_id: _Optional[str] = ..., region: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., skip_cache: bool = ...) -> None: ...
+    catalog: str
+    def __init__(self, image: _Optional[bytes] = ..., product_id: _Optional[str] = ..., region: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., skip_cache: bool = ..., catalog: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("hits", "model", "cache_hit")
@@ -51,10 +53,12 @@ class ProductInput(_message.Message):
     def __init__(self, product: _Optional[_Union[_common_pb2.Product, _Mapping]] = ..., images: _Optional[_Iterable[_Union[ProductImage, _Mapping]]] = ...) -> None: ...
 
 class UpsertProductsRequest(_message.Message):
-    __slots__ = ("products",)
+    __slots__ = ("products", "catalog")
     PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
     products: _containers.RepeatedCompositeFieldContainer[ProductInput]
-    def __init__(self, products: _Optional[_Iterable[_Union[ProductInput, _Mapping]]] = ...) -> None: ...
+    catalog: str
+    def __init__(self, products: _Optional[_Iterable[_Union[ProductInput, _Mapping]]] = ..., catalog: _Optional[str] = ...) -> None: ...
 
 class ImageFailure(_message.Message):
     __slots__ = ("index", "error")
@@ -85,10 +89,12 @@ class UpsertProductsResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[ProductResult, _Mapping]]] = ...) -> None: ...
 
 class DeleteProductsRequest(_message.Message):
-    __slots__ = ("product_ids",)
+    __slots__ = ("product_ids", "catalog")
     PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
     product_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, product_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    catalog: str
+    def __init__(self, product_ids: _Optional[_Iterable[str]] = ..., catalog: _Optional[str] = ...) -> None: ...
 
 class DeleteProductsResponse(_message.Message):
     __slots__ = ("deleted", "not_found")
@@ -99,7 +105,21 @@ class DeleteProductsResponse(_message.Message):
     def __init__(self, deleted: _Optional[_Iterable[str]] = ..., not_found: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetProductRequest(_message.Message):
-    __slots__ = ("product_id",)
+    __slots__ = ("product_id", "catalog")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
     product_id: str
-    def __init__(self, product_id: _Optional[str] = ...) -> None: ...
+    catalog: str
+    def __init__(self, product_id: _Optional[str] = ..., catalog: _Optional[str] = ...) -> None: ...
+
+class DeleteCatalogRequest(_message.Message):
+    __slots__ = ("catalog",)
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
+    catalog: str
+    def __init__(self, catalog: _Optional[str] = ...) -> None: ...
+
+class DeleteCatalogResponse(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: bool = ...) -> None: ...

@@ -56,6 +56,11 @@ class SearchServiceStub(object):
                 request_serializer=imagesearch_dot_v1_dot_search__pb2.GetProductRequest.SerializeToString,
                 response_deserializer=imagesearch_dot_v1_dot_common__pb2.Product.FromString,
                 _registered_method=True)
+        self.DeleteCatalog = channel.unary_unary(
+                '/imagesearch.v1.SearchService/DeleteCatalog',
+                request_serializer=imagesearch_dot_v1_dot_search__pb2.DeleteCatalogRequest.SerializeToString,
+                response_deserializer=imagesearch_dot_v1_dot_search__pb2.DeleteCatalogResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer(object):
@@ -96,6 +101,13 @@ class SearchServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteCatalog(self, request, context):
+        """Drops a whole named catalog (not the default one) with all its products.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -118,6 +130,11 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.GetProduct,
                     request_deserializer=imagesearch_dot_v1_dot_search__pb2.GetProductRequest.FromString,
                     response_serializer=imagesearch_dot_v1_dot_common__pb2.Product.SerializeToString,
+            ),
+            'DeleteCatalog': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCatalog,
+                    request_deserializer=imagesearch_dot_v1_dot_search__pb2.DeleteCatalogRequest.FromString,
+                    response_serializer=imagesearch_dot_v1_dot_search__pb2.DeleteCatalogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -229,6 +246,33 @@ class SearchService(object):
             '/imagesearch.v1.SearchService/GetProduct',
             imagesearch_dot_v1_dot_search__pb2.GetProductRequest.SerializeToString,
             imagesearch_dot_v1_dot_common__pb2.Product.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCatalog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imagesearch.v1.SearchService/DeleteCatalog',
+            imagesearch_dot_v1_dot_search__pb2.DeleteCatalogRequest.SerializeToString,
+            imagesearch_dot_v1_dot_search__pb2.DeleteCatalogResponse.FromString,
             options,
             channel_credentials,
             insecure,
