@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import warnings
+
+# pymilvus 2.4 imports pkg_resources, whose deprecation warning would open every log and --help.
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 from imagesearch.common.server import configure_logging, serve_until_signalled
 from imagesearch.common.telemetry import build_tracer_provider

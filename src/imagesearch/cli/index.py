@@ -154,16 +154,17 @@ def upsert(
     policy: RetryPolicy,
     outcome: BatchOutcome,
     circuit: Circuit,
+    catalog: str = "",
 ) -> None:
     """Send one batch; on RESOURCE_EXHAUSTED split it, since the batch (not a product) may be too big."""
-    request = search_pb2.UpsertProductsRequest(products=list(products))
+    request = search_pb2.UpsertProductsRequest(products=list(products), catalog=catalog)
     try:
         response = call_with_retry(lambda: stub.UpsertProducts(request, timeout=policy.timeout), policy)
     except grpc.RpcError as err:
         if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and len(products) > 1:
             half = len(products) // 2
-            upsert(stub, items[:half], products[:half], policy, outcome, circuit)
-            upsert(stub, items[half:], products[half:], policy, outcome, circuit)
+            upsert(stub, items[:half], products[:half], policy, outcome, circuit, catalog)
+            upsert(stub, items[half:], products[half:], policy, outcome, circuit, catalog)
             return
         if err.code() in RETRYABLE_CODES:
             circuit.trip(f"{err.code().name} after {policy.attempts} attempts: {err.details() or ''}")
@@ -210,7 +211,7 @@ def _images_label(item: CatalogItem) -> str:
 
 
 def already_indexed(
-    stub: search_pb2_grpc.SearchServiceStub, items: Sequence[CatalogItem], timeout: float
+    stub: search_pb2_grpc.SearchServiceStub, items: Sequence[CatalogItem], timeout: float, catalog: str = ""
 ) -> list[bool]:
     """For each item: does the gateway have it with the same metadata and image paths?
 
@@ -218,7 +219,7 @@ def already_indexed(
     it", since upsert is idempotent anyway. The look-ups go out together, as
     each is a store query of its own.
     """
-    calls = [stub.GetProduct.future(search_pb2.GetProductRequest(product_id=i.product_id), timeout=timeout)
+    calls = [stub.GetProduct.future(search_pb2.GetProductRequest(product_id=i.product_id, catalog=catalog), timeout=timeout)
              for i in items]
     return [_unchanged(item, call) for item, call in zip(items, calls)]
 
@@ -242,6 +243,7 @@ def index_batch(
     policy: RetryPolicy,
     skip_existing: bool,
     circuit: Circuit,
+    catalog: str = "",
 ) -> BatchOutcome:
     outcome = BatchOutcome(images=sum(len(i.images) for i in batch))
     if circuit.reason is not None:
@@ -250,7 +252,7 @@ def index_batch(
         return outcome
     items: list[CatalogItem] = []
     products: list[search_pb2.ProductInput] = []
-    present = already_indexed(stub, batch, timeout=10.0) if skip_existing else [False] * len(batch)
+    present = already_indexed(stub, batch, 10.0, catalog) if skip_existing else [False] * len(batch)
     for item, skip in zip(batch, present):
         if skip:
             outcome.skipped.append(item.product_id)
@@ -260,7 +262,7 @@ def index_batch(
             items.append(item)
             products.append(msg)
     if products:
-        upsert(stub, items, products, policy, outcome, circuit)
+        upsert(stub, items, products, policy, outcome, circuit, catalog)
     return outcome
 
 
@@ -277,6 +279,7 @@ def index_catalog(
     policy: RetryPolicy = RetryPolicy(),
     skip_existing: bool = False,
     progress: bool = True,
+    catalog: str = "",
 ) -> BatchOutcome:
     """Index `items` through the gateway at `gateway`; also used by `imagesearch up --demo`.
 
@@ -295,7 +298,7 @@ def index_catalog(
         queue = iter(batches(items, batch_size))
         try:
             for batch in queue:
-                pending.add(pool.submit(_guarded, stop, index_batch, stub, batch, policy, skip_existing, circuit))
+                pending.add(pool.submit(_guarded, stop, index_batch, stub, batch, policy, skip_existing, circuit, catalog))
                 if len(pending) >= 2 * concurrency:
                     pending = _collect(pending, total, bar)
             while pending:
@@ -386,6 +389,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="attempts per batch while the gateway is UNAVAILABLE or times out (default 5)")
     p.add_argument("--skip-existing", action="store_true",
                    help="skip products the gateway already has with the same metadata and image paths")
+    p.add_argument("--catalog", default="", metavar="NAME",
+                   help="named catalog to write to ([a-z0-9_]; default: the default catalog)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in CI logs)")
     p.set_defaults(func=run_index)
 
@@ -398,6 +403,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     d.add_argument("product_ids", nargs="+", metavar="PRODUCT_ID")
+    d.add_argument("--catalog", default="", metavar="NAME", help="named catalog (default: the default catalog)")
     d.set_defaults(func=run_delete)
 
 
@@ -422,7 +428,7 @@ def run_index(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     outcome = index_catalog(
         args.gateway, items, args.batch, args.concurrency, policy,
-        skip_existing=args.skip_existing, progress=not args.no_progress,
+        skip_existing=args.skip_existing, progress=not args.no_progress, catalog=args.catalog,
     )
     elapsed = time.perf_counter() - started
     return report(outcome, elapsed)
@@ -440,7 +446,7 @@ def report(outcome: BatchOutcome, elapsed: float) -> int:
 def run_delete(args: argparse.Namespace) -> int:
     with open_channel(args.gateway) as channel:
         response = search_stub(channel).DeleteProducts(
-            search_pb2.DeleteProductsRequest(product_ids=args.product_ids), timeout=30.0
+            search_pb2.DeleteProductsRequest(product_ids=args.product_ids, catalog=args.catalog), timeout=30.0
         )
     for pid in response.deleted:
         print(f"deleted    {pid}")

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import grpc
 
-from imagesearch.cli import index, search, up
+from imagesearch.cli import evaluate, index, search, up
 from imagesearch.cli.common import DEFAULT_GATEWAY, CliError, default_gateway, rpc_error_line
 
 DESCRIPTION = """\
@@ -21,7 +21,7 @@ retriever services) for development and demos.
 EPILOG = f"""\
 examples:
   imagesearch up                                   # start everything, index the demo catalog
-  imagesearch search demo/queries/q08a75008.jpg    # search with a photo
+  imagesearch search demo/queries/qfbf79e76.jpg    # search with a photo
   imagesearch search photo.jpg --category animals/birds --price-max 100 --sheet out.png
   imagesearch search --like p00496c64 --top-k 5    # more like an indexed product
   imagesearch index demo/catalog.csv               # add or update products (CSV or folder)
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_parser(subparsers)
     search.add_parser(subparsers)
     index.add_parsers(subparsers)
+    evaluate.add_parser(subparsers)
     return parser
 
 

@@ -97,6 +97,7 @@ def build_request(args: argparse.Namespace, image: bytes | None) -> search_pb2.S
         filter=build_filter(args.category or (), args.brand or (), args.price_min, args.price_max, args.attr or ()),
         min_score=args.min_score or 0.0,
         skip_cache=args.no_cache,
+        catalog=getattr(args, "catalog", "") or "",
     )
     if image is not None:
         req.image = image
@@ -189,7 +190,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
         epilog=(
             "examples:\n"
-            "  imagesearch search demo/queries/q08a75008.jpg\n"
+            "  imagesearch search demo/queries/qfbf79e76.jpg\n"
             "  imagesearch search photo.jpg --top-k 5 --category animals/birds --price-max 100\n"
             "  imagesearch search photo.jpg --region 0.25,0.1,0.75,0.9 --sheet results.png\n"
             "  imagesearch search --like p00496c64 --attr color=red --attr color=blue\n"
@@ -210,6 +211,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--region", type=parse_region, metavar="X0,Y0,X1,Y1",
                    help="search only this box of the photo, as fractions of its width/height (0..1)")
     p.add_argument("--no-cache", action="store_true", help="bypass the gateway's result cache")
+    p.add_argument("--catalog", default="", metavar="NAME", help="search a named catalog (default: the default catalog)")
     p.add_argument("--json", action="store_true", help="print the response as JSON instead of a table")
     p.add_argument("--sheet", type=Path, metavar="OUT.png", help="also write a contact sheet (query + result images)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait (default 30)")

@@ -142,7 +142,9 @@ def _print_banner(stack: LocalStack, repo: Path) -> None:
 
 
 def _try_command(gateway: str, repo: Path) -> str:
-    queries = sorted((repo / "demo" / "queries").glob("*.jpg"))
+    # A demo photo whose product the baseline model ranks first (a red apple).
+    preferred = repo / "demo" / "queries" / "qfbf79e76.jpg"
+    queries = [preferred] if preferred.exists() else sorted((repo / "demo" / "queries").glob("*.jpg"))
     query = display_path(queries[0]) if queries else "photo.jpg"
     default = os.environ.get("IMAGESEARCH_GATEWAY") or DEFAULT_GATEWAY
     flag = "" if gateway == default else f" --gateway {gateway}"

@@ -1,0 +1,1 @@
+"""Retrieval-quality evaluation: the dataset format, the metrics, the report."""

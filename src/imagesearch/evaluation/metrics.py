@@ -1,0 +1,75 @@
+"""The metrics, exactly as the dataset README defines them.
+
+`rank` is 1 + the number of indexed items scoring strictly higher than the
+ground-truth product. Through the public API we see the top `depth` products,
+so a product beyond them has an unknown rank: it counts as a miss for every
+Recall@k (k <= depth) and contributes 0 to MRR, which makes the reported MRR
+a lower bound by at most (misses / (depth + 1)) / queries; the report states
+how many queries fell beyond the depth.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import median
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class QueryOutcome:
+    query_id: str
+    product_id: str
+    # (product_id, score, category) of the hits, best first.
+    hits: list[tuple[str, float, str]]
+    latency_ms: float
+
+    def rank(self) -> int | None:
+        """1-based rank of the ground truth among the hits (ties resolved strictly), None if absent."""
+        for position, (pid, score, _) in enumerate(self.hits):
+            if pid == self.product_id:
+                return 1 + sum(1 for _, other, _ in self.hits[:position] if other > score)
+        return None
+
+
+@dataclass(frozen=True)
+class Report:
+    queries: int
+    recall_at_1: float
+    recall_at_5: float
+    recall_at_10: float
+    mrr: float
+    category_precision_at_10: float
+    beyond_depth: int
+    latency_p50_ms: float
+    latency_p95_ms: float
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def evaluate(outcomes: Sequence[QueryOutcome], categories: dict[str, str]) -> Report:
+    ranks = [o.rank() for o in outcomes]
+    n = len(outcomes)
+
+    def recall(k: int) -> float:
+        return sum(1 for r in ranks if r is not None and r <= k) / n
+
+    precision = [
+        sum(1 for _, _, category in o.hits[:10] if category == categories.get(o.product_id)) / 10 for o in outcomes
+    ]
+    latencies = [o.latency_ms for o in outcomes]
+    return Report(
+        queries=n,
+        recall_at_1=recall(1),
+        recall_at_5=recall(5),
+        recall_at_10=recall(10),
+        mrr=sum(1 / r for r in ranks if r is not None) / n,
+        category_precision_at_10=sum(precision) / n,
+        beyond_depth=sum(1 for r in ranks if r is None),
+        latency_p50_ms=median(latencies),
+        latency_p95_ms=percentile(latencies, 0.95),
+    )

@@ -1,0 +1,32 @@
+"""The evaluation metrics follow the dataset README's definitions."""
+from __future__ import annotations
+
+import pytest
+
+from imagesearch.evaluation.metrics import QueryOutcome, evaluate
+
+
+def outcome(qid: str, truth: str, hits: list[tuple[str, float, str]]) -> QueryOutcome:
+    return QueryOutcome(qid, truth, hits, latency_ms=10.0)
+
+
+def test_rank_counts_only_strictly_higher_scores() -> None:
+    tied = outcome("q", "b", [("a", 0.9, "x"), ("b", 0.9, "x"), ("c", 0.1, "x")])
+    assert tied.rank() == 1
+    assert outcome("q", "c", [("a", 0.9, "x"), ("b", 0.8, "x"), ("c", 0.1, "x")]).rank() == 3
+    assert outcome("q", "z", [("a", 0.9, "x")]).rank() is None
+
+
+def test_recall_mrr_and_category_precision() -> None:
+    categories = {"a": "fruit", "b": "fruit", "c": "tools", "d": "tools"}
+    hits = [("a", 0.9, "fruit"), ("c", 0.8, "tools"), ("b", 0.7, "fruit")]
+    report = evaluate(
+        [outcome("q1", "a", hits), outcome("q2", "b", hits), outcome("q3", "d", hits)],
+        categories,
+    )
+    assert report.recall_at_1 == pytest.approx(1 / 3)
+    assert report.recall_at_5 == pytest.approx(2 / 3)
+    assert report.mrr == pytest.approx((1 + 1 / 3) / 3)
+    assert report.beyond_depth == 1
+    # q1, q2 (fruit): 2 of the top 10 are fruit; q3 (tools): 1.
+    assert report.category_precision_at_10 == pytest.approx((0.2 + 0.2 + 0.1) / 3)
