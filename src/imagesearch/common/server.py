@@ -28,6 +28,9 @@ from imagesearch.common.telemetry import server_interceptor
 
 log = logging.getLogger(__name__)
 
+# Health service name that is SERVING for as long as the process runs (until a
+# drain): for liveness probes, which must not restart a pod whose *dependency* is down.
+LIVENESS = "liveness"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -93,6 +96,7 @@ class ServiceServer:
             self._server,
         )
         await self._set_health(NOT_SERVING)
+        await self._health.set(LIVENESS, SERVING)
         self.port = self._server.add_insecure_port(f"{opts.host}:{opts.port}")
         if self.port == 0:
             raise OSError(f"{self.name}: could not bind {opts.host}:{opts.port}")
