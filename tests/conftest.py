@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
-import grpc
 import pytest
 import pytest_asyncio
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor

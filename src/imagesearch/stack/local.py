@@ -29,7 +29,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from imagesearch.stack.milvus import LocalMilvus
 from imagesearch.stack.ports import free_ports
-from imagesearch.stack.redis import LocalRedis, die_with_parent, log_tail, redis_reachable
+from imagesearch.stack.process import die_with_parent, log_tail
+from imagesearch.stack.redis import LocalRedis, redis_reachable
 from imagesearch.stack.triton import TritonServer
 
 SERVICES = ("embedder", "retriever", "gateway")  # start order; stopped in reverse

@@ -22,7 +22,6 @@ Why not just `MilvusServer().start()`:
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
 import signal
 import subprocess
@@ -32,6 +31,7 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from imagesearch.stack.process import die_with_parent, log_tail
 from imagesearch.stack.ports import free_ports
 
 # Every `*_port` item of the package's config template: all must be free.
@@ -57,7 +57,6 @@ _TEMPLATE_EDITS: tuple[tuple[str, str, int], ...] = (
 # Strong-consistency reads wait for the next time tick: measured on 2 cores,
 # a search takes ~300 ms with Milvus' default 200 ms tick, ~55 ms with 50 ms.
 _TIME_TICK_ITEM = "  timeTickInterval: 200 #"
-_PR_SET_PDEATHSIG = 1
 _START_ATTEMPTS = 3
 
 
@@ -69,25 +68,8 @@ class _QuickFailure(MilvusStartError):
     """A start that failed fast (likely a port race): worth another try with fresh ports."""
 
 
-def _die_with_parent() -> None:
-    """`preexec_fn`: SIGTERM the server if the Python process that started it dies (Linux only)."""
-    if os.uname().sysname != "Linux":
-        return
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64 * 1024))
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 class LocalMilvus:
@@ -154,7 +136,7 @@ class LocalMilvus:
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
                 command, cwd=self.base_dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
             )
         atexit.register(self.stop)
         try:
@@ -257,7 +239,7 @@ class LocalMilvus:
             client.close()
 
     def _failure(self, headline: str) -> str:
-        tail = _tail(self.log_path)
+        tail = log_tail(self.log_path)
         return f"{headline}; log {self.log_path}:\n{tail}" if tail else headline
 
     def stop(self) -> None:

@@ -7,8 +7,6 @@ off: a cache that survives a restart would only hide stale answers.
 from __future__ import annotations
 
 import atexit
-import ctypes
-import os
 import shutil
 import signal
 import subprocess
@@ -19,38 +17,14 @@ from types import TracebackType
 
 import redis
 
+from imagesearch.stack.process import die_with_parent, log_tail
 from imagesearch.stack.ports import free_port
 
 _START_ATTEMPTS = 3  # a port picked by free_port() can be taken by someone else before we bind it
-_PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """`preexec_fn` for children of the local stack: SIGTERM them if we die.
-
-    Without it a `kill -9` of `imagesearch up` (or of a test run) would leave
-    servers holding ports. Linux only; elsewhere a no-op. Note the signal fires
-    when the *thread* that started the child exits, so start children from a
-    thread that lives as long as they should (the main thread, in practice).
-    """
-    if os.uname().sysname != "Linux":
-        return
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
-def log_tail(path: Path, lines: int = 30) -> str:
-    """The last `lines` lines of a log file, or "" when it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64 * 1024))
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def redis_reachable(url: str, timeout: float = 1.0) -> bool:

@@ -27,20 +27,19 @@ What it takes to run that binary outside pytriton, all handled here:
 from __future__ import annotations
 
 import atexit
-import ctypes
 import glob
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from imagesearch.stack.process import die_with_parent, log_tail
 from imagesearch.stack.ports import free_ports
 
 MODEL_NAME = "image_embedding"
@@ -48,7 +47,6 @@ TRITON_ENV_VAR = "IMAGESEARCH_TRITON_ENV"
 _LOG_NAME = "triton.log"
 _BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
 _STUB_NAME = "triton_python_backend_stub"
-_PR_SET_PDEATHSIG = 1
 _PORT_IN_USE_MARKERS = ("already in use", "Failed to bind", "failed to bind")
 # Lines after which Triton never becomes ready (it may still linger until a stub timeout).
 _FATAL_MARKERS = ("error while loading shared libraries", "failed to load '")
@@ -166,30 +164,8 @@ def check_model_repository(model_repository: Path) -> None:
             )
 
 
-def _die_with_parent() -> None:
-    """`preexec_fn`: SIGTERM tritonserver if the process that started it dies (Linux only).
-
-    Without it a `kill -9` of `imagesearch up` or of a test run leaves a server
-    holding its ports and shared memory.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
-def log_tail(path: Path, lines: int = 40) -> str:
-    """The last `lines` lines of a log file ("" if unreadable)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64 * 1024))
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 class TritonServer:
@@ -276,7 +252,7 @@ class TritonServer:
             log.flush()
             self._proc = subprocess.Popen(
                 command, cwd=self.runtime_dir, env=self._environment(install), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
             )
         self._started_at = time.monotonic()
         atexit.register(self.stop)
