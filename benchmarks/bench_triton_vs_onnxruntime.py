@@ -37,7 +37,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_NAME = "image_embedding"
-MODEL_FILE = REPO / "model_repo" / MODEL_NAME / "1" / "model.onnx"
+MODEL_FILE = REPO / "model_repo" / MODEL_NAME / "2" / "model.onnx"
 IMAGE_SIZE = 224
 
 

