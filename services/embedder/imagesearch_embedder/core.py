@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
-from typing import Optional, Protocol, Sequence
+from typing import Optional, Protocol, Sequence, Union
 
 import numpy as np
 from opentelemetry import trace
 
 from imagesearch.common.errors import InvalidArgument, Unavailable
 from imagesearch.common.types import ModelId, Region
-from imagesearch_embedder.imaging import ImageErrorReason, ImageRejected, Limits, Preprocessor, ResizeMode
+from imagesearch_embedder.imaging import Decoded, ImageErrorReason, ImageRejected, Limits, Preprocessor, ResizeMode
+from imagesearch_embedder.localize import subject_box
 from imagesearch_embedder.settings import EmbedderSettings
 
-# Encoded bytes and an optional region of interest (relative, displayed coordinates).
-ImageItem = tuple[bytes, Optional[Region]]
+# Encoded bytes, an optional region of interest (relative, displayed coordinates)
+# and, optionally, whether to localise the product first (see localize.py).
+ImageItem = Union[tuple[bytes, Optional[Region]], tuple[bytes, Optional[Region], bool]]
 
 
 class Embedder(Protocol):
@@ -32,12 +34,26 @@ class Embedder(Protocol):
     async def embed(self, batch: np.ndarray) -> np.ndarray: ...
 
 
-def _preprocess_one(preprocess: Preprocessor, data: bytes, region: Region | None) -> np.ndarray | ImageRejected:
-    """Runs in the thread pool. Only ImageRejected is per-image; anything else is our bug and fails the call."""
+def _preprocess_one(
+    preprocess: Preprocessor, data: bytes, region: Region | None, localize: bool
+) -> np.ndarray | tuple[np.ndarray, Decoded] | ImageRejected:
+    """Runs in the thread pool. Only ImageRejected is per-image; anything else is our bug and fails the call.
+
+    For an image to localise: the whole photo letterboxed (the first pass), and the decoded
+    image kept for the second pass.
+    """
     try:
-        return preprocess(data, region)
+        if not localize:
+            return preprocess(data, region)
+        decoded = preprocess.decode(data)
+        return preprocess.frame(decoded, (0.0, 0.0, 1.0, 1.0), ResizeMode.PAD), decoded
     except ImageRejected as rejected:
         return rejected
+
+
+def _localized_view(preprocess: Preprocessor, decoded: Decoded, saliency: np.ndarray) -> np.ndarray:
+    box = subject_box(saliency, decoded.image.width, decoded.image.height)
+    return preprocess.frame(decoded, box, ResizeMode.PAD)
 
 
 class EmbedderCore:
@@ -85,28 +101,60 @@ class EmbedderCore:
         """
         self.check_request(len(items))
         decoded = await self._decode_all(items)
+        kept: dict[int, Decoded] = {}
+        for i, outcome in enumerate(decoded):
+            if isinstance(outcome, tuple):  # an image to localise: (first-pass view, decoded image)
+                decoded[i], kept[i] = outcome
         good = [i for i, outcome in enumerate(decoded) if isinstance(outcome, np.ndarray)]
-        results: list[np.ndarray | ImageRejected] = list(decoded)
+        results: list[np.ndarray | ImageRejected] = list(decoded)  # type: ignore[arg-type]
         if good:
-            batch = np.stack([decoded[i] for i in good])
+            batch = np.stack([decoded[i] for i in good])  # type: ignore[misc]
             if self._embedder.model != self._model:
                 # Triton rolled to another version while we decoded: never label its vectors with ours.
                 raise Unavailable(f"the model changed from version {self._model.version} during the request; retry")
             # One Triton request for every good image (no await since the check above, so no race);
             # the adapter splits it by the model's max batch size.
-            vectors = await self._embedder.embed(batch)
+            if kept:
+                vectors, saliency = await self._embedder.embed_with_saliency(batch)  # type: ignore[attr-defined]
+            else:
+                vectors, saliency = await self._embedder.embed(batch), None
             for row, index in enumerate(good):
                 results[index] = self._checked_vector(vectors[row])
+            if kept and saliency is not None:
+                rows = {index: row for row, index in enumerate(good)}
+                await self._localize(results, kept, {i: saliency[rows[i]] for i in kept if i in rows})
         return results
 
-    async def _decode_all(self, items: Sequence[ImageItem | ImageRejected]) -> list[np.ndarray | ImageRejected]:
+    async def _localize(
+        self, results: list[np.ndarray | ImageRejected], kept: dict[int, Decoded], maps: dict[int, np.ndarray]
+    ) -> None:
+        """Second pass: re-embed each photo cropped to where its saliency map says the product is."""
+        loop = asyncio.get_running_loop()
+        order = [i for i in kept if i in maps and isinstance(results[i], np.ndarray)]
+        if not order:
+            return
+        with self._tracer.start_as_current_span("embedder.localize", attributes={"images": len(order)}):
+            views = await asyncio.gather(
+                *(loop.run_in_executor(self._executor, _localized_view, self._preprocess, kept[i], maps[i]) for i in order)
+            )
+            vectors = await self._embedder.embed(np.stack(views))
+        for row, index in enumerate(order):
+            results[index] = self._checked_vector(vectors[row])
+
+    async def _decode_all(
+        self, items: Sequence[ImageItem | ImageRejected]
+    ) -> list[np.ndarray | tuple[np.ndarray, Decoded] | ImageRejected]:
         loop = asyncio.get_running_loop()
 
-        async def decode(item: ImageItem | ImageRejected) -> np.ndarray | ImageRejected:
+        can_localize = bool(getattr(self._embedder, "can_localize", False))
+
+        async def decode(item: ImageItem | ImageRejected) -> np.ndarray | tuple[np.ndarray, Decoded] | ImageRejected:
             if isinstance(item, ImageRejected):
                 return item
-            data, region = item
-            return await loop.run_in_executor(self._executor, _preprocess_one, self._preprocess, data, region)
+            data, region, *flags = item
+            # A caller's region wins over localisation.
+            localize = can_localize and bool(flags and flags[0]) and region is None
+            return await loop.run_in_executor(self._executor, _preprocess_one, self._preprocess, data, region, localize)
 
         with self._tracer.start_as_current_span("embedder.decode", attributes={"images": len(items)}) as span:
             outcomes = await asyncio.gather(*(decode(item) for item in items))

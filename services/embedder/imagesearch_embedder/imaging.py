@@ -16,6 +16,7 @@ Every rejection is an `ImageRejected` with a reason mirroring
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import io
@@ -453,6 +454,14 @@ def _resize(
 
 
 @dataclass(frozen=True)
+class Decoded:
+    """A validated, decoded, upright image (and its ICC profile), ready to be framed."""
+
+    image: Image.Image
+    icc: bytes | None
+
+
+@dataclass(frozen=True)
 class Preprocessor:
     """Bytes (+ optional region) -> uint8 array of the model's input shape (H, W, 3).
 
@@ -466,6 +475,15 @@ class Preprocessor:
     use_draft: bool = True  # JPEG DCT-domain downscaling; off only to measure its effect
 
     def __call__(self, data: bytes, region: Region | None = None) -> np.ndarray:
+        decoded = self.decode(data, region)
+        return self._finish(decoded.image, _region_or_full(region), decoded.icc)
+
+    def frame(self, decoded: "Decoded", rel: tuple[float, float, float, float], mode: ResizeMode) -> np.ndarray:
+        """Another view of an already decoded image: the relative box `rel`, framed by `mode`."""
+        return dataclasses.replace(self, mode=mode)._finish(decoded.image, rel, decoded.icc)
+
+    def decode(self, data: bytes, region: Region | None = None) -> "Decoded":
+        """Validate and decode, upright; JPEG draft scaling keeps enough pixels for `region`."""
         check_pillow_is_strict()
         info = inspect_image(data, self.limits)
         rel = _region_or_full(region)
@@ -485,7 +503,7 @@ class Preprocessor:
         if orientation != 1:
             # The region is given in displayed coordinates, so rotate before cropping.
             im = ImageOps.exif_transpose(im)
-        return self._finish(im, rel, icc)
+        return Decoded(im, icc)
 
     def _finish(self, im: Image.Image, rel: tuple[float, float, float, float], icc: bytes | None) -> np.ndarray:
         x0, y0, x1, y1 = rel

@@ -22,7 +22,7 @@ def _item(image: embedder_pb2.EmbedImage) -> ImageItem | ImageRejected:
         region = region_from_pb(image.region if image.HasField("region") else None)
     except InvalidArgument as err:
         return ImageRejected(ImageErrorReason.BAD_REGION, err.message)
-    return image.content, region
+    return image.content, region, image.localize
 
 
 def _result(outcome: np.ndarray | ImageRejected) -> embedder_pb2.EmbedResult:

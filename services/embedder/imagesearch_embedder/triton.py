@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 INPUT_NAME = "IMAGE"
 OUTPUT_NAME = "EMBEDDING"
+SALIENCY_NAME = "SALIENCY"
 
 T = TypeVar("T")
 
@@ -43,6 +44,9 @@ class ModelContract:
     input_width: int
     dimension: int
     max_batch_size: int
+    # (h, w) of the optional SALIENCY output (where the model's activations are), used to
+    # localise the product in a photo; None when the model has no such output.
+    saliency_size: tuple[int, int] | None = None
 
 
 def _dims(values: Sequence[Any]) -> list[int]:
@@ -89,6 +93,14 @@ def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -
         else:
             dimension = per_item[0]
 
+    saliency_size = None
+    saliency = outputs.get(SALIENCY_NAME)
+    if saliency is not None:  # optional: without it, localisation is simply off
+        shape = _dims(saliency.shape)
+        per_item = shape[1:] if max_batch > 0 and shape[:1] == [-1] else shape
+        if saliency.datatype == "FP32" and len(per_item) == 2 and min(per_item) > 0:
+            saliency_size = (per_item[0], per_item[1])
+
     versions = sorted(metadata.versions, key=lambda v: (len(v), v))  # numeric order for digit strings
     if wanted_version and wanted_version not in versions:
         problems.append(f"version {wanted_version} is not served (versions: {versions or 'none'})")
@@ -103,6 +115,7 @@ def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -
         input_width=width,
         dimension=dimension,
         max_batch_size=max_batch,
+        saliency_size=saliency_size,
     )
 
 
@@ -196,19 +209,33 @@ class TritonEmbedder:
 
     # ------------------------------------------------------------------ inference
 
+    @property
+    def can_localize(self) -> bool:
+        return self.contract.saliency_size is not None
+
     async def embed(self, batch: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 -> (N, D) float32, in chunks of the model's max batch size sent concurrently."""
+        vectors, _ = await self.embed_with_saliency(batch, want_saliency=False)
+        return vectors
+
+    async def embed_with_saliency(self, batch: np.ndarray, want_saliency: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Like embed(), plus the (N, h, w) SALIENCY maps when asked for and the model has them."""
         client, c = self._require()
+        want_saliency = want_saliency and c.saliency_size is not None
         expected = (c.input_height, c.input_width, 3)
         if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[1:] != expected:
             raise ValueError(f"expected a uint8 batch of shape (N, {expected}), got {batch.dtype} {batch.shape}")
         if len(batch) == 0:
-            return np.empty((0, c.dimension), dtype=np.float32)
+            return np.empty((0, c.dimension), dtype=np.float32), None
         chunks = [batch[i : i + c.max_batch_size] for i in range(0, len(batch), c.max_batch_size)]
-        results = await _gather_or_cancel([self._infer(client, c, chunk) for chunk in chunks])
-        return np.concatenate(results, axis=0)
+        results = await _gather_or_cancel([self._infer(client, c, chunk, want_saliency) for chunk in chunks])
+        vectors = np.concatenate([r[0] for r in results], axis=0)
+        maps = np.concatenate([r[1] for r in results], axis=0) if want_saliency else None
+        return vectors, maps
 
-    async def _infer(self, client: InferenceServerClient, c: ModelContract, chunk: np.ndarray) -> np.ndarray:
+    async def _infer(
+        self, client: InferenceServerClient, c: ModelContract, chunk: np.ndarray, want_saliency: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         with self._tracer.start_as_current_span(
             "triton.infer",
             attributes={
@@ -226,7 +253,8 @@ class TritonEmbedder:
                     c.name,
                     [image],
                     model_version=c.version,
-                    outputs=[InferRequestedOutput(OUTPUT_NAME)],
+                    outputs=[InferRequestedOutput(OUTPUT_NAME)]
+                    + ([InferRequestedOutput(SALIENCY_NAME)] if want_saliency else []),
                     client_timeout=self._timeout,
                 )
             )
@@ -234,7 +262,12 @@ class TritonEmbedder:
             if vectors is None or vectors.shape != (len(chunk), c.dimension):
                 got = None if vectors is None else vectors.shape
                 raise DomainError(f"triton model {c.name!r} returned {OUTPUT_NAME} of shape {got}, expected {(len(chunk), c.dimension)}")
-            return vectors.astype(np.float32, copy=False)
+            maps = None
+            if want_saliency:
+                maps = result.as_numpy(SALIENCY_NAME)
+                if maps is None or maps.shape != (len(chunk), *c.saliency_size):  # type: ignore[misc]
+                    raise DomainError(f"triton model {c.name!r} returned {SALIENCY_NAME} of an unexpected shape")
+            return vectors.astype(np.float32, copy=False), maps
 
     # ------------------------------------------------------------------ helpers
 

@@ -76,10 +76,12 @@ class EmbedderClient:
             raise from_downstream(self.name, err) from err
         return convert.model_from_pb(reply)
 
-    async def embed(self, images: Sequence[tuple[bytes, Region | None]]) -> list[np.ndarray | ImageFault]:
+    async def embed(
+        self, images: Sequence[tuple[bytes, Region | None]], localize: bool = False
+    ) -> list[np.ndarray | ImageFault]:
         request = embedder_pb2.EmbedRequest(
             images=[
-                embedder_pb2.EmbedImage(content=content, region=convert.region_to_pb(region))
+                embedder_pb2.EmbedImage(content=content, region=convert.region_to_pb(region), localize=localize)
                 for content, region in images
             ]
         )

@@ -94,7 +94,9 @@ class SearchCore:
         models: ModelSource,
         default_top_k: int,
         max_top_k: int,
+        localize_queries: bool = True,
     ) -> None:
+        self._localize = localize_queries
         self._embedder = embedder
         self._retriever = retriever
         self._cache = cache
@@ -119,8 +121,7 @@ class SearchCore:
             raise InvalidArgument(f"min_score must lie in [-1, 1], got {query.min_score}")
         return dataclasses.replace(query, top_k=top_k)
 
-    @staticmethod
-    def _fingerprint(query: SearchQuery, model: ModelId) -> str:
+    def _fingerprint(self, query: SearchQuery, model: ModelId) -> str:
         """Identity of a request for the cache: the image's SHA-256 plus the normalised request."""
         subject = (
             "image:" + hashlib.sha256(query.image).hexdigest() if query.image is not None else f"product:{query.product_id}"
@@ -133,6 +134,7 @@ class SearchCore:
                 "filter": dataclasses.asdict(query.filter),
                 "min_score": round(query.min_score, 6),
                 "model": dataclasses.astuple(model),
+                "localize": self._localize,
             },
             sort_keys=True,
         )
@@ -155,7 +157,7 @@ class SearchCore:
         if query.product_id is not None:
             return await self._retriever.search(model, product_id=query.product_id, **common)
         assert query.image is not None
-        [result] = await self._embedder.embed([(query.image, query.region)])
+        [result] = await self._embedder.embed([(query.image, query.region)], localize=self._localize)
         if isinstance(result, ImageFault):
             raise _fault_error(result)
         if result.shape[0] != model.dimension:

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from imagesearch.common.config import env_float, env_int, env_str
+from imagesearch.common.config import env_bool, env_float, env_int, env_str
 
 # (variable, default, meaning) — also rendered by `--help`.
 ENV_VARS: tuple[tuple[str, str, str], ...] = (
@@ -21,6 +21,8 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("RETRIEVE_TIMEOUT_SECONDS", "10", "deadline of each call to the retriever"),
     ("GATEWAY_MAX_MESSAGE_BYTES", str(16 * 1024 * 1024), "largest request accepted (RESOURCE_EXHAUSTED above)"),
     ("GATEWAY_MAX_IMAGES_PER_PRODUCT", "32", "images one product may carry"),
+    ("GATEWAY_LOCALIZE_QUERIES", "true", "crop query photos to the product the model finds before matching "
+     "(a second model evaluation; a request's region overrides it)"),
     ("GATEWAY_GRACE_SECONDS", "20", "drain time for in-flight calls on SIGTERM"),
     ("LOG_LEVEL", "INFO", "logging level"),
 )
@@ -41,6 +43,7 @@ class GatewaySettings:
     max_message_bytes: int = 16 * 1024 * 1024
     max_images_per_product: int = 32
     grace_seconds: float = 20.0
+    localize_queries: bool = True
     log_level: str = "INFO"
     default_top_k: int = 10
     max_top_k: int = 100
@@ -64,5 +67,6 @@ class GatewaySettings:
             max_message_bytes=env_int("GATEWAY_MAX_MESSAGE_BYTES", cls.max_message_bytes, e, minimum=1024),
             max_images_per_product=env_int("GATEWAY_MAX_IMAGES_PER_PRODUCT", cls.max_images_per_product, e, minimum=1),
             grace_seconds=env_float("GATEWAY_GRACE_SECONDS", cls.grace_seconds, e, minimum=0.0),
+            localize_queries=env_bool("GATEWAY_LOCALIZE_QUERIES", cls.localize_queries, e),
             log_level=env_str("LOG_LEVEL", cls.log_level, e),
         )

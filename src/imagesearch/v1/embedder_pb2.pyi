@@ -7,12 +7,14 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EmbedImage(_message.Message):
-    __slots__ = ("content", "region")
+    __slots__ = ("content", "region", "localize")
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
+    LOCALIZE_FIELD_NUMBER: _ClassVar[int]
     content: bytes
     region: _common_pb2.BoundingBox
-    def __init__(self, content: _Optional[bytes] = ..., region: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ...) -> None: ...
+    localize: bool
+    def __init__(self, content: _Optional[bytes] = ..., region: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., localize: bool = ...) -> None: ...
 
 class EmbedRequest(_message.Message):
     __slots__ = ("images",)
