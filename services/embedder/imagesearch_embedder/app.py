@@ -43,7 +43,10 @@ class EmbedderBackend:
         s = self._settings
         check_pillow_is_strict()  # a process-wide Pillow misconfiguration must keep us NOT_SERVING
         if self._triton is None:
-            self._triton = TritonEmbedder(s.triton_url, s.triton_model, s.triton_model_version, s.triton_timeout_seconds, self._provider)
+            self._triton = TritonEmbedder(
+                s.triton_url, s.triton_model, s.triton_model_version, s.triton_timeout_seconds, self._provider,
+                image_size=s.image_size, localize_size=s.localize_size,
+            )
         await self._triton.connect()  # raises (and closes its client) on an unready or non-conformant model
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=s.decode_workers, thread_name_prefix="embedder-decode")

@@ -5,6 +5,7 @@ No gRPC here: the servicer converts messages, the Triton adapter does inference.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from concurrent.futures import Executor
 from typing import Optional, Protocol, Sequence, Union
 
@@ -35,18 +36,18 @@ class Embedder(Protocol):
 
 
 def _preprocess_one(
-    preprocess: Preprocessor, data: bytes, region: Region | None, localize: bool
+    preprocess: Preprocessor, locate: Preprocessor, data: bytes, region: Region | None, localize: bool
 ) -> np.ndarray | tuple[np.ndarray, Decoded] | ImageRejected:
     """Runs in the thread pool. Only ImageRejected is per-image; anything else is our bug and fails the call.
 
-    For an image to localise: the whole photo letterboxed (the first pass), and the decoded
-    image kept for the second pass.
+    For an image to localise: the whole photo letterboxed at the localisation size
+    (the first pass), and the decoded image kept for the second pass.
     """
     try:
         if not localize:
             return preprocess(data, region)
-        decoded = preprocess.decode(data)
-        return preprocess.frame(decoded, (0.0, 0.0, 1.0, 1.0), ResizeMode.PAD), decoded
+        decoded = locate.decode(data)
+        return locate.frame(decoded, (0.0, 0.0, 1.0, 1.0), ResizeMode.PAD), decoded
     except ImageRejected as rejected:
         return rejected
 
@@ -76,6 +77,12 @@ class EmbedderCore:
             size=self._input_size,
             mode=ResizeMode(settings.resize_mode),
         )
+        # The localisation pass looks at a larger letterboxed photo when the model allows it. No
+        # JPEG draft scaling there: the second pass crops this decode, often to a small part of it.
+        self._locate = dataclasses.replace(
+            self._preprocess, size=getattr(embedder, "localize_input_size", self._input_size), mode=ResizeMode.PAD,
+            use_draft=False,
+        )
 
     @property
     def model(self) -> ModelId:
@@ -102,27 +109,39 @@ class EmbedderCore:
         self.check_request(len(items))
         decoded = await self._decode_all(items)
         kept: dict[int, Decoded] = {}
+        first_pass: dict[int, np.ndarray] = {}
         for i, outcome in enumerate(decoded):
             if isinstance(outcome, tuple):  # an image to localise: (first-pass view, decoded image)
-                decoded[i], kept[i] = outcome
-        good = [i for i, outcome in enumerate(decoded) if isinstance(outcome, np.ndarray)]
-        results: list[np.ndarray | ImageRejected] = list(decoded)  # type: ignore[arg-type]
-        if good:
-            batch = np.stack([decoded[i] for i in good])  # type: ignore[misc]
-            if self._embedder.model != self._model:
-                # Triton rolled to another version while we decoded: never label its vectors with ours.
-                raise Unavailable(f"the model changed from version {self._model.version} during the request; retry")
-            # One Triton request for every good image (no await since the check above, so no race);
-            # the adapter splits it by the model's max batch size.
-            if kept:
-                vectors, saliency = await self._embedder.embed_with_saliency(batch)  # type: ignore[attr-defined]
-            else:
-                vectors, saliency = await self._embedder.embed(batch), None
-            for row, index in enumerate(good):
-                results[index] = self._checked_vector(vectors[row])
-            if kept and saliency is not None:
-                rows = {index: row for row, index in enumerate(good)}
-                await self._localize(results, kept, {i: saliency[rows[i]] for i in kept if i in rows})
+                first_pass[i], kept[i] = outcome
+        plain = [i for i, outcome in enumerate(decoded) if isinstance(outcome, np.ndarray)]
+        results: list[np.ndarray | ImageRejected] = [
+            outcome if not isinstance(outcome, tuple) else outcome[0] for outcome in decoded
+        ]
+        if not plain and not kept:
+            return results
+        if self._embedder.model != self._model:
+            # Triton rolled to another version while we decoded: never label its vectors with ours.
+            raise Unavailable(f"the model changed from version {self._model.version} during the request; retry")
+
+        async def embed_plain() -> np.ndarray | None:
+            # One Triton request for these images; the adapter splits it by the model's max batch size.
+            return await self._embedder.embed(np.stack([decoded[i] for i in plain])) if plain else None  # type: ignore[misc]
+
+        async def first_pass_maps() -> tuple[np.ndarray, np.ndarray | None] | None:
+            if not kept:
+                return None
+            return await self._embedder.embed_with_saliency(np.stack(list(first_pass.values())))  # type: ignore[attr-defined]
+
+        vectors, located = await asyncio.gather(embed_plain(), first_pass_maps())
+        for row, index in enumerate(plain):
+            results[index] = self._checked_vector(vectors[row])  # type: ignore[index]
+        if located is not None:
+            whole, maps = located
+            for row, index in enumerate(first_pass):
+                # The whole photo's vector stands if localisation cannot improve on it.
+                results[index] = self._checked_vector(whole[row])
+            if maps is not None:
+                await self._localize(results, kept, {index: maps[row] for row, index in enumerate(first_pass)})
         return results
 
     async def _localize(
@@ -154,7 +173,9 @@ class EmbedderCore:
             data, region, *flags = item
             # A caller's region wins over localisation.
             localize = can_localize and bool(flags and flags[0]) and region is None
-            return await loop.run_in_executor(self._executor, _preprocess_one, self._preprocess, data, region, localize)
+            return await loop.run_in_executor(
+                self._executor, _preprocess_one, self._preprocess, self._locate, data, region, localize
+            )
 
         with self._tracer.start_as_current_span("embedder.decode", attributes={"images": len(items)}) as span:
             outcomes = await asyncio.gather(*(decode(item) for item in items))

@@ -28,6 +28,8 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("EMBEDDER_MAX_MESSAGE_BYTES", str(64 * 1024 * 1024), "largest gRPC message (RESOURCE_EXHAUSTED above)"),
     ("EMBEDDER_DECODE_THREADS", "<cpu count>", "threads that validate and decode images"),
     ("EMBEDDER_RESIZE_MODE", "crop", "crop: shorter side to model size, centre crop; pad: letterbox on white"),
+    ("EMBEDDER_IMAGE_SIZE", "224", "side of the square the model embeds, when the model takes any size (multiple of 32)"),
+    ("EMBEDDER_LOCALIZE_SIZE", "288", "side of the letterboxed photo the localisation pass looks at (multiple of 32)"),
     ("EMBEDDER_GRACE_SECONDS", "20", "drain time for in-flight calls on SIGTERM"),
     ("LOG_LEVEL", "INFO", "logging level"),
 )
@@ -47,6 +49,8 @@ class EmbedderSettings:
     max_message_bytes: int = 64 * 1024 * 1024
     decode_threads: int = 0  # 0 = os.cpu_count(), resolved by from_env()
     resize_mode: str = "crop"
+    image_size: int = 224
+    localize_size: int = 288
     grace_seconds: float = 20.0
     log_level: str = "INFO"
 
@@ -54,6 +58,9 @@ class EmbedderSettings:
         # Checked here too so settings built in code (tests, tools) obey the same rules.
         if self.resize_mode not in RESIZE_MODES:
             raise SettingsError(f"EMBEDDER_RESIZE_MODE must be one of {', '.join(RESIZE_MODES)}, got {self.resize_mode!r}")
+        for name, size in (("EMBEDDER_IMAGE_SIZE", self.image_size), ("EMBEDDER_LOCALIZE_SIZE", self.localize_size)):
+            if size < 32 or size % 32:
+                raise SettingsError(f"{name} must be a positive multiple of 32, got {size}")
         if not 1 <= self.max_pixels <= PILLOW_BOMB_PIXELS:
             raise SettingsError(f"EMBEDDER_MAX_PIXELS must lie in [1, {PILLOW_BOMB_PIXELS}], got {self.max_pixels}")
 
@@ -77,6 +84,8 @@ class EmbedderSettings:
             max_message_bytes=env_int("EMBEDDER_MAX_MESSAGE_BYTES", cls.max_message_bytes, e, minimum=1024),
             decode_threads=env_int("EMBEDDER_DECODE_THREADS", os.cpu_count() or 1, e, minimum=1),
             resize_mode=env_str("EMBEDDER_RESIZE_MODE", cls.resize_mode, e).lower(),
+            image_size=env_int("EMBEDDER_IMAGE_SIZE", cls.image_size, e, minimum=32),
+            localize_size=env_int("EMBEDDER_LOCALIZE_SIZE", cls.localize_size, e, minimum=32),
             grace_seconds=env_float("EMBEDDER_GRACE_SECONDS", cls.grace_seconds, e, minimum=0.0),
             log_level=env_str("LOG_LEVEL", cls.log_level, e),
         )

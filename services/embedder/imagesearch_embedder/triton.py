@@ -74,10 +74,11 @@ def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -
         shape = _dims(image.shape)
         # Metadata shapes include the batch dimension (-1) when max_batch_size > 0.
         per_item = shape[1:] if max_batch > 0 and shape[:1] == [-1] else shape
-        if len(per_item) != 3 or per_item[2] != 3 or per_item[0] <= 0 or per_item[1] <= 0:
-            problems.append(f"input {INPUT_NAME} has shape {shape}, expected [-1, H, W, 3] (NHWC, fixed H and W)")
+        dynamic = len(per_item) == 3 and per_item[:2] == [-1, -1]
+        if len(per_item) != 3 or per_item[2] != 3 or not (dynamic or (per_item[0] > 0 and per_item[1] > 0)):
+            problems.append(f"input {INPUT_NAME} has shape {shape}, expected [-1, H, W, 3] (NHWC; H and W fixed or both -1)")
         else:
-            height, width = per_item[0], per_item[1]
+            height, width = per_item[0], per_item[1]  # -1, -1: the model takes any size
 
     outputs = {t.name: t for t in metadata.outputs}
     embedding = outputs.get(OUTPUT_NAME)
@@ -98,7 +99,7 @@ def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -
     if saliency is not None:  # optional: without it, localisation is simply off
         shape = _dims(saliency.shape)
         per_item = shape[1:] if max_batch > 0 and shape[:1] == [-1] else shape
-        if saliency.datatype == "FP32" and len(per_item) == 2 and min(per_item) > 0:
+        if saliency.datatype == "FP32" and len(per_item) == 2 and (min(per_item) > 0 or per_item == [-1, -1]):
             saliency_size = (per_item[0], per_item[1])
 
     versions = sorted(metadata.versions, key=lambda v: (len(v), v))  # numeric order for digit strings
@@ -129,7 +130,12 @@ class TritonEmbedder:
         model_version: str,
         timeout_seconds: float,
         tracer_provider: TracerProvider,
+        image_size: int = 224,
+        localize_size: int = 288,
     ) -> None:
+        # Used when the model takes any input size; a model with fixed H and W imposes its own.
+        self._image_size = image_size
+        self._localize_size = localize_size
         self._url = url
         self._model_name = model_name
         self._wanted_version = model_version
@@ -203,8 +209,18 @@ class TritonEmbedder:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        """(height, width) of the images the model takes."""
+        """(height, width) of the images the model embeds."""
         c = self.contract
+        if c.input_height < 0:
+            return self._image_size, self._image_size
+        return c.input_height, c.input_width
+
+    @property
+    def localize_input_size(self) -> tuple[int, int]:
+        """(height, width) of the localisation pass: larger when the model allows it (finer saliency)."""
+        c = self.contract
+        if c.input_height < 0:
+            return self._localize_size, self._localize_size
         return c.input_height, c.input_width
 
     # ------------------------------------------------------------------ inference
@@ -222,7 +238,8 @@ class TritonEmbedder:
         """Like embed(), plus the (N, h, w) SALIENCY maps when asked for and the model has them."""
         client, c = self._require()
         want_saliency = want_saliency and c.saliency_size is not None
-        expected = (c.input_height, c.input_width, 3)
+        fixed = c.input_height > 0
+        expected = (c.input_height, c.input_width, 3) if fixed else (batch.shape[1], batch.shape[2], 3)
         if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[1:] != expected:
             raise ValueError(f"expected a uint8 batch of shape (N, {expected}), got {batch.dtype} {batch.shape}")
         if len(batch) == 0:
@@ -265,7 +282,7 @@ class TritonEmbedder:
             maps = None
             if want_saliency:
                 maps = result.as_numpy(SALIENCY_NAME)
-                if maps is None or maps.shape != (len(chunk), *c.saliency_size):  # type: ignore[misc]
+                if maps is None or maps.ndim != 3 or len(maps) != len(chunk):
                     raise DomainError(f"triton model {c.name!r} returned {SALIENCY_NAME} of an unexpected shape")
             return vectors.astype(np.float32, copy=False), maps
 
