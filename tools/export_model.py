@@ -19,7 +19,8 @@ inside the graph:
     EMBEDDING  float32 [N, 1280]  GeM-pooled (p=3) features, L2-normalised (dot product = cosine)
     LOGITS     float32 [N, 1000]  ImageNet logits from the model's own classifier (average pooled;
                                   costs ~0.3 % of the FLOPs; handy for debugging)
-    SALIENCY   float32 [N, H/32, W/32]  channel sum of the feature map: where the network sees the object
+    SALIENCY   float32 [N, H/16, W/16]  where the object is: the last feature map's channel sum
+                                  (upsampled) x the stride-16 activations of the last 112-channel block
 
 The batch dimension is dynamic. Resizing (and any cropping or padding) is the
 caller's job: the graph only accepts exactly 224 x 224.
@@ -62,7 +63,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 # The Triton model version: bumped whenever the embedding changes, so the retriever
 # puts its vectors in a new collection instead of mixing them with the old ones.
-MODEL_VERSION = "2"  # 1: average pooling; 2: GeM pooling, SALIENCY output, any size (multiple of 32)
+MODEL_VERSION = "2"  # 1: average pooling; 2: GeM pooling, SALIENCY (stride 16) output, any size (multiple of 32)
 DEFAULT_OUTPUT = REPO / "model_repo" / "image_embedding" / MODEL_VERSION / "model.onnx"
 DEFAULT_IMAGES = str(REPO / "demo" / "catalog" / "*.jpg")
 
@@ -117,11 +118,27 @@ def build_export_module(net):  # -> torch.nn.Module
         def __init__(self, backbone) -> None:
             super().__init__()
             self.backbone = backbone
+            # The last block of the stride-16 stage (112 channels in EfficientNet-Lite0).
+            self.mid_block = max(i for i, b in enumerate(backbone._blocks) if b._project_conv.out_channels == 112)
+
+        def _trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """`backbone.extract_features`, step for step, also returning the mid-level block's output."""
+            net = self.backbone
+            x = net._swish(net._bn0(net._conv_stem(x)))
+            mid = x
+            for idx, block in enumerate(net._blocks):
+                rate = net._global_params.drop_connect_rate
+                if rate:
+                    rate *= float(idx) / len(net._blocks)
+                x = block(x, drop_connect_rate=rate)
+                if idx == self.mid_block:
+                    mid = x
+            return net._swish(net._bn1(net._conv_head(x))), mid
 
         def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             x = image.permute(0, 3, 1, 2).to(torch.float32)
             x = (x - INPUT_MEAN) / INPUT_STD
-            features = self.backbone.extract_features(x)  # [N, 1280, 7, 7], after the head's ReLU6
+            features, mid = self._trunk(x)  # [N, 1280, H/32, W/32] after the head's ReLU6; [N, 112, H/16, W/16]
             # The classifier was trained on average pooling, so it keeps seeing exactly that
             # (dropout is the identity in eval mode).
             logits = self.backbone._fc(F.adaptive_avg_pool2d(features, 1).flatten(1))
@@ -129,9 +146,14 @@ def build_export_module(net):  # -> torch.nn.Module
             # strongest activations (the product) over the background; +5 points of dev
             # Recall@1 over average pooling at the same cost (docs/quality.md).
             pooled = features.clamp_min(GEM_EPS).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
-            # Where the network "looks": the channel sum of the feature map, for the embedder's
-            # subject localisation (crop the photo to the product before matching).
-            saliency = features.sum(dim=1)
+            # Where the object is, for the embedder's subject localisation: the last map's channel
+            # sum says *what* stands out but is coarse (stride 32); the stride-16 activations of the
+            # last 112-channel block say *where*, finely. Their product (measured best on the dev
+            # set, docs/quality.md) at stride 16.
+            coarse = F.interpolate(features.sum(dim=1, keepdim=True), size=mid.shape[-2:], mode="bilinear",
+                                   align_corners=False)[:, 0]
+            fine = mid.abs().sum(dim=1)
+            saliency = coarse * fine / fine.mean(dim=(1, 2), keepdim=True).clamp_min(1e-6)
             # Same as F.normalize, written so the export is a broadcasting Div: F.normalize adds an
             # Expand whose runtime shape hides the static 1280 from ONNX shape inference.
             # eps only guards an all-zero vector (ReLU6 features are >= 0); it never changes real outputs.
@@ -254,7 +276,7 @@ def finalize_model(path: Path, weights_sha256: str) -> None:
     model.doc_string = (
         f"{MODEL_NAME} ImageNet weights; IMAGE uint8 NHWC RGB 224x224 -> (x-{INPUT_MEAN:g})/{INPUT_STD:g}; "
         f"EMBEDDING = L2-normalised GeM-pooled (p=3) features; LOGITS = ImageNet-1k logits; "
-        "SALIENCY = channel sum of the last feature map"
+        "SALIENCY = localisation map at stride 16"
     )
     meta = {
         "imagesearch.model": MODEL_NAME,

@@ -58,7 +58,7 @@ async def test_a_catalog_image_finds_its_own_product_first(gateway, catalog) -> 
     assert reply.hits[0].product_id == target["id"]
     # Queries are cropped to the product the model finds, so even the catalog shot itself is
     # framed a little differently from its indexed copy...
-    assert reply.hits[0].score > 0.85
+    assert reply.hits[0].score > 0.5
     # ...unless the caller's region says where to look: the whole image, exactly as indexed.
     whole = common_pb2.BoundingBox(x_min=0, y_min=0, x_max=1, y_max=1)
     exact = await search(gateway, image=target["path"].read_bytes(), region=whole)

@@ -137,7 +137,7 @@ def test_the_localisation_size_gives_a_finer_saliency_map(client: grpcclient.Inf
     result = client.infer(
         MODEL, [image_input(np.zeros((2, 288, 288, 3), np.uint8))], outputs=[grpcclient.InferRequestedOutput("SALIENCY")]
     )
-    assert result.as_numpy("SALIENCY").shape == (2, 9, 9)
+    assert result.as_numpy("SALIENCY").shape == (2, 18, 18)
 
 
 def test_missing_onnx_file_is_reported_before_starting(tmp_path: Path) -> None:
