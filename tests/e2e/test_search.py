@@ -155,3 +155,20 @@ async def test_upsert_replaces_a_products_older_images(gateway, catalog, dev_set
         assert not swap or swap[0].score < 0.99  # only the new image is left to match
     finally:
         await gateway.DeleteProducts(search_pb2.DeleteProductsRequest(product_ids=["s-swap"]))
+
+
+async def test_the_query_category_is_predicted_and_can_restrict_results(gateway, catalog) -> None:
+    target = catalog[10]
+    reply = await search(gateway, image=target["path"].read_bytes(), top_k=5)
+    prediction = reply.predicted_category
+    assert prediction.category in CATEGORIES and 0 < prediction.confidence <= 1
+    restricted = await search(gateway, image=target["path"].read_bytes(), top_k=20, restrict_to_predicted_category=True)
+    assert restricted.hits and {h.category for h in restricted.hits} == {prediction.category}
+    assert restricted.predicted_category == prediction
+    # Combined with the caller's filter by AND: a disjoint category set leaves nothing.
+    other = next(c for c in CATEGORIES if c != prediction.category)
+    none = await search(
+        gateway, image=target["path"].read_bytes(), restrict_to_predicted_category=True,
+        filter=common_pb2.Filter(categories=[other]),
+    )
+    assert list(none.hits) == []

@@ -14,6 +14,7 @@ from imagesearch.common.errors import FailedPrecondition, InvalidArgument, Resou
 from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region, validate_catalog
 from imagesearch.v1 import common_pb2
 from imagesearch_gateway.cache import ResultCache
+from imagesearch_gateway.category import VOTERS, CategoryPrediction, predict_category
 from imagesearch_gateway.clients import EmbedderClient, ImageFault, RetrieverClient
 
 MAX_PRODUCT_ID_CHARS = 256
@@ -31,6 +32,7 @@ class SearchQuery:
     min_score: float = 0.0
     skip_cache: bool = False
     catalog: str = ""
+    restrict_to_predicted_category: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class SearchOutcome:
     hits: list[Hit]
     model: ModelId
     cache_hit: bool
+    predicted_category: CategoryPrediction | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class SearchCore:
                 "top_k": query.top_k,
                 "filter": dataclasses.asdict(query.filter),
                 "min_score": round(query.min_score, 6),
+                "restrict": query.restrict_to_predicted_category,
                 "model": dataclasses.astuple(model),
                 "localize": self._localize,
             },
@@ -146,16 +150,41 @@ class SearchCore:
         fingerprint = self._fingerprint(query, model)
         cached, generation = await self._cache.get(query.catalog, fingerprint)
         if cached is not None and not query.skip_cache:
-            return SearchOutcome(hits=_hits_from_json(cached), model=model, cache_hit=True)
-        hits = await self._search_uncached(query, model)
+            hits, prediction = _outcome_from_json(cached)
+            return SearchOutcome(hits=hits, model=model, cache_hit=True, predicted_category=prediction)
+        hits, prediction = await self._search_uncached(query, model)
         if generation is not None:
-            await self._cache.put(query.catalog, fingerprint, generation, _hits_to_json(hits))
-        return SearchOutcome(hits=hits, model=model, cache_hit=False)
+            await self._cache.put(query.catalog, fingerprint, generation, _outcome_to_json(hits, prediction))
+        return SearchOutcome(hits=hits, model=model, cache_hit=False, predicted_category=prediction)
 
-    async def _search_uncached(self, query: SearchQuery, model: ModelId) -> list[Hit]:
-        common = dict(top_k=query.top_k, filter_spec=query.filter, min_score=query.min_score, catalog=query.catalog)
+    async def _search_uncached(self, query: SearchQuery, model: ModelId) -> tuple[list[Hit], CategoryPrediction | None]:
+        target: dict[str, object] = {"catalog": query.catalog}
         if query.product_id is not None:
-            return await self._retriever.search(model, product_id=query.product_id, **common)
+            target["product_id"] = query.product_id
+        else:
+            target["vector"] = await self._query_vector(query, model)
+        unfiltered = query.filter.empty
+        # The vote looks at the nearest products of the whole catalog, before any filter.
+        neighbours = await self._retriever.search(
+            model, top_k=max(VOTERS, query.top_k) if unfiltered else VOTERS,
+            filter_spec=FilterSpec(), min_score=-1.0, **target,  # type: ignore[arg-type]
+        )
+        prediction = predict_category(neighbours)
+        if unfiltered and not query.restrict_to_predicted_category:
+            return [h for h in neighbours if h.score >= query.min_score][: query.top_k], prediction
+        spec = query.filter
+        if query.restrict_to_predicted_category:
+            if prediction is None:
+                return [], None
+            spec = _with_category(spec, prediction.category)
+            if spec is None:
+                return [], prediction  # the caller's categories exclude the predicted one
+        hits = await self._retriever.search(
+            model, top_k=query.top_k, filter_spec=spec, min_score=query.min_score, **target  # type: ignore[arg-type]
+        )
+        return hits, prediction
+
+    async def _query_vector(self, query: SearchQuery, model: ModelId) -> np.ndarray:
         assert query.image is not None
         [result] = await self._embedder.embed([(query.image, query.region)], localize=self._localize)
         if isinstance(result, ImageFault):
@@ -165,7 +194,7 @@ class SearchCore:
                 f"embedder returned {result.shape[0]}-d vectors but model {model.name} v{model.version} "
                 f"declares {model.dimension}; the embedder's model changed under the gateway"
             )
-        return await self._retriever.search(model, vector=result, **common)
+        return result
 
 
 class CatalogCore:
@@ -280,9 +309,21 @@ class CatalogCore:
             await self._cache.invalidate(catalog)
 
 
-def _hits_to_json(hits: list[Hit]) -> bytes:
-    return json.dumps([dataclasses.asdict(hit) for hit in hits]).encode()
+def _with_category(spec: FilterSpec, category: str) -> FilterSpec | None:
+    """`spec` AND category == `category`; None when that can match nothing."""
+    if spec.categories and category not in spec.categories:
+        return None
+    return dataclasses.replace(spec, categories=(category,))
 
 
-def _hits_from_json(raw: bytes) -> list[Hit]:
-    return [Hit(**item) for item in json.loads(raw)]
+def _outcome_to_json(hits: list[Hit], prediction: CategoryPrediction | None) -> bytes:
+    return json.dumps({
+        "hits": [dataclasses.asdict(hit) for hit in hits],
+        "prediction": dataclasses.asdict(prediction) if prediction else None,
+    }).encode()
+
+
+def _outcome_from_json(raw: bytes) -> tuple[list[Hit], CategoryPrediction | None]:
+    body = json.loads(raw)
+    prediction = CategoryPrediction(**body["prediction"]) if body["prediction"] else None
+    return [Hit(**item) for item in body["hits"]], prediction

@@ -26,15 +26,20 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             min_score=request.min_score,
             skip_cache=request.skip_cache,
             catalog=request.catalog,
+            restrict_to_predicted_category=request.restrict_to_predicted_category,
         )
         if which is None:
             query = SearchQuery(image=None, product_id=None, catalog=request.catalog)  # rejected by the core
         outcome = await self._cores()[0].search(query)
-        return search_pb2.SearchResponse(
+        response = search_pb2.SearchResponse(
             hits=[convert.hit_to_pb(hit) for hit in outcome.hits],
             model=convert.model_to_pb(outcome.model),
             cache_hit=outcome.cache_hit,
         )
+        if outcome.predicted_category is not None:
+            response.predicted_category.category = outcome.predicted_category.category
+            response.predicted_category.confidence = outcome.predicted_category.confidence
+        return response
 
     async def UpsertProducts(
         self, request: search_pb2.UpsertProductsRequest, context: grpc.aio.ServicerContext

@@ -71,7 +71,8 @@ def _search_all(stub, dataset: Dataset, catalog: str, limit: int, concurrency: i
         started = time.perf_counter()
         reply = stub.Search(request, timeout=60)
         latency = (time.perf_counter() - started) * 1000
-        return QueryOutcome(query.query_id, query.product_id, [(h.product_id, h.score, h.category) for h in reply.hits], latency)
+        return QueryOutcome(query.query_id, query.product_id, [(h.product_id, h.score, h.category) for h in reply.hits],
+                            latency, reply.predicted_category.category)
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         return list(tqdm(pool.map(one, queries), total=len(queries), unit="query", desc="searching",
@@ -86,6 +87,7 @@ def format_report(report: Report) -> str:
         f"Recall@10             {report.recall_at_10:.3f}",
         f"MRR                   {report.mrr:.3f}" + (f"  (lower bound: {report.beyond_depth} beyond top {DEPTH})" if report.beyond_depth else ""),
         f"category P@10         {report.category_precision_at_10:.3f}",
+        f"predicted category    {report.category_prediction_accuracy:.3f} correct",
         f"search latency        p50 {report.latency_p50_ms:.1f} ms, p95 {report.latency_p95_ms:.1f} ms",
     ])
 

@@ -98,6 +98,7 @@ def build_request(args: argparse.Namespace, image: bytes | None) -> search_pb2.S
         min_score=args.min_score or 0.0,
         skip_cache=args.no_cache,
         catalog=getattr(args, "catalog", "") or "",
+        restrict_to_predicted_category=bool(getattr(args, "same_category", False)),
     )
     if image is not None:
         req.image = image
@@ -141,7 +142,11 @@ def summary(response: search_pb2.SearchResponse, latency_ms: float) -> str:
     m = response.model
     model = f"{m.name} {m.version} (dim {m.dimension})" if m.name else "unknown"
     cache = "hit" if response.cache_hit else "miss"
-    return f"model: {model}   cache: {cache}   latency: {latency_ms:.1f} ms"
+    line = f"model: {model}   cache: {cache}   latency: {latency_ms:.1f} ms"
+    if response.HasField("predicted_category"):
+        p = response.predicted_category
+        line += f"\npredicted category: {p.category} ({p.confidence:.0%} of the vote)"
+    return line
 
 
 def as_json(response: search_pb2.SearchResponse, latency_ms: float) -> str:
@@ -212,6 +217,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="search only this box of the photo, as fractions of its width/height (0..1)")
     p.add_argument("--no-cache", action="store_true", help="bypass the gateway's result cache")
     p.add_argument("--catalog", default="", metavar="NAME", help="search a named catalog (default: the default catalog)")
+    p.add_argument("--same-category", action="store_true",
+                   help="only products of the query's predicted category (printed with the results)")
     p.add_argument("--json", action="store_true", help="print the response as JSON instead of a table")
     p.add_argument("--sheet", type=Path, metavar="OUT.png", help="also write a contact sheet (query + result images)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait (default 30)")

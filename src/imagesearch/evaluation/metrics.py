@@ -21,6 +21,7 @@ class QueryOutcome:
     # (product_id, score, category) of the hits, best first.
     hits: list[tuple[str, float, str]]
     latency_ms: float
+    predicted_category: str = ""
 
     def rank(self) -> int | None:
         """1-based rank of the ground truth among the hits (ties resolved strictly), None if absent."""
@@ -39,6 +40,7 @@ class Report:
     mrr: float
     category_precision_at_10: float
     beyond_depth: int
+    category_prediction_accuracy: float
     latency_p50_ms: float
     latency_p95_ms: float
 
@@ -70,6 +72,9 @@ def evaluate(outcomes: Sequence[QueryOutcome], categories: dict[str, str]) -> Re
         mrr=sum(1 / r for r in ranks if r is not None) / n,
         category_precision_at_10=sum(precision) / n,
         beyond_depth=sum(1 for r in ranks if r is None),
+        category_prediction_accuracy=sum(
+            1 for o in outcomes if o.predicted_category and o.predicted_category == categories.get(o.product_id)
+        ) / n,
         latency_p50_ms=median(latencies),
         latency_p95_ms=percentile(latencies, 0.95),
     )

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SearchRequest(_message.Message):
-    __slots__ = ("image", "product_id", "region", "top_k", "filter", "min_score", "skip_cache", "catalog")
+    __slots__ = ("image", "product_id", "region", "top_k", "filter", "min_score", "skip_cache", "catalog", "restrict_to_predicted_category")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class SearchRequest(_message.Message):
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     SKIP_CACHE_FIELD_NUMBER: _ClassVar[int]
     CATALOG_FIELD_NUMBER: _ClassVar[int]
+    RESTRICT_TO_PREDICTED_CATEGORY_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     product_id: str
     region: _common_pb2.BoundingBox
@@ -24,17 +25,28 @@ class SearchRequest(_message.Message):
     min_score: float
     skip_cache: bool
     catalog: str
-    def __init__(self, image: _Optional[bytes] = ..., product_id: _Optional[str] = ..., region: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., skip_cache: bool = ..., catalog: _Optional[str] = ...) -> None: ...
+    restrict_to_predicted_category: bool
+    def __init__(self, image: _Optional[bytes] = ..., product_id: _Optional[str] = ..., region: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., skip_cache: bool = ..., catalog: _Optional[str] = ..., restrict_to_predicted_category: bool = ...) -> None: ...
+
+class CategoryPrediction(_message.Message):
+    __slots__ = ("category", "confidence")
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    category: str
+    confidence: float
+    def __init__(self, category: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "model", "cache_hit")
+    __slots__ = ("hits", "model", "cache_hit", "predicted_category")
     HITS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_CATEGORY_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[_common_pb2.SearchHit]
     model: _common_pb2.ModelInfo
     cache_hit: bool
-    def __init__(self, hits: _Optional[_Iterable[_Union[_common_pb2.SearchHit, _Mapping]]] = ..., model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., cache_hit: bool = ...) -> None: ...
+    predicted_category: CategoryPrediction
+    def __init__(self, hits: _Optional[_Iterable[_Union[_common_pb2.SearchHit, _Mapping]]] = ..., model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., cache_hit: bool = ..., predicted_category: _Optional[_Union[CategoryPrediction, _Mapping]] = ...) -> None: ...
 
 class ProductImage(_message.Message):
     __slots__ = ("content", "uri")
