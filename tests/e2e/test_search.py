@@ -172,3 +172,33 @@ async def test_the_query_category_is_predicted_and_can_restrict_results(gateway,
         filter=common_pb2.Filter(categories=[other]),
     )
     assert list(none.hits) == []
+
+
+async def test_hits_carry_a_calibrated_same_product_probability(gateway, catalog) -> None:
+    whole = common_pb2.BoundingBox(x_min=0, y_min=0, x_max=1, y_max=1)
+    reply = await search(gateway, image=catalog[11]["path"].read_bytes(), region=whole, top_k=10)
+    probabilities = [h.same_product_probability for h in reply.hits]
+    assert probabilities[0] > 0.99  # the identical image
+    assert all(0 <= p <= 1 for p in probabilities)
+    assert probabilities == sorted(probabilities, reverse=True)  # monotone in the score
+
+
+async def test_ingest_reports_probable_duplicates_above_the_callers_threshold(gateway, catalog, dev_set) -> None:
+    copy = catalog[12]["path"].read_bytes()
+    fresh = (dev_set / read_rows(dev_set / "catalog.csv")[90]["image"]).read_bytes()
+    reply = await gateway.UpsertProducts(
+        search_pb2.UpsertProductsRequest(
+            duplicate_threshold=0.5, products=[product_input("s-dup", [copy]), product_input("s-new", [fresh])]
+        )
+    )
+    try:
+        dup, new = reply.results
+        assert dup.ok and [d.product_id for d in dup.possible_duplicates][:1] == [catalog[12]["id"]]
+        assert dup.possible_duplicates[0].same_product_probability > 0.99
+        assert new.ok and list(new.possible_duplicates) == []
+        again = await gateway.UpsertProducts(
+            search_pb2.UpsertProductsRequest(duplicate_threshold=0.5, products=[product_input("s-dup", [copy])])
+        )
+        assert "s-dup" not in {d.product_id for d in again.results[0].possible_duplicates}  # never itself
+    finally:
+        await gateway.DeleteProducts(search_pb2.DeleteProductsRequest(product_ids=["s-dup", "s-new"]))

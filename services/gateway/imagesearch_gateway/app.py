@@ -55,8 +55,11 @@ class GatewayBackend:
         self._model = await self._embedder.model_info()
         log.info("gateway: serving model %s v%s (%d-d)", self._model.name, self._model.version, self._model.dimension)
         self._cores = (
-            SearchCore(self._embedder, self._retriever, self.cache, self, s.default_top_k, s.max_top_k, s.localize_queries),
-            CatalogCore(self._embedder, self._retriever, self.cache, self, s.max_images_per_product),
+            SearchCore(
+                self._embedder, self._retriever, self.cache, self, s.default_top_k, s.max_top_k, s.localize_queries,
+                s.calibration,
+            ),
+            CatalogCore(self._embedder, self._retriever, self.cache, self, s.max_images_per_product, s.calibration),
         )
 
     def cores(self) -> tuple[SearchCore, CatalogCore]:

@@ -14,12 +14,16 @@ from imagesearch.common.errors import FailedPrecondition, InvalidArgument, Resou
 from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region, validate_catalog
 from imagesearch.v1 import common_pb2
 from imagesearch_gateway.cache import ResultCache
+from imagesearch_gateway.calibration import DEFAULT as CALIBRATION_DEFAULT
+from imagesearch_gateway.calibration import Calibration
 from imagesearch_gateway.category import VOTERS, CategoryPrediction, predict_category
 from imagesearch_gateway.clients import EmbedderClient, ImageFault, RetrieverClient
 
 MAX_PRODUCT_ID_CHARS = 256
 # The embedder takes at most this many images per call; bigger catalog writes are split.
 EMBED_CHUNK_IMAGES = 32
+# Nearest products examined per image by the duplicate check.
+DUPLICATE_CANDIDATES = 5
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ class ProductOutcome:
     error: str = ""
     image_failures: list[ImageFailure] = field(default_factory=list)
     images_indexed: int = 0
+    # (product_id, same-product probability), most likely first.
+    possible_duplicates: list[tuple[str, float]] = field(default_factory=list)
 
 
 class ModelSource(Protocol):
@@ -98,8 +104,10 @@ class SearchCore:
         default_top_k: int,
         max_top_k: int,
         localize_queries: bool = True,
+        calibration: Calibration = Calibration.parse(CALIBRATION_DEFAULT),
     ) -> None:
         self._localize = localize_queries
+        self._calibration = calibration
         self._embedder = embedder
         self._retriever = retriever
         self._cache = cache
@@ -153,6 +161,9 @@ class SearchCore:
             hits, prediction = _outcome_from_json(cached)
             return SearchOutcome(hits=hits, model=model, cache_hit=True, predicted_category=prediction)
         hits, prediction = await self._search_uncached(query, model)
+        hits = [
+            dataclasses.replace(h, same_product_probability=self._calibration.probability(h.score)) for h in hits
+        ]
         if generation is not None:
             await self._cache.put(query.catalog, fingerprint, generation, _outcome_to_json(hits, prediction))
         return SearchOutcome(hits=hits, model=model, cache_hit=False, predicted_category=prediction)
@@ -205,12 +216,14 @@ class CatalogCore:
         cache: ResultCache,
         models: ModelSource,
         max_images_per_product: int,
+        calibration: Calibration = Calibration.parse(CALIBRATION_DEFAULT),
     ) -> None:
         self._embedder = embedder
         self._retriever = retriever
         self._cache = cache
         self._models = models
         self._max_images = max_images_per_product
+        self._calibration = calibration
 
     def _validate(self, items: Sequence[ProductUpsert]) -> None:
         if not items:
@@ -228,9 +241,13 @@ class CatalogCore:
             if not math.isfinite(item.product.price) or item.product.price < 0:
                 raise InvalidArgument(f"product {pid!r}: price must be a finite number >= 0, got {item.product.price}")
 
-    async def upsert(self, items: Sequence[ProductUpsert], catalog: str = "") -> list[ProductOutcome]:
+    async def upsert(
+        self, items: Sequence[ProductUpsert], catalog: str = "", duplicate_threshold: float = 0.0
+    ) -> list[ProductOutcome]:
         """Embed every image, then write whole products; a product with a bad image is not written."""
         validate_catalog(catalog)
+        if not (math.isfinite(duplicate_threshold) and 0.0 <= duplicate_threshold <= 1.0):
+            raise InvalidArgument(f"duplicate_threshold must lie in [0, 1], got {duplicate_threshold}")
         self._validate(items)
         model = self._models.model
         outcomes: dict[str, ProductOutcome] = {}
@@ -276,6 +293,11 @@ class CatalogCore:
             writes.append((record, images))
             outcomes[pid] = ProductOutcome(pid, ok=True, images_indexed=len(images))
 
+        if writes and duplicate_threshold > 0:
+            # Before writing: the catalog as it was, without the products of this request.
+            for record, images in writes:
+                found = await self._duplicates(model, catalog, record.product_id, images, duplicate_threshold)
+                outcomes[record.product_id] = dataclasses.replace(outcomes[record.product_id], possible_duplicates=found)
         if writes:
             try:
                 await self._retriever.upsert(model, writes, catalog)
@@ -283,6 +305,21 @@ class CatalogCore:
                 # Even a failed write may have landed partly: never trust older cached answers.
                 await self._cache.invalidate(catalog)
         return [outcomes[item.product.product_id] for item in items]
+
+    async def _duplicates(
+        self, model: ModelId, catalog: str, product_id: str, images: list[tuple[str, np.ndarray]], threshold: float
+    ) -> list[tuple[str, float]]:
+        """Existing products whose best image matches any of these images with probability >= threshold."""
+        best: dict[str, float] = {}
+        for _, vector in images:
+            for hit in await self._retriever.search(
+                model, vector=vector, top_k=DUPLICATE_CANDIDATES, filter_spec=FilterSpec(), min_score=-1.0,
+                catalog=catalog,
+            ):
+                probability = self._calibration.probability(hit.score)
+                if hit.product_id != product_id and probability >= threshold:
+                    best[hit.product_id] = max(probability, best.get(hit.product_id, 0.0))
+        return sorted(best.items(), key=lambda item: -item[1])
 
     async def delete(self, product_ids: Sequence[str], catalog: str = "") -> tuple[list[str], list[str]]:
         validate_catalog(catalog)

@@ -51,7 +51,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             )
             for item in request.products
         ]
-        outcomes = await self._cores()[1].upsert(items, request.catalog)
+        outcomes = await self._cores()[1].upsert(items, request.catalog, request.duplicate_threshold)
         return search_pb2.UpsertProductsResponse(
             results=[
                 search_pb2.ProductResult(
@@ -59,6 +59,10 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                     ok=o.ok,
                     error=o.error,
                     images_indexed=o.images_indexed,
+                    possible_duplicates=[
+                        search_pb2.PossibleDuplicate(product_id=pid, same_product_probability=p)
+                        for pid, p in o.possible_duplicates
+                    ],
                     image_failures=[
                         search_pb2.ImageFailure(
                             index=f.index, error=common_pb2.ImageError(reason=f.reason, message=f.message)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from imagesearch.common.config import env_bool, env_float, env_int, env_str
+from imagesearch_gateway.calibration import DEFAULT as CALIBRATION_DEFAULT
+from imagesearch_gateway.calibration import Calibration
 
 # (variable, default, meaning) — also rendered by `--help`.
 ENV_VARS: tuple[tuple[str, str, str], ...] = (
@@ -23,6 +25,8 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("GATEWAY_MAX_IMAGES_PER_PRODUCT", "32", "images one product may carry"),
     ("GATEWAY_LOCALIZE_QUERIES", "true", "crop query photos to the product the model finds before matching "
      "(a second model evaluation; a request's region overrides it)"),
+    ("SAME_PRODUCT_CALIBRATION", CALIBRATION_DEFAULT, "slope,intercept of the logistic map from score to "
+     "same-product probability (tools/fit_calibration.py)"),
     ("GATEWAY_GRACE_SECONDS", "20", "drain time for in-flight calls on SIGTERM"),
     ("LOG_LEVEL", "INFO", "logging level"),
 )
@@ -44,6 +48,7 @@ class GatewaySettings:
     max_images_per_product: int = 32
     grace_seconds: float = 20.0
     localize_queries: bool = True
+    calibration: Calibration = Calibration.parse(CALIBRATION_DEFAULT)
     log_level: str = "INFO"
     default_top_k: int = 10
     max_top_k: int = 100
@@ -68,5 +73,6 @@ class GatewaySettings:
             max_images_per_product=env_int("GATEWAY_MAX_IMAGES_PER_PRODUCT", cls.max_images_per_product, e, minimum=1),
             grace_seconds=env_float("GATEWAY_GRACE_SECONDS", cls.grace_seconds, e, minimum=0.0),
             localize_queries=env_bool("GATEWAY_LOCALIZE_QUERIES", cls.localize_queries, e),
+            calibration=Calibration.parse(env_str("SAME_PRODUCT_CALIBRATION", CALIBRATION_DEFAULT, e)),
             log_level=env_str("LOG_LEVEL", cls.log_level, e),
         )

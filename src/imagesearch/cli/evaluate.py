@@ -131,7 +131,8 @@ def run_eval(args: argparse.Namespace) -> int:
         "index_seconds": round(index_seconds, 2),
         "report": asdict(report),
         "queries": [{"query_id": o.query_id, "product_id": o.product_id, "rank": o.rank(),
-                     "latency_ms": round(o.latency_ms, 2), "top": [h[0] for h in o.hits[:10]]} for o in outcomes],
+                     "latency_ms": round(o.latency_ms, 2), "predicted_category": o.predicted_category,
+                     "top": [[h[0], round(h[1], 5)] for h in o.hits[:10]]} for o in outcomes],
     }, indent=2))
     print(f"wrote {args.out} and {sheet} ({drawn} misses drawn)", file=sys.stderr)
     return 0

@@ -93,6 +93,7 @@ def hit_from_pb(msg: common_pb2.SearchHit) -> Hit:
         price=msg.price,
         image_uri=msg.image_uri,
         attributes=dict(msg.attributes),
+        same_product_probability=msg.same_product_probability,
     )
 
 
@@ -106,4 +107,5 @@ def hit_to_pb(hit: Hit) -> common_pb2.SearchHit:
         price=hit.price,
         image_uri=hit.image_uri,
         attributes=hit.attributes,
+        same_product_probability=hit.same_product_probability,
     )

@@ -74,6 +74,7 @@ class Hit:
     price: float
     image_uri: str
     attributes: dict[str, str] = field(default_factory=dict)
+    same_product_probability: float = 0.0
 
 
 DEFAULT_CATALOG = ""

@@ -99,7 +99,7 @@ class ModelInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., dimension: _Optional[int] = ...) -> None: ...
 
 class SearchHit(_message.Message):
-    __slots__ = ("product_id", "score", "title", "category", "brand", "price", "image_uri", "attributes")
+    __slots__ = ("product_id", "score", "title", "category", "brand", "price", "image_uri", "attributes", "same_product_probability")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +115,7 @@ class SearchHit(_message.Message):
     PRICE_FIELD_NUMBER: _ClassVar[int]
     IMAGE_URI_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    SAME_PRODUCT_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     score: float
     title: str
@@ -123,7 +124,8 @@ class SearchHit(_message.Message):
     price: float
     image_uri: str
     attributes: _containers.ScalarMap[str, str]
-    def __init__(self, product_id: _Optional[str] = ..., score: _Optional[float] = ..., title: _Optional[str] = ..., category: _Optional[str] = ..., brand: _Optional[str] = ..., price: _Optional[float] = ..., image_uri: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    same_product_probability: float
+    def __init__(self, product_id: _Optional[str] = ..., score: _Optional[float] = ..., title: _Optional[str] = ..., category: _Optional[str] = ..., brand: _Optional[str] = ..., price: _Optional[float] = ..., image_uri: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., same_product_probability: _Optional[float] = ...) -> None: ...
 
 class ImageError(_message.Message):
     __slots__ = ("reason", "message")

@@ -65,12 +65,22 @@ class ProductInput(_message.Message):
     def __init__(self, product: _Optional[_Union[_common_pb2.Product, _Mapping]] = ..., images: _Optional[_Iterable[_Union[ProductImage, _Mapping]]] = ...) -> None: ...
 
 class UpsertProductsRequest(_message.Message):
-    __slots__ = ("products", "catalog")
+    __slots__ = ("products", "catalog", "duplicate_threshold")
     PRODUCTS_FIELD_NUMBER: _ClassVar[int]
     CATALOG_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     products: _containers.RepeatedCompositeFieldContainer[ProductInput]
     catalog: str
-    def __init__(self, products: _Optional[_Iterable[_Union[ProductInput, _Mapping]]] = ..., catalog: _Optional[str] = ...) -> None: ...
+    duplicate_threshold: float
+    def __init__(self, products: _Optional[_Iterable[_Union[ProductInput, _Mapping]]] = ..., catalog: _Optional[str] = ..., duplicate_threshold: _Optional[float] = ...) -> None: ...
+
+class PossibleDuplicate(_message.Message):
+    __slots__ = ("product_id", "same_product_probability")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SAME_PRODUCT_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    same_product_probability: float
+    def __init__(self, product_id: _Optional[str] = ..., same_product_probability: _Optional[float] = ...) -> None: ...
 
 class ImageFailure(_message.Message):
     __slots__ = ("index", "error")
@@ -81,18 +91,20 @@ class ImageFailure(_message.Message):
     def __init__(self, index: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.ImageError, _Mapping]] = ...) -> None: ...
 
 class ProductResult(_message.Message):
-    __slots__ = ("product_id", "ok", "error", "image_failures", "images_indexed")
+    __slots__ = ("product_id", "ok", "error", "image_failures", "images_indexed", "possible_duplicates")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FAILURES_FIELD_NUMBER: _ClassVar[int]
     IMAGES_INDEXED_FIELD_NUMBER: _ClassVar[int]
+    POSSIBLE_DUPLICATES_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     ok: bool
     error: str
     image_failures: _containers.RepeatedCompositeFieldContainer[ImageFailure]
     images_indexed: int
-    def __init__(self, product_id: _Optional[str] = ..., ok: bool = ..., error: _Optional[str] = ..., image_failures: _Optional[_Iterable[_Union[ImageFailure, _Mapping]]] = ..., images_indexed: _Optional[int] = ...) -> None: ...
+    possible_duplicates: _containers.RepeatedCompositeFieldContainer[PossibleDuplicate]
+    def __init__(self, product_id: _Optional[str] = ..., ok: bool = ..., error: _Optional[str] = ..., image_failures: _Optional[_Iterable[_Union[ImageFailure, _Mapping]]] = ..., images_indexed: _Optional[int] = ..., possible_duplicates: _Optional[_Iterable[_Union[PossibleDuplicate, _Mapping]]] = ...) -> None: ...
 
 class UpsertProductsResponse(_message.Message):
     __slots__ = ("results",)

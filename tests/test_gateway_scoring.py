@@ -22,3 +22,15 @@ def test_only_the_ten_nearest_vote_and_empty_catalogs_predict_nothing() -> None:
     assert predict_category([hit("a", 0.5)] * 10 + [hit("b", 0.9)] * 20).category == "a"
     assert predict_category([]) is None
     assert predict_category([hit("", 0.9)]) is None
+
+
+def test_the_same_product_probability_is_monotone_and_bounded() -> None:
+    from imagesearch.common.config import SettingsError
+    from imagesearch_gateway.calibration import DEFAULT, Calibration
+
+    calibration = Calibration.parse(DEFAULT)
+    values = [calibration.probability(s / 20) for s in range(-20, 21)]
+    assert values == sorted(values) and 0 <= values[0] < 0.01 and 0.99 < values[-1] <= 1
+    for bad in ("1", "a,b", "-3,1"):
+        with pytest.raises(SettingsError):
+            Calibration.parse(bad)
