@@ -99,12 +99,15 @@ class ResultCache:
             return None
         return int(raw or 0)
 
-    async def get(self, catalog: str, fingerprint: str) -> tuple[bytes | None, int | None]:
-        """(cached value or None, generation to store under or None when caching is off)."""
+    async def get(self, catalog: str, fingerprint: str, read: bool = True) -> tuple[bytes | None, int | None]:
+        """(cached value or None, generation to store under or None when caching is off).
+
+        `read=False` (the caller skips the cache) only learns the generation to store under.
+        """
         generation = await self._generation(catalog)
-        if generation is None:
+        if generation is None or not read:
             self.stats.bypassed += 1
-            return None, None
+            return None, generation
         key = f"{ENTRY_PREFIX}{catalog}:{generation}:{fingerprint}"
         try:
             value = await self._call("GET", lambda: self._client.get(key))  # type: ignore[union-attr]

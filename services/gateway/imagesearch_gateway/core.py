@@ -14,7 +14,6 @@ from imagesearch.common.errors import FailedPrecondition, InvalidArgument, Resou
 from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region, validate_catalog
 from imagesearch.v1 import common_pb2
 from imagesearch_gateway.cache import ResultCache
-from imagesearch_gateway.calibration import DEFAULT as CALIBRATION_DEFAULT
 from imagesearch_gateway.calibration import Calibration
 from imagesearch_gateway.category import VOTERS, CategoryPrediction, predict_category
 from imagesearch_gateway.clients import EmbedderClient, ImageFault, RetrieverClient
@@ -103,8 +102,8 @@ class SearchCore:
         models: ModelSource,
         default_top_k: int,
         max_top_k: int,
-        localize_queries: bool = True,
-        calibration: Calibration = Calibration.parse(CALIBRATION_DEFAULT),
+        localize_queries: bool,
+        calibration: Calibration,
     ) -> None:
         self._localize = localize_queries
         self._calibration = calibration
@@ -156,8 +155,8 @@ class SearchCore:
         query = self._validated(query)
         model = self._models.model
         fingerprint = self._fingerprint(query, model)
-        cached, generation = await self._cache.get(query.catalog, fingerprint)
-        if cached is not None and not query.skip_cache:
+        cached, generation = await self._cache.get(query.catalog, fingerprint, read=not query.skip_cache)
+        if cached is not None:
             hits, prediction = _outcome_from_json(cached)
             return SearchOutcome(hits=hits, model=model, cache_hit=True, predicted_category=prediction)
         hits, prediction = await self._search_uncached(query, model)
@@ -216,7 +215,7 @@ class CatalogCore:
         cache: ResultCache,
         models: ModelSource,
         max_images_per_product: int,
-        calibration: Calibration = Calibration.parse(CALIBRATION_DEFAULT),
+        calibration: Calibration,
     ) -> None:
         self._embedder = embedder
         self._retriever = retriever
