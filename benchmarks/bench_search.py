@@ -75,7 +75,11 @@ def _latest_model_file(model_dir: Path = REPO / "model_repo" / "image_embedding"
     return model_dir / str(versions[0] if versions else 1) / "model.onnx"
 
 
-MODEL_FILE = _latest_model_file()
+MODEL_FILE = _latest_model_file()  # replaced in main() when --model-repo names another repository
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 GRPC_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 
 from imagesearch.v1 import common_pb2, search_pb2, search_pb2_grpc  # noqa: E402
@@ -131,12 +135,12 @@ def load_average() -> str:
 
 # ---------------------------------------------------------------------------- stack and catalog
 
-def start_stack(runtime: Path, log_level: str | None):  # type: ignore[no-untyped-def]
+def start_stack(runtime: Path, log_level: str | None, model_repo: Path):  # type: ignore[no-untyped-def]
     from imagesearch.stack.local import LocalStack, StackConfig
 
     env = dict(os.environ)
     config = StackConfig(repo_root=REPO, runtime_dir=runtime, gateway_port=0, log_level=log_level,
-                         grace=5.0, environ=env)
+                         grace=5.0, environ=env, model_repo=model_repo)
     stack = LocalStack(config, progress=lambda msg: print(f"  {msg}", flush=True))
     return stack.start(), env
 
@@ -409,7 +413,7 @@ def print_report(lat: Latencies, index: dict[str, float], tput: list[Throughput]
     rows = [lat.uncached, lat.cached, lat.decode, lat.onnx, lat.milvus, lat.raw_sum]
     print()
     print(f"machine: {machine()}; load average at start {args.load_at_start}, now {load_average()}")
-    print(f"model: {MODEL_FILE.relative_to(REPO)}")
+    print(f"model: {_shown(MODEL_FILE)}")
     print(f"stack up in {startup_s:.1f} s (Redis, Triton, Milvus, 3 services as subprocesses)")
     print(f"indexing: {index['images']:.0f} images in {index['seconds']:.1f} s = {index['images_per_s']:.1f} images/s "
           f"(batches of {args.batch}, {args.index_concurrency} in flight); "
@@ -460,7 +464,7 @@ def print_report(lat: Latencies, index: dict[str, float], tput: list[Throughput]
                 for key, s in zip(keys, rows)}
 
     return {
-        "model": str(MODEL_FILE.relative_to(REPO)), "machine": machine(), "load_average": [args.load_at_start, load_average()], "date": time.strftime("%Y-%m-%d"),
+        "model": _shown(MODEL_FILE), "machine": machine(), "load_average": [args.load_at_start, load_average()], "date": time.strftime("%Y-%m-%d"),
         "queries": n, "repeats": args.repeats, "settle_ms": args.settle, "top_k": args.top_k,
         "startup_s": startup_s, "index": index,
         "latency_ms": figures({s.label: s for s in rows}),
@@ -539,6 +543,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cached-duration", type=float, default=3.0,
                    help="seconds per concurrency level, cached (default 3; 0 skips)")
     p.add_argument("--log-level", default=None, help="LOG_LEVEL of the services (default: theirs, INFO)")
+    p.add_argument("--model-repo", type=Path, default=REPO / "model_repo",
+                   help="Triton model repository to serve, e.g. one with an adapted version (default %(default)s)")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--chart", type=Path, help="also draw the p50 latencies into this PNG (Pillow)")
     p.add_argument("--keep", action="store_true", help="keep the runtime folder (logs) and print where it is")
@@ -548,7 +554,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global MODEL_FILE
     args = parse_args(argv)
+    MODEL_FILE = _latest_model_file(args.model_repo.resolve() / "image_embedding")
     if not (args.dev_set / "queries.csv").is_file():
         print(f"dev set not found at {args.dev_set} (use --dev-set)", file=sys.stderr)
         return 2
@@ -572,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     print(f"starting the stack in {runtime} ...", flush=True)
     started = time.monotonic()
-    stack, env = start_stack(runtime, args.log_level)
+    stack, env = start_stack(runtime, args.log_level, args.model_repo)
     startup_s = time.monotonic() - started
     try:
         address = stack.gateway_address

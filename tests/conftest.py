@@ -7,6 +7,7 @@ reached over real gRPC channels.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
@@ -41,9 +42,29 @@ def dev_set() -> Path:
     return DEV_SET
 
 
+BASE_VERSION = "2"
+
+
+def base_model_repository(target: Path) -> Path:
+    """A model repository holding only the base version of image_embedding, whatever else model_repo/ has.
+
+    `imagesearch adapt` adds versions to model_repo/ and Triton serves the newest: tests must
+    not depend on what a developer adapted locally. The config is copied, the model linked.
+    """
+    source = REPO / "model_repo" / "image_embedding"
+    model_dir = target / "image_embedding"
+    (model_dir / BASE_VERSION).mkdir(parents=True)
+    shutil.copy2(source / "config.pbtxt", model_dir / "config.pbtxt")
+    shutil.copytree(source / "configs", model_dir / "configs")
+    for entry in (source / BASE_VERSION).iterdir():
+        (model_dir / BASE_VERSION / entry.name).symlink_to(entry.resolve())
+    return target
+
+
 @pytest.fixture(scope="session")
 def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    server = TritonServer(model_repository=REPO / "model_repo", runtime_dir=tmp_path_factory.mktemp("triton"))
+    repository = base_model_repository(tmp_path_factory.mktemp("model_repo"))
+    server = TritonServer(model_repository=repository, runtime_dir=tmp_path_factory.mktemp("triton"))
     server.start()
     try:
         server.wait_ready(timeout=180)

@@ -1,10 +1,10 @@
-"""The predicted category is a score-weighted vote of the nearest products."""
+"""The predicted category is a score-weighted vote of the nearest products, and ranks the rest."""
 from __future__ import annotations
 
 import pytest
 
 from imagesearch.common.types import Hit
-from imagesearch_gateway.category import predict_category
+from imagesearch_gateway.category import CategoryPrediction, predict_category, rerank_by_category
 
 
 def hit(category: str, score: float) -> Hit:
@@ -22,6 +22,38 @@ def test_only_the_ten_nearest_vote_and_empty_catalogs_predict_nothing() -> None:
     assert predict_category([hit("a", 0.5)] * 10 + [hit("b", 0.9)] * 20).category == "a"
     assert predict_category([]) is None
     assert predict_category([hit("", 0.9)]) is None
+
+
+def named(pid: str, category: str, score: float) -> Hit:
+    return Hit(pid, score, "", category, "", 0.0, "")
+
+
+LAMPS = CategoryPrediction("lamps", 0.6)
+
+
+def test_the_best_match_stays_first_and_the_predicted_category_comes_next() -> None:
+    hits = [named("teapot", "teapots", 0.9), named("ball", "toys", 0.8), named("lamp1", "lamps", 0.75),
+            named("vase", "decor", 0.7), named("lamp2", "lamps", 0.5)]
+    ranked = [h.product_id for h in rerank_by_category(hits, LAMPS, boost=1.0)]
+    assert ranked == ["teapot", "lamp1", "lamp2", "ball", "vase"]
+    assert sorted(h.score for h in rerank_by_category(hits, LAMPS, 0.5)) == sorted(h.score for h in hits)  # untouched
+
+
+def test_the_lift_is_relative_to_the_query_own_score_spread() -> None:
+    # The same ranking at any score scale: a whitened model's scores are ~4x smaller.
+    for scale in (1.0, 0.25):
+        hits = [named("a", "x", 0.9 * scale), named("b", "y", 0.8 * scale), named("c", "lamps", 0.7 * scale),
+                named("d", "y", 0.1 * scale)]
+        assert [h.product_id for h in rerank_by_category(hits, LAMPS, boost=0.2)] == ["a", "c", "b", "d"]
+        assert [h.product_id for h in rerank_by_category(hits, LAMPS, boost=0.05)] == ["a", "b", "c", "d"]
+
+
+def test_no_boost_no_prediction_or_flat_scores_keep_score_order() -> None:
+    hits = [named("a", "x", 0.9), named("b", "y", 0.8), named("c", "lamps", 0.7)]
+    assert rerank_by_category(hits, LAMPS, boost=0.0) == hits
+    assert rerank_by_category(hits, None, boost=0.5) == hits
+    flat = [named(p, c, 0.5) for p, c in (("a", "x"), ("b", "y"), ("c", "lamps"))]
+    assert rerank_by_category(flat, LAMPS, boost=0.5) == flat
 
 
 def test_the_same_product_probability_is_monotone_and_bounded() -> None:

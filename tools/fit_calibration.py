@@ -2,7 +2,13 @@
 """Fit the gateway's "same product" probability from an `imagesearch eval` result.
 
     imagesearch eval ../shared/datasets/dev --out dev.json
-    python tools/fit_calibration.py dev.json          # prints SAME_PRODUCT_CALIBRATION=slope,intercept
+    python tools/fit_calibration.py dev.json               # the fit for the served version (default 2)
+    python tools/fit_calibration.py dev.json --version 3   # ... for the version the eval ran against
+
+It prints the model config parameter that carries the fit with its version (paste it into
+model_repo/image_embedding/config.pbtxt and configs/tensorrt.pbtxt; the embedder reports it and
+the gateway uses it), and the SAME_PRODUCT_CALIBRATION line, the gateway's fallback for a
+version whose config carries none.
 
 Every query's top-10 hits are examples: the ground-truth product is a positive,
 every other hit a negative. A logistic regression of that on the score (two
@@ -21,26 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
+from imagesearch.evaluation.calibration import fit_logistic
+
 
 def examples(queries: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     scores, labels = [], []
     for q in queries:
-        for pid, score in q["top"]:
+        for pid, score in q["top"][:10]:
             scores.append(score)
             labels.append(1.0 if pid == q["product_id"] else 0.0)
     return np.asarray(scores), np.asarray(labels)
-
-
-def fit_logistic(x: np.ndarray, y: np.ndarray, iterations: int = 50) -> tuple[float, float]:
-    """Maximum-likelihood (slope, intercept), with a tiny ridge so separable data stays finite."""
-    w = np.zeros(2)
-    X = np.stack([x, np.ones_like(x)], axis=1)
-    for _ in range(iterations):
-        p = 1 / (1 + np.exp(-(X @ w)))
-        gradient = X.T @ (p - y) + 1e-3 * w
-        hessian = (X * (p * (1 - p))[:, None]).T @ X + 1e-3 * np.eye(2)
-        w -= np.linalg.solve(hessian, gradient)
-    return float(w[0]), float(w[1])
 
 
 def held_out(queries: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -64,9 +60,17 @@ def report(x: np.ndarray, y: np.ndarray, slope: float, intercept: float) -> str:
     return "\n".join(lines)
 
 
+def config_parameter(version: str, slope: float, intercept: float) -> str:
+    """The Triton config entry the embedder reads for `version` (key same_product_calibration_v<version>)."""
+    return (f'parameters {{ key: "same_product_calibration_v{version}" '
+            f'value: {{ string_value: "{slope:.2f},{intercept:.2f}" }} }}')
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("result", type=Path, help="JSON written by `imagesearch eval --out`")
+    parser.add_argument("--version", default="2",
+                        help="model version the eval ran against: names the config parameter (default: 2)")
     args = parser.parse_args()
     queries = json.loads(args.result.read_text())["queries"]
     if not queries or "top" not in queries[0] or not isinstance(queries[0]["top"][0], list):
@@ -77,7 +81,10 @@ def main() -> int:
     print(f"fitted on {len(fit_half)} queries: slope {slope:.3f}, intercept {intercept:.3f}")
     print(f"held-out ({len(check_half)} queries):")
     print(report(*examples(check_half), slope, intercept))
-    print(f"\nSAME_PRODUCT_CALIBRATION={slope:.2f},{intercept:.2f}")
+    print(f"\n# model_repo/image_embedding/config.pbtxt and configs/tensorrt.pbtxt (version {args.version}'s own fit):")
+    print(config_parameter(args.version, slope, intercept))
+    print("\n# or the gateway's fallback, for versions whose config carries none:")
+    print(f"SAME_PRODUCT_CALIBRATION={slope:.2f},{intercept:.2f}")
     return 0
 
 

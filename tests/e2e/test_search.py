@@ -69,8 +69,11 @@ async def test_a_catalog_image_finds_its_own_product_first(gateway, catalog) -> 
     assert reply.hits[0].attributes["color"] == target["color"]
     assert reply.model.name and reply.model.version and reply.model.dimension == 1280
     assert len(reply.hits) == 10 and not reply.cache_hit
-    scores = [hit.score for hit in reply.hits]
-    assert scores == sorted(scores, reverse=True)
+    # Best match first; then the predicted category's products, then the rest, each by score.
+    assert reply.hits[0].score == max(hit.score for hit in reply.hits)
+    predicted = reply.predicted_category.category
+    for group in ([h for h in reply.hits[1:] if h.category == predicted], [h for h in reply.hits[1:] if h.category != predicted]):
+        assert [h.score for h in group] == sorted((h.score for h in group), reverse=True)
 
 
 async def test_top_k_defaults_to_ten_and_is_honoured(gateway, catalog) -> None:
@@ -103,9 +106,11 @@ async def test_filters_restrict_results(gateway, catalog) -> None:
 async def test_min_score_drops_weak_hits(gateway, catalog) -> None:
     image = catalog[2]["path"].read_bytes()
     everything = await search(gateway, image=image, top_k=20)
-    cut = everything.hits[3].score + 1e-4
+    cut = sorted((h.score for h in everything.hits), reverse=True)[3] + 1e-4
     strong = await search(gateway, image=image, top_k=20, min_score=cut)
-    assert [h.product_id for h in strong.hits] == [h.product_id for h in everything.hits[:3]]
+    # Exactly the hits scoring above the cut, in the same order as without it.
+    assert [h.product_id for h in strong.hits] == [h.product_id for h in everything.hits if h.score >= cut]
+    assert len(strong.hits) == 3
 
 
 async def test_region_of_interest_searches_inside_the_box(gateway, catalog) -> None:
@@ -180,7 +185,8 @@ async def test_hits_carry_a_calibrated_same_product_probability(gateway, catalog
     probabilities = [h.same_product_probability for h in reply.hits]
     assert probabilities[0] > 0.99  # the identical image
     assert all(0 <= p <= 1 for p in probabilities)
-    assert probabilities == sorted(probabilities, reverse=True)  # monotone in the score
+    ordered = sorted(reply.hits, key=lambda h: -h.score)
+    assert [h.same_product_probability for h in ordered] == sorted(probabilities, reverse=True)  # monotone in the score
 
 
 async def test_ingest_reports_probable_duplicates_above_the_callers_threshold(gateway, catalog, dev_set) -> None:

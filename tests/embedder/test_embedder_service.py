@@ -7,6 +7,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import AsyncIterator, Iterator
 
 import grpc
@@ -25,14 +26,14 @@ from imagesearch.common.config import SettingsError
 from imagesearch.common.errors import DeadlineExceeded, DomainError, InvalidArgument, Unavailable
 from imagesearch.common.server import ServiceServer
 from imagesearch.common.telemetry import build_tracer_provider
-from imagesearch.common.types import ModelId
+from imagesearch.common.types import ModelId, ScoreCalibration
 from imagesearch.stack.triton import TritonServer
 from imagesearch.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 from imagesearch_embedder.app import build_server
 from imagesearch_embedder.core import EmbedderCore
 from imagesearch_embedder.imaging import ImageErrorReason, ImageRejected, Limits, Preprocessor
 from imagesearch_embedder.settings import ENV_VARS, EmbedderSettings
-from imagesearch_embedder.triton import ModelContractError, TritonEmbedder, check_contract
+from imagesearch_embedder.triton import ModelContract, ModelContractError, TritonEmbedder, check_contract, served_calibration
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_ONNX = REPO / "model_repo" / "image_embedding" / "2" / "model.onnx"
@@ -121,7 +122,11 @@ async def test_health_is_serving_after_connect(channel: grpc.aio.Channel) -> Non
 
 async def test_model_info_comes_from_triton(stub: embedder_pb2_grpc.EmbedderServiceStub) -> None:
     info = await stub.GetModelInfo(embedder_pb2.GetModelInfoRequest(), timeout=5)
+    # The config declares EMBEDDING [-1]: 1280 is what the probe inference at connect() found.
     assert (info.name, info.version, info.dimension) == ("image_embedding", "2", 1280)
+    # Version 2's own calibration, from the config's same_product_calibration_v2 parameter.
+    assert info.HasField("same_product_calibration")
+    assert (info.same_product_calibration.slope, info.same_product_calibration.intercept) == (30.80, -21.80)
 
 
 async def test_embeddings_match_onnxruntime_on_the_same_preprocessing(
@@ -130,11 +135,12 @@ async def test_embeddings_match_onnxruntime_on_the_same_preprocessing(
     reply = await stub.Embed(embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=c) for c in catalog_images]), timeout=30)
     assert len(reply.results) == len(catalog_images)
     assert (reply.model.name, reply.model.dimension) == ("image_embedding", 1280)
+    assert reply.model.same_product_calibration.slope == 30.80  # every answer names its model's calibration
     got = np.stack([vector(r) for r in reply.results])
     assert got.shape == (len(catalog_images), 1280)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4)
 
-    pre = Preprocessor(Limits(10 * 2**20, 40_000_000), (224, 224))
+    pre = Preprocessor(Limits(10 * 2**20, 40_000_000), (256, 256))  # EMBEDDER_IMAGE_SIZE
     expected = onnx_embed(np.stack([pre(c) for c in catalog_images]))
     cosine = np.sum(got * expected, axis=1) / np.linalg.norm(expected, axis=1)
     assert cosine.min() > 0.999, cosine
@@ -330,6 +336,96 @@ def test_contract_checks_the_pinned_version() -> None:
         check_contract("m", "3", metadata(GOOD_IN, GOOD_OUT), model_config_pb2.ModelConfig(max_batch_size=8))
 
 
+def config_with(max_batch_size: int = 32, **parameters: str) -> model_config_pb2.ModelConfig:
+    config = model_config_pb2.ModelConfig(max_batch_size=max_batch_size)
+    for key, value in parameters.items():
+        config.parameters[key].string_value = value
+    return config
+
+
+def test_contract_leaves_an_open_embedding_dimension_to_the_probe() -> None:
+    open_out = [("EMBEDDING", "FP32", [-1, -1]), ("LOGITS", "FP32", [-1, 1000])]
+    c = check_contract("m", "", metadata(GOOD_IN, open_out), config_with())
+    assert c.dimension == 0  # unknown until connect() runs one inference
+    for bad in ([-1, -1, -1], [-1, 0], [-1]):
+        with pytest.raises(ModelContractError, match=r"output EMBEDDING has shape .*expected \[-1, D\] \(D fixed, or -1"):
+            check_contract("m", "", metadata(GOOD_IN, [("EMBEDDING", "FP32", bad)]), config_with())
+
+
+def test_contract_picks_the_served_versions_calibration() -> None:
+    config = config_with(same_product_calibration_v2="30.80,-21.80", same_product_calibration_v3="12.5,-6")
+    latest = check_contract("m", "", metadata(GOOD_IN, GOOD_OUT, versions=("2", "3")), config)
+    assert (latest.version, latest.calibration) == ("3", ScoreCalibration(12.5, -6.0))
+    pinned = check_contract("m", "2", metadata(GOOD_IN, GOOD_OUT, versions=("2", "3")), config)
+    assert pinned.calibration == ScoreCalibration(30.80, -21.80)
+    # A version without its own parameter has none (the gateway then uses its fallback setting).
+    assert check_contract("m", "", metadata(GOOD_IN, GOOD_OUT, versions=("4",)), config).calibration is None
+    assert served_calibration(config, "4") is None
+
+
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("30.8", "parameter same_product_calibration_v1 must be 'slope,intercept' (two numbers), got '30.8'"),
+        ("a,b", "got 'a,b'"),
+        ("1,2,3", "got '1,2,3'"),
+        ("-3,1", "parameter same_product_calibration_v1 needs a finite slope > 0 and a finite intercept, got slope -3.0"),
+        ("nan,1", "got slope nan"),
+    ],
+)
+def test_an_unusable_calibration_breaks_the_contract(text: str, fragment: str) -> None:
+    with pytest.raises(ModelContractError) as info:
+        check_contract("m", "", metadata(GOOD_IN, GOOD_OUT), config_with(same_product_calibration_v1=text))
+    assert fragment in str(info.value) and "model 'm' does not match the embedder's contract" in str(info.value)
+
+
+class ProbeClient:
+    """Answers the probe inference with a canned EMBEDDING; records what it was sent."""
+
+    def __init__(self, embedding: np.ndarray | None) -> None:
+        self.embedding = embedding
+        self.sent: list[tuple[list[int], str]] = []
+
+    async def infer(self, model_name, inputs, model_version, outputs, client_timeout):  # type: ignore[no-untyped-def]
+        self.sent.append((inputs[0].shape(), model_version))
+        return SimpleNamespace(as_numpy=lambda name: self.embedding if name == "EMBEDDING" else None)
+
+
+def contract(dimension: int, height: int = -1) -> ModelContract:
+    return ModelContract(name="m", version="3", input_height=height, input_width=height, dimension=dimension,
+                         max_batch_size=8)
+
+
+async def test_the_probe_learns_the_dimension_at_the_embedders_image_size() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    adapter = TritonEmbedder("h:1", "m", "", 2, TracerProvider(), image_size=224)
+    client = ProbeClient(np.zeros((1, 512), dtype=np.float32))
+    assert (await adapter._probe(client, contract(0))).dimension == 512  # type: ignore[arg-type]
+    assert client.sent == [([1, 224, 224, 3], "3")]
+    fixed = ProbeClient(np.zeros((1, 1280), dtype=np.float32))
+    assert (await adapter._probe(fixed, contract(1280, height=256))).dimension == 1280  # type: ignore[arg-type]
+    assert fixed.sent == [([1, 256, 256, 3], "3")]  # a model with a fixed size gets its own
+
+
+@pytest.mark.parametrize(
+    "embedding,dimension,fragment",
+    [
+        (np.zeros((1, 512), np.float32), 1280, "returned 512-d EMBEDDING but Triton's metadata declares 1280-d"),
+        (np.zeros((1, 0), np.float32), 0, "returned EMBEDDING of shape (1, 0), expected (1, D)"),
+        (np.zeros((512,), np.float32), 0, "returned EMBEDDING of shape (512,), expected (1, D)"),
+        (None, 0, "returned EMBEDDING of shape None"),
+    ],
+)
+async def test_the_probe_refuses_what_the_contract_cannot_use(embedding, dimension: int, fragment: str) -> None:  # type: ignore[no-untyped-def]
+    from opentelemetry.sdk.trace import TracerProvider
+
+    adapter = TritonEmbedder("h:1", "m", "", 2, TracerProvider())
+    with pytest.raises(ModelContractError) as info:
+        await adapter._probe(ProbeClient(embedding), contract(dimension))  # type: ignore[arg-type]
+    assert f"model 'm' version 3: a probe inference of one 256x256 image {fragment}" in str(info.value)
+
+
 @pytest.mark.parametrize(
     "status,error,fragment",
     [
@@ -353,6 +449,7 @@ class FakeEmbedder:
 
     def __init__(self) -> None:
         self.model = ModelId("fake", "1", 8)
+        self.calibration = None
         self.input_size = (32, 32)
         self.batches: list[int] = []
 

@@ -7,20 +7,33 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from concurrent.futures import Executor
-from typing import Optional, Protocol, Sequence, Union
+from typing import NamedTuple, Protocol, Sequence
 
 import numpy as np
 from opentelemetry import trace
 
 from imagesearch.common.errors import InvalidArgument, Unavailable
-from imagesearch.common.types import ModelId, Region
+from imagesearch.common.types import ModelId, Region, ScoreCalibration
 from imagesearch_embedder.imaging import Decoded, ImageErrorReason, ImageRejected, Limits, Preprocessor, ResizeMode
 from imagesearch_embedder.localize import subject_box
 from imagesearch_embedder.settings import EmbedderSettings
 
-# Encoded bytes, an optional region of interest (relative, displayed coordinates)
-# and, optionally, whether to localise the product first (see localize.py).
-ImageItem = Union[tuple[bytes, Optional[Region]], tuple[bytes, Optional[Region], bool]]
+
+class ImageItem(NamedTuple):
+    """One image to embed, and how to frame it. A plain (bytes, region) tuple reads as one too."""
+
+    content: bytes  # encoded image
+    region: Region | None = None  # region of interest, relative, displayed coordinates
+    localize: bool = False  # find the product in a busy photo first (see localize.py)
+    trim_to_object: bool = False  # catalog shot on a plain background: crop to the object (imaging.object_box)
+
+    def framing(self, can_localize: bool) -> "ImageItem":
+        """The flags that apply: a caller's region wins over both; trimming wins over localising."""
+        if self.region is not None:
+            return self._replace(localize=False, trim_to_object=False)
+        if self.trim_to_object:
+            return self._replace(localize=False)
+        return self._replace(localize=self.localize and can_localize)
 
 
 class Embedder(Protocol):
@@ -30,13 +43,16 @@ class Embedder(Protocol):
     def model(self) -> ModelId: ...
 
     @property
+    def calibration(self) -> ScoreCalibration | None: ...
+
+    @property
     def input_size(self) -> tuple[int, int]: ...
 
     async def embed(self, batch: np.ndarray) -> np.ndarray: ...
 
 
 def _preprocess_one(
-    preprocess: Preprocessor, locate: Preprocessor, data: bytes, region: Region | None, localize: bool
+    preprocess: Preprocessor, locate: Preprocessor, item: ImageItem
 ) -> np.ndarray | tuple[np.ndarray, Decoded] | ImageRejected:
     """Runs in the thread pool. Only ImageRejected is per-image; anything else is our bug and fails the call.
 
@@ -44,9 +60,11 @@ def _preprocess_one(
     (the first pass), and the decoded image kept for the second pass.
     """
     try:
-        if not localize:
-            return preprocess(data, region)
-        decoded = locate.decode(data)
+        if item.trim_to_object:
+            return preprocess.trimmed_to_object(item.content)
+        if not item.localize:
+            return preprocess(item.content, item.region)
+        decoded = locate.decode(item.content)
         return locate.frame(decoded, (0.0, 0.0, 1.0, 1.0), ResizeMode.PAD), decoded
     except ImageRejected as rejected:
         return rejected
@@ -71,6 +89,7 @@ class EmbedderCore:
         self._tracer = tracer or trace.NoOpTracer()
         # Snapshots: the preprocessing and the label of every vector belong to this model.
         self._model = embedder.model
+        self._calibration = embedder.calibration  # belongs to this model version, like the label
         self._input_size = embedder.input_size
         self._preprocess = Preprocessor(
             limits=Limits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels),
@@ -87,6 +106,11 @@ class EmbedderCore:
     @property
     def model(self) -> ModelId:
         return self._model
+
+    @property
+    def calibration(self) -> ScoreCalibration | None:
+        """The model's same-product calibration, reported beside `model`; None when it carries none."""
+        return self._calibration
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -170,12 +194,8 @@ class EmbedderCore:
         async def decode(item: ImageItem | ImageRejected) -> np.ndarray | tuple[np.ndarray, Decoded] | ImageRejected:
             if isinstance(item, ImageRejected):
                 return item
-            data, region, *flags = item
-            # A caller's region wins over localisation.
-            localize = can_localize and bool(flags and flags[0]) and region is None
-            return await loop.run_in_executor(
-                self._executor, _preprocess_one, self._preprocess, self._locate, data, region, localize
-            )
+            framed = ImageItem(*item).framing(can_localize)
+            return await loop.run_in_executor(self._executor, _preprocess_one, self._preprocess, self._locate, framed)
 
         with self._tracer.start_as_current_span("embedder.decode", attributes={"images": len(items)}) as span:
             outcomes = await asyncio.gather(*(decode(item) for item in items))

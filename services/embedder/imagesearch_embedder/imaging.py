@@ -9,7 +9,8 @@ Order of work, cheapest and most defensive first:
 3. Pillow opens the header (lazy) and we compute, for JPEG, a DCT "draft" scale
    that still leaves the region of interest at least model-size on its shorter
    side, so libjpeg decodes 1/2, 1/4 or 1/8 of the pixels;
-4. decode, EXIF orientation, region crop, resize and flattening onto white.
+4. decode, EXIF orientation, region crop, resize and flattening onto white
+   (a catalog shot may instead be trimmed to its object's bounding box, `object_box`).
 
 Every rejection is an `ImageRejected` with a reason mirroring
 `imagesearch.v1.ImageErrorReason` and a message a client developer can act on.
@@ -453,6 +454,70 @@ def _resize(
     return canvas
 
 
+# --------------------------------------------------------------------------- object box
+
+# A pixel belongs to the object when one of its channels differs from the background colour by
+# more than this many levels: above JPEG noise on a plain background, below any visible object
+# (docs/quality.md, "Index side"; research/exp_tight.py).
+OBJECT_TOLERANCE = 14
+# A box covering at least this share of both sides is "the whole image": trimming it would change
+# the framing by a couple of model pixels at most, so the image is kept as it is.
+NEAR_WHOLE = 0.99
+
+PixelBox = tuple[int, int, int, int]  # (x0, y0, x1, y1), x1/y1 exclusive
+
+
+def _plain_pixels(im: Image.Image) -> Image.Image:
+    """The image as RGB or L, transparency flattened onto white as it will be framed.
+
+    No colour management: the box compares pixels with the border's own colour, and
+    an ICC conversion moves both alike.
+    """
+    im = _resample_mode(im)
+    if im.mode == "RGBA":
+        return _flatten(im)
+    return im if im.mode in ("RGB", "L") else im.convert("RGB")
+
+
+def _border_pixels(im: Image.Image) -> np.ndarray:
+    """The first and last row and column, as an (n, bands) array (copies only the border)."""
+    w, h = im.size
+    strips = (im.crop((0, 0, w, 1)), im.crop((0, h - 1, w, h)), im.crop((0, 0, 1, h)), im.crop((w - 1, 0, w, h)))
+    bands = len(im.getbands())
+    return np.concatenate([np.asarray(strip).reshape(-1, bands) for strip in strips])
+
+
+def object_box(im: Image.Image, tolerance: int = OBJECT_TOLERANCE) -> PixelBox | None:
+    """The bounding box of the object of a product shot on a plain background; None for the whole image.
+
+    Background = per-channel median of the border pixels; object pixels differ from it
+    by more than `tolerance` levels in at least one channel; margin 0. None when no
+    pixel stands out (a blank image) or the box is (nearly) the whole image (a photo
+    that is not on a plain background, or an object filling the frame).
+    """
+    plain = _plain_pixels(im)
+    background = np.median(_border_pixels(plain), axis=0)
+    # Threshold every channel through a lookup table (C speed, no full-size array copies):
+    # 255 where |level - background| > tolerance, then the box of pixels non-zero in any band.
+    levels = np.arange(256)
+    table = np.concatenate([np.where(np.abs(levels - colour) > tolerance, 255, 0) for colour in background])
+    box = plain.point(table.tolist()).getbbox()
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    if x1 - x0 >= NEAR_WHOLE * plain.width and y1 - y0 >= NEAR_WHOLE * plain.height:
+        return None
+    return x0, y0, x1, y1
+
+
+def relative_box(box: PixelBox | None, width: int, height: int) -> tuple[float, float, float, float]:
+    """A pixel box as the relative (x0, y0, x1, y1) the Preprocessor frames; None -> the whole image."""
+    if box is None:
+        return 0.0, 0.0, 1.0, 1.0
+    x0, y0, x1, y1 = box
+    return x0 / width, y0 / height, x1 / width, y1 / height
+
+
 @dataclass(frozen=True)
 class Decoded:
     """A validated, decoded, upright image (and its ICC profile), ready to be framed."""
@@ -481,6 +546,16 @@ class Preprocessor:
     def frame(self, decoded: "Decoded", rel: tuple[float, float, float, float], mode: ResizeMode) -> np.ndarray:
         """Another view of an already decoded image: the relative box `rel`, framed by `mode`."""
         return dataclasses.replace(self, mode=mode)._finish(decoded.image, rel, decoded.icc)
+
+    def trimmed_to_object(self, data: bytes) -> np.ndarray:
+        """A catalog shot trimmed to its object's bounding box (`object_box`), letterboxed on white.
+
+        Decoded at full resolution, without JPEG draft scaling: the object may be a small
+        part of the image, and the box is measured on the pixels the research measured it on.
+        """
+        decoded = dataclasses.replace(self, use_draft=False).decode(data)
+        im = decoded.image
+        return self.frame(decoded, relative_box(object_box(im), im.width, im.height), ResizeMode.PAD)
 
     def decode(self, data: bytes, region: Region | None = None) -> "Decoded":
         """Validate and decode, upright; JPEG draft scaling keeps enough pixels for `region`."""

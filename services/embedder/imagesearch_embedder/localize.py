@@ -6,7 +6,7 @@ search, we crop the photo to that subject before matching: catalog images are
 product shots, so the crop looks much more like them than the busy scene does.
 
 Recipe (measured on the dev set, docs/quality.md): the photo letterboxed on
-white at 288 px; its 18 x 18 SALIENCY map (the model's coarse "what" map
+white at 224 px (EMBEDDER_LOCALIZE_SIZE); its 14 x 14 SALIENCY map (the model's coarse "what" map
 times its stride-16 "where" map) upsampled x4, thresholded at mean + 1 std
 over the photo area; the bounding box of the largest 4-connected component,
 not expanded (expanding by 10-30 % measured worse). Pure numpy + Pillow; no
@@ -25,7 +25,7 @@ UPSAMPLE = 4
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 4-connected True region of `mask` (BFS; the grids are ~72 x 72)."""
+    """The largest 4-connected True region of `mask` (BFS; the grids are 56-72 cells a side)."""
     labels = np.zeros(mask.shape, np.int32)
     best_label, best_size, current = 0, 0, 0
     h, w = mask.shape

@@ -22,7 +22,7 @@ def _item(image: embedder_pb2.EmbedImage) -> ImageItem | ImageRejected:
         region = region_from_pb(image.region if image.HasField("region") else None)
     except InvalidArgument as err:
         return ImageRejected(ImageErrorReason.BAD_REGION, err.message)
-    return image.content, region, image.localize
+    return ImageItem(image.content, region, localize=image.localize, trim_to_object=image.trim_to_object)
 
 
 def _result(outcome: np.ndarray | ImageRejected) -> embedder_pb2.EmbedResult:
@@ -41,9 +41,12 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServiceServicer):
         core = self._core()
         core.check_request(len(request.images))  # before converting anything
         outcomes = await core.embed_images([_item(image) for image in request.images])
-        return embedder_pb2.EmbedResponse(results=[_result(o) for o in outcomes], model=model_to_pb(core.model))
+        return embedder_pb2.EmbedResponse(
+            results=[_result(o) for o in outcomes], model=model_to_pb(core.model, core.calibration)
+        )
 
     async def GetModelInfo(
         self, request: embedder_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.ModelInfo:
-        return model_to_pb(self._core().model)
+        core = self._core()
+        return model_to_pb(core.model, core.calibration)

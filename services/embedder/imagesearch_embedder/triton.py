@@ -4,10 +4,14 @@
 written against (UINT8 NHWC images in, FP32 vectors out), reading Triton's own
 metadata and config rather than trusting our settings, and pins the version it
 found so that every vector we return is labelled with the model that made it.
+Each version has its own embedding dimension and score calibration: the config
+declares EMBEDDING as [-1], so one probe inference tells the dimension, and the
+config's `same_product_calibration_v<version>` parameter gives the calibration.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Sequence, TypeVar
@@ -19,13 +23,16 @@ from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 from imagesearch.common.errors import DeadlineExceeded, DomainError, FailedPrecondition, Unavailable
-from imagesearch.common.types import ModelId
+from imagesearch.common.types import ModelId, ScoreCalibration
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME = "IMAGE"
 OUTPUT_NAME = "EMBEDDING"
 SALIENCY_NAME = "SALIENCY"
+# Model config parameter holding a version's "slope,intercept" (written by tools/fit_calibration.py
+# and the model adaptation command); one per version, as the config is shared by all versions.
+CALIBRATION_PARAMETER = "same_product_calibration_v{version}"
 
 T = TypeVar("T")
 
@@ -42,21 +49,37 @@ class ModelContract:
     version: str
     input_height: int
     input_width: int
+    # Of EMBEDDING. check_contract() leaves 0 when the config declares it -1 (each version has
+    # its own); connect() then fills it in from a probe inference.
     dimension: int
     max_batch_size: int
     # (h, w) of the optional SALIENCY output (where the model's activations are), used to
     # localise the product in a photo; None when the model has no such output.
     saliency_size: tuple[int, int] | None = None
+    # The served version's same-product calibration from the model config; None when it has none.
+    calibration: ScoreCalibration | None = None
 
 
 def _dims(values: Sequence[Any]) -> list[int]:
     return [int(v) for v in values]
 
 
+def served_calibration(config: Any, version: str) -> ScoreCalibration | None:
+    """The ModelConfig's calibration parameter for `version`; None when absent, ValueError when unusable."""
+    key = CALIBRATION_PARAMETER.format(version=version)
+    if key not in config.parameters:
+        return None
+    try:
+        return ScoreCalibration.parse(config.parameters[key].string_value)
+    except ValueError as err:
+        raise ValueError(f"parameter {key} {err}") from None
+
+
 def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -> ModelContract:
     """Validate Triton's ModelMetadataResponse and ModelConfig; collect every mismatch in one message.
 
-    Pure (takes the protobuf messages), so it is unit-testable without a server.
+    Pure (takes the protobuf messages), so it is unit-testable without a server. An EMBEDDING
+    declared [-1, -1] gives dimension 0: the caller learns it from an inference (see _probe).
     """
     problems: list[str] = []
     max_batch = int(config.max_batch_size)
@@ -89,8 +112,12 @@ def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -
             problems.append(f"output {OUTPUT_NAME} has datatype {embedding.datatype}, expected FP32")
         shape = _dims(embedding.shape)
         per_item = shape[1:] if max_batch > 0 and shape[:1] == [-1] else shape
-        if len(per_item) != 1 or per_item[0] <= 0:
-            problems.append(f"output {OUTPUT_NAME} has shape {shape}, expected [-1, D] with a fixed D")
+        if per_item == [-1]:
+            dimension = 0  # each version has its own: connect() learns it from a probe inference
+        elif len(per_item) != 1 or per_item[0] <= 0:
+            problems.append(
+                f"output {OUTPUT_NAME} has shape {shape}, expected [-1, D] (D fixed, or -1 to learn it by inference)"
+            )
         else:
             dimension = per_item[0]
 
@@ -107,16 +134,23 @@ def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -
         problems.append(f"version {wanted_version} is not served (versions: {versions or 'none'})")
     if not versions:
         problems.append("Triton lists no version of it")
+    version = wanted_version or (versions[-1] if versions else "")
+    calibration = None
+    try:
+        calibration = served_calibration(config, version) if version else None
+    except ValueError as err:
+        problems.append(str(err))
     if problems:
         raise ModelContractError(f"model {name!r} does not match the embedder's contract: " + "; ".join(problems))
     return ModelContract(
         name=name,
-        version=wanted_version or versions[-1],
+        version=version,
         input_height=height,
         input_width=width,
         dimension=dimension,
         max_batch_size=max_batch,
         saliency_size=saliency_size,
+        calibration=calibration,
     )
 
 
@@ -130,8 +164,8 @@ class TritonEmbedder:
         model_version: str,
         timeout_seconds: float,
         tracer_provider: TracerProvider,
-        image_size: int = 224,
-        localize_size: int = 288,
+        image_size: int = 256,
+        localize_size: int = 224,
     ) -> None:
         # Used when the model takes any input size; a model with fixed H and W imposes its own.
         self._image_size = image_size
@@ -157,8 +191,10 @@ class TritonEmbedder:
             raise
         c = self._contract
         log.info(
-            "triton at %s serves %s version %s: input %dx%dx3 uint8, %d-d embeddings, max batch %d",
+            "triton at %s serves %s version %s: input %dx%dx3 uint8, %d-d embeddings, max batch %d, "
+            "same-product calibration %s",
             self._url, c.name, c.version, c.input_height, c.input_width, c.dimension, c.max_batch_size,
+            f"{c.calibration.slope:g},{c.calibration.intercept:g}" if c.calibration else "none (the gateway's fallback)",
         )
 
     async def check(self) -> None:
@@ -189,7 +225,35 @@ class TritonEmbedder:
             )
         metadata = await self._call(client.get_model_metadata(name, version, client_timeout=timeout))
         config = await self._call(client.get_model_config(name, version, client_timeout=timeout))
-        return check_contract(name, version, metadata, config.config)
+        return await self._probe(client, check_contract(name, version, metadata, config.config))
+
+    async def _probe(self, client: InferenceServerClient, c: ModelContract) -> ModelContract:
+        """One inference of a black image: the embedding dimension, as the model itself answers.
+
+        The config declares EMBEDDING [-1] (each version has its own dimension), so this is
+        where the dimension comes from; a dimension fixed in the metadata is checked against
+        it. It also warms up the whole path (channel, Triton's scheduler, the backend) before
+        the service reports SERVING, so the first real request does not pay for it.
+        """
+        height, width = (c.input_height, c.input_width) if c.input_height > 0 else (self._image_size, self._image_size)
+        image = InferInput(INPUT_NAME, [1, height, width, 3], "UINT8")
+        image.set_data_from_numpy(np.zeros((1, height, width, 3), dtype=np.uint8))
+        result = await self._call(
+            client.infer(
+                c.name, [image], model_version=c.version, outputs=[InferRequestedOutput(OUTPUT_NAME)],
+                client_timeout=self._timeout,
+            )
+        )
+        vectors = result.as_numpy(OUTPUT_NAME)
+        got = None if vectors is None else tuple(vectors.shape)
+        what = f"model {c.name!r} version {c.version}: a probe inference of one {height}x{width} image"
+        if got is None or len(got) != 2 or got[0] != 1 or got[1] <= 0:
+            raise ModelContractError(f"{what} returned {OUTPUT_NAME} of shape {got}, expected (1, D)")
+        if c.dimension and got[1] != c.dimension:
+            raise ModelContractError(
+                f"{what} returned {got[1]}-d {OUTPUT_NAME} but Triton's metadata declares {c.dimension}-d"
+            )
+        return dataclasses.replace(c, dimension=got[1])
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -206,6 +270,11 @@ class TritonEmbedder:
     def model(self) -> ModelId:
         c = self.contract
         return ModelId(name=c.name, version=c.version, dimension=c.dimension)
+
+    @property
+    def calibration(self) -> ScoreCalibration | None:
+        """The served version's same-product calibration; None when its config carries none."""
+        return self.contract.calibration
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -8,7 +8,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from imagesearch.common.errors import Unavailable
 from imagesearch.common.server import ServerOptions, ServiceServer
-from imagesearch.common.types import ModelId
+from imagesearch.common.types import ModelId, ScoreCalibration
 from imagesearch.v1 import search_pb2_grpc
 from imagesearch_gateway.cache import ResultCache
 from imagesearch_gateway.clients import EmbedderClient, RetrieverClient
@@ -30,11 +30,35 @@ class GatewayBackend:
         self._retriever: RetrieverClient | None = None
         self.cache: ResultCache | None = None
         self._model: ModelId | None = None
+        # The served model version's own calibration; None when it carries none.
+        self._model_calibration: ScoreCalibration | None = None
 
     @property
     def model(self) -> ModelId:
         assert self._model is not None, "gateway used before connect()"
         return self._model
+
+    @property
+    def calibration(self) -> ScoreCalibration:
+        """How scores of `model` become same-product probabilities: its own fit, else SAME_PRODUCT_CALIBRATION."""
+        if self._model_calibration is not None:
+            return self._model_calibration
+        return self._settings.calibration
+
+    async def _follow_model(self) -> None:
+        """Adopt the embedder's model and, with it, its calibration: both belong to one version."""
+        assert self._embedder is not None
+        model, calibration = await self._embedder.model_info()
+        if (model, calibration) != (self._model, self._model_calibration):
+            fallback = self._settings.calibration
+            log.info(
+                "gateway: serving model %s v%s (%d-d), same-product calibration %s",
+                model.name, model.version, model.dimension,
+                f"{calibration.slope:g},{calibration.intercept:g} (the model's)" if calibration is not None
+                else f"{fallback.slope:g},{fallback.intercept:g} (SAME_PRODUCT_CALIBRATION: the model carries none)",
+            )
+        # One assignment, no await in between: a call never sees one version's model with another's calibration.
+        self._model, self._model_calibration = model, calibration
 
     def register(self, server: grpc.aio.Server) -> None:
         search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(self.cores), server)
@@ -52,14 +76,13 @@ class GatewayBackend:
         assert self._retriever is not None and self.cache is not None
         await self._embedder.check()
         await self._retriever.check()
-        self._model = await self._embedder.model_info()
-        log.info("gateway: serving model %s v%s (%d-d)", self._model.name, self._model.version, self._model.dimension)
+        await self._follow_model()
         self._cores = (
             SearchCore(
                 self._embedder, self._retriever, self.cache, self, s.default_top_k, s.max_top_k, s.localize_queries,
-                s.calibration,
+                s.category_boost, s.rerank_depth,
             ),
-            CatalogCore(self._embedder, self._retriever, self.cache, self, s.max_images_per_product, s.calibration),
+            CatalogCore(self._embedder, self._retriever, self.cache, self, s.max_images_per_product, s.index_object_crops),
         )
 
     def cores(self) -> tuple[SearchCore, CatalogCore]:
@@ -71,8 +94,8 @@ class GatewayBackend:
         assert self._embedder is not None and self._retriever is not None
         await self._embedder.check()
         await self._retriever.check()
-        # A redeployed embedder may serve another model: follow it so vectors never mix.
-        self._model = await self._embedder.model_info()
+        # A redeployed embedder may serve another model: follow it (and its calibration) so vectors never mix.
+        await self._follow_model()
 
     async def close(self) -> None:
         for closable in (self._embedder, self._retriever, self.cache):

@@ -14,9 +14,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from imagesearch.common import convert
-from imagesearch.common.errors import Unavailable, from_downstream
+from imagesearch.common.errors import FailedPrecondition, Unavailable, from_downstream
 from imagesearch.common.telemetry import client_interceptors
-from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region
+from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region, ScoreCalibration
 from imagesearch.v1 import (
     common_pb2,
     embedder_pb2,
@@ -69,19 +69,33 @@ class EmbedderClient:
     async def check(self) -> None:
         await _check_serving(self._channel, self.name, self._timeout)
 
-    async def model_info(self) -> ModelId:
+    async def model_info(self) -> tuple[ModelId, ScoreCalibration | None]:
+        """The model the embedder serves, and its own same-product calibration (None: it carries none)."""
         try:
             reply = await self._stub.GetModelInfo(embedder_pb2.GetModelInfoRequest(), timeout=self._timeout)
         except grpc.aio.AioRpcError as err:
             raise from_downstream(self.name, err) from err
-        return convert.model_from_pb(reply)
+        model = convert.model_from_pb(reply)
+        try:
+            calibration = convert.calibration_from_pb(reply)
+        except ValueError as err:
+            raise FailedPrecondition(
+                f"{self.name} reports an unusable same-product calibration for model {model.name} v{model.version}: {err}"
+            ) from None
+        return model, calibration
 
     async def embed(
-        self, images: Sequence[tuple[bytes, Region | None]], localize: bool = False
+        self, images: Sequence[tuple[bytes, Region | None]], localize: bool = False, trim_to_object: bool = False
     ) -> list[np.ndarray | ImageFault]:
+        """One vector or fault per image, in order.
+
+        `localize` suits shopper photos (busy scenes), `trim_to_object` catalog shots on a plain background.
+        """
         request = embedder_pb2.EmbedRequest(
             images=[
-                embedder_pb2.EmbedImage(content=content, region=convert.region_to_pb(region), localize=localize)
+                embedder_pb2.EmbedImage(
+                    content=content, region=convert.region_to_pb(region), localize=localize, trim_to_object=trim_to_object
+                )
                 for content, region in images
             ]
         )

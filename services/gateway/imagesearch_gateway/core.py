@@ -1,6 +1,7 @@
 """The gateway's logic in plain Python types: search with caching, and catalog writes."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -11,11 +12,10 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from imagesearch.common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
-from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region, validate_catalog
+from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region, ScoreCalibration, validate_catalog
 from imagesearch.v1 import common_pb2
 from imagesearch_gateway.cache import ResultCache
-from imagesearch_gateway.calibration import Calibration
-from imagesearch_gateway.category import VOTERS, CategoryPrediction, predict_category
+from imagesearch_gateway.category import VOTERS, CategoryPrediction, predict_category, rerank_by_category
 from imagesearch_gateway.clients import EmbedderClient, ImageFault, RetrieverClient
 
 MAX_PRODUCT_ID_CHARS = 256
@@ -72,8 +72,15 @@ class ProductOutcome:
 
 
 class ModelSource(Protocol):
+    """The model the embedder serves now, and how its scores become same-product probabilities
+    (its own calibration, else the SAME_PRODUCT_CALIBRATION fallback): read at each call, as
+    both change together when the embedder rolls to another model version."""
+
     @property
     def model(self) -> ModelId: ...
+
+    @property
+    def calibration(self) -> ScoreCalibration: ...
 
 
 def validate_product_id(product_id: str) -> str:
@@ -103,10 +110,12 @@ class SearchCore:
         default_top_k: int,
         max_top_k: int,
         localize_queries: bool,
-        calibration: Calibration,
+        category_boost: float,
+        rerank_depth: int,
     ) -> None:
         self._localize = localize_queries
-        self._calibration = calibration
+        self._category_boost = category_boost
+        self._rerank_depth = rerank_depth
         self._embedder = embedder
         self._retriever = retriever
         self._cache = cache
@@ -131,7 +140,7 @@ class SearchCore:
             raise InvalidArgument(f"min_score must lie in [-1, 1], got {query.min_score}")
         return dataclasses.replace(query, top_k=top_k)
 
-    def _fingerprint(self, query: SearchQuery, model: ModelId) -> str:
+    def _fingerprint(self, query: SearchQuery, model: ModelId, calibration: ScoreCalibration) -> str:
         """Identity of a request for the cache: the image's SHA-256 plus the normalised request."""
         subject = (
             "image:" + hashlib.sha256(query.image).hexdigest() if query.image is not None else f"product:{query.product_id}"
@@ -145,7 +154,10 @@ class SearchCore:
                 "min_score": round(query.min_score, 6),
                 "restrict": query.restrict_to_predicted_category,
                 "model": dataclasses.astuple(model),
+                # Cached hits carry probabilities: a changed calibration must not serve old ones.
+                "calibration": dataclasses.astuple(calibration),
                 "localize": self._localize,
+                "rerank": (self._category_boost, self._rerank_depth),
             },
             sort_keys=True,
         )
@@ -153,15 +165,15 @@ class SearchCore:
 
     async def search(self, query: SearchQuery) -> SearchOutcome:
         query = self._validated(query)
-        model = self._models.model
-        fingerprint = self._fingerprint(query, model)
+        model, calibration = self._models.model, self._models.calibration
+        fingerprint = self._fingerprint(query, model, calibration)
         cached, generation = await self._cache.get(query.catalog, fingerprint, read=not query.skip_cache)
         if cached is not None:
             hits, prediction = _outcome_from_json(cached)
             return SearchOutcome(hits=hits, model=model, cache_hit=True, predicted_category=prediction)
         hits, prediction = await self._search_uncached(query, model)
         hits = [
-            dataclasses.replace(h, same_product_probability=self._calibration.probability(h.score)) for h in hits
+            dataclasses.replace(h, same_product_probability=calibration.probability(h.score)) for h in hits
         ]
         if generation is not None:
             await self._cache.put(query.catalog, fingerprint, generation, _outcome_to_json(hits, prediction))
@@ -174,14 +186,17 @@ class SearchCore:
         else:
             target["vector"] = await self._query_vector(query, model)
         unfiltered = query.filter.empty
-        # The vote looks at the nearest products of the whole catalog, before any filter.
+        # The vote looks at the nearest products of the whole catalog, before any filter; unfiltered,
+        # the same call brings the candidates the category ranking picks the top_k from.
+        depth = max(VOTERS, query.top_k, self._rerank_depth if self._category_boost > 0 else 0)
         neighbours = await self._retriever.search(
-            model, top_k=max(VOTERS, query.top_k) if unfiltered else VOTERS,
+            model, top_k=depth if unfiltered else VOTERS,
             filter_spec=FilterSpec(), min_score=-1.0, **target,  # type: ignore[arg-type]
         )
         prediction = predict_category(neighbours)
         if unfiltered and not query.restrict_to_predicted_category:
-            return [h for h in neighbours if h.score >= query.min_score][: query.top_k], prediction
+            ranked = rerank_by_category(neighbours, prediction, self._category_boost)
+            return [h for h in ranked if h.score >= query.min_score][: query.top_k], prediction
         spec = query.filter
         if query.restrict_to_predicted_category:
             if prediction is None:
@@ -192,7 +207,7 @@ class SearchCore:
         hits = await self._retriever.search(
             model, top_k=query.top_k, filter_spec=spec, min_score=query.min_score, **target  # type: ignore[arg-type]
         )
-        return hits, prediction
+        return rerank_by_category(hits, prediction, self._category_boost), prediction
 
     async def _query_vector(self, query: SearchQuery, model: ModelId) -> np.ndarray:
         assert query.image is not None
@@ -215,14 +230,16 @@ class CatalogCore:
         cache: ResultCache,
         models: ModelSource,
         max_images_per_product: int,
-        calibration: Calibration,
+        index_object_crops: bool,
     ) -> None:
         self._embedder = embedder
         self._retriever = retriever
         self._cache = cache
         self._models = models
         self._max_images = max_images_per_product
-        self._calibration = calibration
+        # Also index each image trimmed to its object: shoppers' queries are cropped tight to the
+        # product, catalog shots show it on a plain background (docs/quality.md, "Index side").
+        self._object_crops = index_object_crops
 
     def _validate(self, items: Sequence[ProductUpsert]) -> None:
         if not items:
@@ -262,14 +279,10 @@ class CatalogCore:
             else:
                 flat.extend((position, index, content) for index, (content, _) in enumerate(item.images))
 
-        vectors: list[np.ndarray | ImageFault] = []
-        for start in range(0, len(flat), EMBED_CHUNK_IMAGES):
-            chunk = flat[start : start + EMBED_CHUNK_IMAGES]
-            vectors.extend(await self._embedder.embed([(content, None) for _, _, content in chunk]))
-
-        per_product: dict[int, list[tuple[int, np.ndarray | ImageFault]]] = {}
-        for (position, index, _), vector in zip(flat, vectors):
-            per_product.setdefault(position, []).append((index, vector))
+        embedded = await self._embed_views([content for _, _, content in flat])
+        per_product: dict[int, list[tuple[int, list[np.ndarray] | ImageFault]]] = {}
+        for (position, index, _), views in zip(flat, embedded):
+            per_product.setdefault(position, []).append((index, views))
 
         writes: list[tuple[ProductRecord, list[tuple[str, np.ndarray]]]] = []
         for position, results in per_product.items():
@@ -284,13 +297,14 @@ class CatalogCore:
                     image_failures=failures,
                 )
                 continue
-            images = [
-                (item.images[index][1] or f"{pid}#{index}", vector)  # type: ignore[misc]
-                for index, vector in results
-            ]
-            record = dataclasses.replace(item.product, image_uris=tuple(uri for uri, _ in images))
+            uris = [item.images[index][1] or f"{pid}#{index}" for index, _ in results]
+            vectors = [views for _, views in results if not isinstance(views, ImageFault)]
+            # Every image as sent first (rows <pid>#0..n-1, as without object crops), then the
+            # trimmed twins under the same uris: the retriever keeps a product's best row.
+            images = [(uri, views[view]) for view in range(len(vectors[0])) for uri, views in zip(uris, vectors)]
+            record = dataclasses.replace(item.product, image_uris=tuple(uris))
             writes.append((record, images))
-            outcomes[pid] = ProductOutcome(pid, ok=True, images_indexed=len(images))
+            outcomes[pid] = ProductOutcome(pid, ok=True, images_indexed=len(uris))
 
         if writes and duplicate_threshold > 0:
             # Before writing: the catalog as it was, without the products of this request.
@@ -305,17 +319,34 @@ class CatalogCore:
                 await self._cache.invalidate(catalog)
         return [outcomes[item.product.product_id] for item in items]
 
+    async def _embed_views(self, contents: list[bytes]) -> list[list[np.ndarray] | ImageFault]:
+        """Per image: its vectors (as sent, then trimmed to the object when enabled), or its one fault.
+
+        Both views see the same bytes, so a bad image fails both: it is reported once.
+        """
+        embedded: list[list[np.ndarray] | ImageFault] = []
+        for start in range(0, len(contents), EMBED_CHUNK_IMAGES):
+            chunk: list[tuple[bytes, Region | None]] = [(c, None) for c in contents[start : start + EMBED_CHUNK_IMAGES]]
+            calls = [self._embedder.embed(chunk)]
+            if self._object_crops:
+                calls.append(self._embedder.embed(chunk, trim_to_object=True))
+            for views in zip(*await asyncio.gather(*calls)):
+                fault = next((v for v in views if isinstance(v, ImageFault)), None)
+                embedded.append(fault if fault is not None else list(views))  # type: ignore[arg-type]
+        return embedded
+
     async def _duplicates(
         self, model: ModelId, catalog: str, product_id: str, images: list[tuple[str, np.ndarray]], threshold: float
     ) -> list[tuple[str, float]]:
         """Existing products whose best image matches any of these images with probability >= threshold."""
         best: dict[str, float] = {}
+        calibration = self._models.calibration
         for _, vector in images:
             for hit in await self._retriever.search(
                 model, vector=vector, top_k=DUPLICATE_CANDIDATES, filter_spec=FilterSpec(), min_score=-1.0,
                 catalog=catalog,
             ):
-                probability = self._calibration.probability(hit.score)
+                probability = calibration.probability(hit.score)
                 if hit.product_id != product_id and probability >= threshold:
                     best[hit.product_id] = max(probability, best.get(hit.product_id, 0.0))
         return sorted(best.items(), key=lambda item: -item[1])

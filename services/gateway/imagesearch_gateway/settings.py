@@ -5,9 +5,13 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from imagesearch.common.config import env_bool, env_float, env_int, env_str
+from imagesearch.common.config import SettingsError, env_bool, env_float, env_int, env_str
 from imagesearch_gateway.calibration import DEFAULT as CALIBRATION_DEFAULT
 from imagesearch_gateway.calibration import Calibration
+
+# Rows the retriever stores per product (its MAX_IMAGES_PER_PRODUCT): with object crops
+# every image is two rows, so the image limit must stay within half of it.
+RETRIEVER_MAX_ROWS_PER_PRODUCT = 128
 
 # (variable, default, meaning) — also rendered by `--help`.
 ENV_VARS: tuple[tuple[str, str, str], ...] = (
@@ -22,11 +26,19 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("EMBED_TIMEOUT_SECONDS", "15", "deadline of each call to the embedder"),
     ("RETRIEVE_TIMEOUT_SECONDS", "10", "deadline of each call to the retriever"),
     ("GATEWAY_MAX_MESSAGE_BYTES", str(16 * 1024 * 1024), "largest request accepted (RESOURCE_EXHAUSTED above)"),
-    ("GATEWAY_MAX_IMAGES_PER_PRODUCT", "32", "images one product may carry"),
+    ("GATEWAY_MAX_IMAGES_PER_PRODUCT", "32", "images one product may carry (at most 64 with "
+     "GATEWAY_INDEX_OBJECT_CROPS: the retriever stores at most 128 rows per product)"),
+    ("GATEWAY_INDEX_OBJECT_CROPS", "true", "index every catalog image twice: as sent, and trimmed to the object "
+     "on its plain background (matches tight query crops; twice the catalog rows and embedding work)"),
+    ("GATEWAY_CATEGORY_BOOST", "0.5", "after the best match, rank products of the predicted category ahead of "
+     "look-alikes from others: the lift, in units of the query's top-10 score spread (0 = plain score order)"),
+    ("GATEWAY_RERANK_DEPTH", "50", "nearest products fetched for that ranking when the caller asks for fewer "
+     "(results still top_k)"),
     ("GATEWAY_LOCALIZE_QUERIES", "true", "crop query photos to the product the model finds before matching "
      "(a second model evaluation; a request's region overrides it)"),
-    ("SAME_PRODUCT_CALIBRATION", CALIBRATION_DEFAULT, "slope,intercept of the logistic map from score to "
-     "same-product probability (tools/fit_calibration.py)"),
+    ("SAME_PRODUCT_CALIBRATION", CALIBRATION_DEFAULT, "fallback slope,intercept of the logistic map from score "
+     "to same-product probability, used only when the served model version carries none (its Triton config's "
+     "same_product_calibration_v<version>; tools/fit_calibration.py prints both)"),
     ("GATEWAY_GRACE_SECONDS", "20", "drain time for in-flight calls on SIGTERM"),
     ("LOG_LEVEL", "INFO", "logging level"),
 )
@@ -48,10 +60,23 @@ class GatewaySettings:
     max_images_per_product: int = 32
     grace_seconds: float = 20.0
     localize_queries: bool = True
+    index_object_crops: bool = True
+    category_boost: float = 0.5
+    rerank_depth: int = 50
     calibration: Calibration = Calibration.parse(CALIBRATION_DEFAULT)
     log_level: str = "INFO"
     default_top_k: int = 10
     max_top_k: int = 100
+
+    def __post_init__(self) -> None:
+        # Checked here, not at the first upsert: the retriever would refuse the whole request.
+        rows = self.max_images_per_product * (2 if self.index_object_crops else 1)
+        if rows > RETRIEVER_MAX_ROWS_PER_PRODUCT:
+            raise SettingsError(
+                f"GATEWAY_MAX_IMAGES_PER_PRODUCT={self.max_images_per_product} makes {rows} rows per product"
+                f"{' (GATEWAY_INDEX_OBJECT_CROPS indexes each image twice)' if self.index_object_crops else ''}; "
+                f"the retriever stores at most {RETRIEVER_MAX_ROWS_PER_PRODUCT}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "GatewaySettings":
@@ -73,6 +98,9 @@ class GatewaySettings:
             max_images_per_product=env_int("GATEWAY_MAX_IMAGES_PER_PRODUCT", cls.max_images_per_product, e, minimum=1),
             grace_seconds=env_float("GATEWAY_GRACE_SECONDS", cls.grace_seconds, e, minimum=0.0),
             localize_queries=env_bool("GATEWAY_LOCALIZE_QUERIES", cls.localize_queries, e),
+            index_object_crops=env_bool("GATEWAY_INDEX_OBJECT_CROPS", cls.index_object_crops, e),
+            category_boost=env_float("GATEWAY_CATEGORY_BOOST", cls.category_boost, e, minimum=0.0),
+            rerank_depth=env_int("GATEWAY_RERANK_DEPTH", cls.rerank_depth, e, minimum=1),
             calibration=Calibration.parse(env_str("SAME_PRODUCT_CALIBRATION", CALIBRATION_DEFAULT, e)),
             log_level=env_str("LOG_LEVEL", cls.log_level, e),
         )

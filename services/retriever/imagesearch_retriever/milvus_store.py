@@ -77,7 +77,8 @@ MAX_TITLE_BYTES = 2048
 MAX_IMAGE_URI_BYTES = 2048
 MAX_ATTRIBUTE_VALUE_BYTES = 256
 MAX_ATTRIBUTES = 64
-MAX_IMAGES_PER_PRODUCT = 64
+# Rows per product: the gateway indexes each catalog image twice (as sent, and trimmed to its object).
+MAX_IMAGES_PER_PRODUCT = 128
 MAX_IMAGE_ID_BYTES = MAX_PRODUCT_ID_BYTES + 1 + 4  # "<product_id>#<index>"
 MAX_DIMENSION = 32768  # Milvus' FLOAT_VECTOR limit
 MAX_MODEL_FIELD_CHARS = 128
@@ -398,7 +399,9 @@ class MilvusStore:
         if not rows:
             raise NotFound(f"product {product_id!r} not found (model {model.name} v{model.version})")
         rows.sort(key=lambda r: _image_index(r["image_id"]))
-        return ProductRecord(**_product_from_row(rows[0]), image_uris=tuple(r["image_uri"] for r in rows))
+        # Several rows may show one image (e.g. as sent and trimmed to its object): list each uri once, in order.
+        uris = tuple(dict.fromkeys(r["image_uri"] for r in rows))
+        return ProductRecord(**_product_from_row(rows[0]), image_uris=uris)
 
     async def product_vectors(self, model: ModelId, product_id: str) -> list[tuple[str, np.ndarray]]:
         """The (uri, vector) of each indexed image of a product; [] when it is unknown."""

@@ -132,7 +132,8 @@ def run_eval(args: argparse.Namespace) -> int:
         "report": asdict(report),
         "queries": [{"query_id": o.query_id, "product_id": o.product_id, "rank": o.rank(),
                      "latency_ms": round(o.latency_ms, 2), "predicted_category": o.predicted_category,
-                     "top": [[h[0], round(h[1], 5)] for h in o.hits[:10]]} for o in outcomes],
-    }, indent=2))
+                     # The whole ranked list (DEPTH deep): re-ranking ideas can be tried on it offline.
+                     "top": [[h[0], round(h[1], 5)] for h in o.hits]} for o in outcomes],
+    }, indent=1))
     print(f"wrote {args.out} and {sheet} ({drawn} misses drawn)", file=sys.stderr)
     return 0

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import grpc
 
-from imagesearch.cli import evaluate, index, search, up
+from imagesearch.cli import adapt, evaluate, index, search, up
 from imagesearch.cli.common import DEFAULT_GATEWAY, CliError, default_gateway, rpc_error_line
 
 DESCRIPTION = """\
@@ -26,6 +26,8 @@ examples:
   imagesearch search --like p00496c64 --top-k 5    # more like an indexed product
   imagesearch index demo/catalog.csv               # add or update products (CSV or folder)
   imagesearch delete p00496c64 p006990d5
+  imagesearch eval ../shared/datasets/dev --out dev.json   # quality benchmark
+  imagesearch adapt ../shared/datasets/dev         # adapt the embedding to a catalog
 
   Run `imagesearch <command> --help` for the options of each command.
 
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_parser(subparsers)
     index.add_parsers(subparsers)
     evaluate.add_parser(subparsers)
+    adapt.add_parser(subparsers)
     return parser
 
 

@@ -51,6 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--demo", action=argparse.BooleanOptionalAction, default=True,
                    help="index demo/catalog.csv once the stack is up (default: on)")
     p.add_argument("--repo", type=Path, help="the checkout (pyproject.toml + model_repo/); default: $IMAGESEARCH_HOME or found")
+    p.add_argument("--model-repo", type=Path, default=os.environ.get("IMAGESEARCH_MODEL_REPO") or None,
+                   help="Triton model repository to serve (default: $IMAGESEARCH_MODEL_REPO or <repo>/model_repo)")
     p.add_argument("--runtime-dir", type=Path, help="data and logs (default: <repo>/var)")
     p.add_argument("--host", default="127.0.0.1", help="interface the services listen on (default 127.0.0.1)")
     p.add_argument("--gateway-port", type=int, default=50051, metavar="PORT", help="public gateway port (default 50051)")
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     runtime = (args.runtime_dir or repo / "var").resolve()
     config = StackConfig(
         repo_root=repo, runtime_dir=runtime, host=args.host, gateway_port=args.gateway_port,
+        model_repo=Path(args.model_repo).resolve() if args.model_repo else None,
         embedder_port=args.embedder_port, retriever_port=args.retriever_port,
         triton_grpc_port=args.triton_port, milvus_port=args.milvus_port,
         redis_url=os.environ.get("REDIS_URL") or None, log_level=args.log_level, ready_timeout=args.timeout,

@@ -1,7 +1,7 @@
 """Mapping between the wire types (imagesearch.v1) and the plain domain types."""
 from __future__ import annotations
 
-from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region
+from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region, ScoreCalibration
 from imagesearch.v1 import common_pb2
 
 
@@ -9,8 +9,20 @@ def model_from_pb(msg: common_pb2.ModelInfo) -> ModelId:
     return ModelId(name=msg.name, version=msg.version, dimension=msg.dimension)
 
 
-def model_to_pb(model: ModelId) -> common_pb2.ModelInfo:
-    return common_pb2.ModelInfo(name=model.name, version=model.version, dimension=model.dimension)
+def model_to_pb(model: ModelId, calibration: ScoreCalibration | None = None) -> common_pb2.ModelInfo:
+    """The calibration, when given, rides beside the model's identity (ModelId has none)."""
+    msg = common_pb2.ModelInfo(name=model.name, version=model.version, dimension=model.dimension)
+    if calibration is not None:
+        msg.same_product_calibration.slope = calibration.slope
+        msg.same_product_calibration.intercept = calibration.intercept
+    return msg
+
+
+def calibration_from_pb(msg: common_pb2.ModelInfo) -> ScoreCalibration | None:
+    """None when the model carries no calibration; ValueError when the one it carries is unusable."""
+    if not msg.HasField("same_product_calibration"):
+        return None
+    return ScoreCalibration(msg.same_product_calibration.slope, msg.same_product_calibration.intercept)
 
 
 def region_from_pb(msg: common_pb2.BoundingBox | None) -> Region | None:

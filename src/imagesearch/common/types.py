@@ -21,6 +21,39 @@ class ModelId:
 
 
 @dataclass(frozen=True)
+class ScoreCalibration:
+    """Logistic map from a model's cosine score to a calibrated "same product" probability.
+
+    p = 1 / (1 + exp(-(slope * score + intercept))), slope > 0 so it is monotone in the
+    score. Each model version has its own score scale (a whitened version's differs
+    entirely), so a fit belongs to one version and travels beside its ModelId, never
+    inside it: ModelId keys collections and caches, and a refit is not another model.
+    """
+
+    slope: float
+    intercept: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.slope) and self.slope > 0 and math.isfinite(self.intercept)):
+            raise ValueError(
+                f"needs a finite slope > 0 and a finite intercept, got slope {self.slope}, intercept {self.intercept}"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> "ScoreCalibration":
+        """'slope,intercept', e.g. '30.80,-21.80'; a ValueError says what is wrong."""
+        try:
+            slope, intercept = (float(part) for part in text.split(","))
+        except ValueError:
+            raise ValueError(f"must be 'slope,intercept' (two numbers), got {text!r}") from None
+        return cls(slope, intercept)
+
+    def probability(self, score: float) -> float:
+        z = self.slope * score + self.intercept
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+
+@dataclass(frozen=True)
 class Region:
     """A box in relative coordinates (0..1) of the displayed image."""
 

@@ -58,10 +58,11 @@ class StackConfig:
     ready_timeout: float = 300.0     # first start unpacks Milvus and loads the model
     grace: float = 20.0              # per service, for draining on stop
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    model_repo: Path | None = None   # None = <repo_root>/model_repo
 
     @property
     def model_repository(self) -> Path:
-        return self.repo_root / "model_repo"
+        return self.model_repo or self.repo_root / "model_repo"
 
     @property
     def log_dir(self) -> Path:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bimagesearch/v1/common.proto\x12\x0eimagesearch.v1\"I\n\x0b\x42oundingBox\x12\r\n\x05x_min\x18\x01 \x01(\x02\x12\r\n\x05y_min\x18\x02 \x01(\x02\x12\r\n\x05x_max\x18\x03 \x01(\x02\x12\r\n\x05y_max\x18\x04 \x01(\x02\"@\n\nPriceRange\x12\x10\n\x03min\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x06\n\x04_minB\x06\n\x04_max\".\n\x0f\x41ttributeFilter\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"\x8c\x01\n\x06\x46ilter\x12\x12\n\ncategories\x18\x01 \x03(\t\x12)\n\x05price\x18\x02 \x01(\x0b\x32\x1a.imagesearch.v1.PriceRange\x12\x0e\n\x06\x62rands\x18\x03 \x03(\t\x12\x33\n\nattributes\x18\x04 \x03(\x0b\x32\x1f.imagesearch.v1.AttributeFilter\"\xe0\x01\n\x07Product\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\r\n\x05price\x18\x05 \x01(\x01\x12;\n\nattributes\x18\x06 \x03(\x0b\x32\'.imagesearch.v1.Product.AttributesEntry\x12\x12\n\nimage_uris\x18\x07 \x03(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\x05\"\x94\x02\n\tSearchHit\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\r\n\x05\x62rand\x18\x05 \x01(\t\x12\r\n\x05price\x18\x06 \x01(\x01\x12\x11\n\timage_uri\x18\x07 \x01(\t\x12=\n\nattributes\x18\x08 \x03(\x0b\x32).imagesearch.v1.SearchHit.AttributesEntry\x12 \n\x18same_product_probability\x18\t \x01(\x02\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\nImageError\x12\x30\n\x06reason\x18\x01 \x01(\x0e\x32 .imagesearch.v1.ImageErrorReason\x12\x0f\n\x07message\x18\x02 \x01(\t*\x8b\x02\n\x10ImageErrorReason\x12\"\n\x1eIMAGE_ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18IMAGE_ERROR_REASON_EMPTY\x10\x01\x12 \n\x1cIMAGE_ERROR_REASON_TOO_LARGE\x10\x02\x12)\n%IMAGE_ERROR_REASON_UNSUPPORTED_FORMAT\x10\x03\x12%\n!IMAGE_ERROR_REASON_BAD_DIMENSIONS\x10\x04\x12\x1e\n\x1aIMAGE_ERROR_REASON_CORRUPT\x10\x05\x12!\n\x1dIMAGE_ERROR_REASON_BAD_REGION\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bimagesearch/v1/common.proto\x12\x0eimagesearch.v1\"I\n\x0b\x42oundingBox\x12\r\n\x05x_min\x18\x01 \x01(\x02\x12\r\n\x05y_min\x18\x02 \x01(\x02\x12\r\n\x05x_max\x18\x03 \x01(\x02\x12\r\n\x05y_max\x18\x04 \x01(\x02\"@\n\nPriceRange\x12\x10\n\x03min\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x06\n\x04_minB\x06\n\x04_max\".\n\x0f\x41ttributeFilter\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"\x8c\x01\n\x06\x46ilter\x12\x12\n\ncategories\x18\x01 \x03(\t\x12)\n\x05price\x18\x02 \x01(\x0b\x32\x1a.imagesearch.v1.PriceRange\x12\x0e\n\x06\x62rands\x18\x03 \x03(\t\x12\x33\n\nattributes\x18\x04 \x03(\x0b\x32\x1f.imagesearch.v1.AttributeFilter\"\xe0\x01\n\x07Product\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\r\n\x05price\x18\x05 \x01(\x01\x12;\n\nattributes\x18\x06 \x03(\x0b\x32\'.imagesearch.v1.Product.AttributesEntry\x12\x12\n\nimage_uris\x18\x07 \x03(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x10ScoreCalibration\x12\r\n\x05slope\x18\x01 \x01(\x01\x12\x11\n\tintercept\x18\x02 \x01(\x01\"\x81\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\x05\x12\x42\n\x18same_product_calibration\x18\x04 \x01(\x0b\x32 .imagesearch.v1.ScoreCalibration\"\x94\x02\n\tSearchHit\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\r\n\x05\x62rand\x18\x05 \x01(\t\x12\r\n\x05price\x18\x06 \x01(\x01\x12\x11\n\timage_uri\x18\x07 \x01(\t\x12=\n\nattributes\x18\x08 \x03(\x0b\x32).imagesearch.v1.SearchHit.AttributesEntry\x12 \n\x18same_product_probability\x18\t \x01(\x02\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\nImageError\x12\x30\n\x06reason\x18\x01 \x01(\x0e\x32 .imagesearch.v1.ImageErrorReason\x12\x0f\n\x07message\x18\x02 \x01(\t*\x8b\x02\n\x10ImageErrorReason\x12\"\n\x1eIMAGE_ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18IMAGE_ERROR_REASON_EMPTY\x10\x01\x12 \n\x1cIMAGE_ERROR_REASON_TOO_LARGE\x10\x02\x12)\n%IMAGE_ERROR_REASON_UNSUPPORTED_FORMAT\x10\x03\x12%\n!IMAGE_ERROR_REASON_BAD_DIMENSIONS\x10\x04\x12\x1e\n\x1aIMAGE_ERROR_REASON_CORRUPT\x10\x05\x12!\n\x1dIMAGE_ERROR_REASON_BAD_REGION\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRODUCT_ATTRIBUTESENTRY']._serialized_options = b'8\001'
   _globals['_SEARCHHIT_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_SEARCHHIT_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_IMAGEERRORREASON']._serialized_start=1030
-  _globals['_IMAGEERRORREASON']._serialized_end=1297
+  _globals['_IMAGEERRORREASON']._serialized_start=1153
+  _globals['_IMAGEERRORREASON']._serialized_end=1420
   _globals['_BOUNDINGBOX']._serialized_start=47
   _globals['_BOUNDINGBOX']._serialized_end=120
   _globals['_PRICERANGE']._serialized_start=122
@@ -49,12 +49,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRODUCT']._serialized_end=604
   _globals['_PRODUCT_ATTRIBUTESENTRY']._serialized_start=555
   _globals['_PRODUCT_ATTRIBUTESENTRY']._serialized_end=604
-  _globals['_MODELINFO']._serialized_start=606
-  _globals['_MODELINFO']._serialized_end=667
-  _globals['_SEARCHHIT']._serialized_start=670
-  _globals['_SEARCHHIT']._serialized_end=946
+  _globals['_SCORECALIBRATION']._serialized_start=606
+  _globals['_SCORECALIBRATION']._serialized_end=658
+  _globals['_MODELINFO']._serialized_start=661
+  _globals['_MODELINFO']._serialized_end=790
+  _globals['_SEARCHHIT']._serialized_start=793
+  _globals['_SEARCHHIT']._serialized_end=1069
   _globals['_SEARCHHIT_ATTRIBUTESENTRY']._serialized_start=555
   _globals['_SEARCHHIT_ATTRIBUTESENTRY']._serialized_end=604
-  _globals['_IMAGEERROR']._serialized_start=948
-  _globals['_IMAGEERROR']._serialized_end=1027
+  _globals['_IMAGEERROR']._serialized_start=1071
+  _globals['_IMAGEERROR']._serialized_end=1150
 # @@protoc_insertion_point(module_scope)

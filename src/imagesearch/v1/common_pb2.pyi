@@ -88,15 +88,25 @@ class Product(_message.Message):
     image_uris: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, product_id: _Optional[str] = ..., title: _Optional[str] = ..., category: _Optional[str] = ..., brand: _Optional[str] = ..., price: _Optional[float] = ..., attributes: _Optional[_Mapping[str, str]] = ..., image_uris: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class ScoreCalibration(_message.Message):
+    __slots__ = ("slope", "intercept")
+    SLOPE_FIELD_NUMBER: _ClassVar[int]
+    INTERCEPT_FIELD_NUMBER: _ClassVar[int]
+    slope: float
+    intercept: float
+    def __init__(self, slope: _Optional[float] = ..., intercept: _Optional[float] = ...) -> None: ...
+
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "dimension")
+    __slots__ = ("name", "version", "dimension", "same_product_calibration")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
+    SAME_PRODUCT_CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     dimension: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., dimension: _Optional[int] = ...) -> None: ...
+    same_product_calibration: ScoreCalibration
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., dimension: _Optional[int] = ..., same_product_calibration: _Optional[_Union[ScoreCalibration, _Mapping]] = ...) -> None: ...
 
 class SearchHit(_message.Message):
     __slots__ = ("product_id", "score", "title", "category", "brand", "price", "image_uri", "attributes", "same_product_probability")

@@ -7,14 +7,16 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EmbedImage(_message.Message):
-    __slots__ = ("content", "region", "localize")
+    __slots__ = ("content", "region", "localize", "trim_to_object")
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     LOCALIZE_FIELD_NUMBER: _ClassVar[int]
+    TRIM_TO_OBJECT_FIELD_NUMBER: _ClassVar[int]
     content: bytes
     region: _common_pb2.BoundingBox
     localize: bool
-    def __init__(self, content: _Optional[bytes] = ..., region: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., localize: bool = ...) -> None: ...
+    trim_to_object: bool
+    def __init__(self, content: _Optional[bytes] = ..., region: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., localize: bool = ..., trim_to_object: bool = ...) -> None: ...
 
 class EmbedRequest(_message.Message):
     __slots__ = ("images",)

@@ -1,0 +1,43 @@
+"""Several rows of one product may show one image (the gateway indexes each catalog image as sent and
+trimmed to its object, under the same uri): the product still lists that uri once."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from imagesearch.common.errors import InvalidArgument
+from imagesearch.common.types import ModelId, ProductRecord
+from imagesearch_retriever.milvus_store import MAX_IMAGES_PER_PRODUCT, MilvusStore, validate_product
+
+DIM = 8
+MODEL = ModelId("shared-uri-test", "1", DIM)
+
+
+def unit(rng: np.random.Generator) -> np.ndarray:
+    v = rng.standard_normal(DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_uri_shared_by_rows_is_listed_once_in_order(milvus_uri: str, unique_prefix: str) -> None:
+    rng = np.random.default_rng(5)
+    store = MilvusStore(milvus_uri, prefix=unique_prefix, timeout_seconds=30, tracer_provider=TracerProvider())
+    await store.connect()
+    try:
+        rows = [("front.jpg", unit(rng)), ("back.jpg", unit(rng)), ("front.jpg", unit(rng)), ("back.jpg", unit(rng))]
+        assert await store.upsert(MODEL, [(ProductRecord("p1", title="t"), rows)]) == (1, 4)
+        assert (await store.get(MODEL, "p1")).image_uris == ("front.jpg", "back.jpg")
+        # Every row is still there to match (and to seed more-like-this).
+        assert [uri for uri, _ in await store.product_vectors(MODEL, "p1")] == [uri for uri, _ in rows]
+    finally:
+        await store.close()
+
+
+def test_a_product_may_have_two_rows_for_each_of_64_images() -> None:
+    rng = np.random.default_rng(6)
+    assert MAX_IMAGES_PER_PRODUCT == 128
+    rows = [(f"u{i % 64}", unit(rng)) for i in range(128)]
+    assert len(validate_product(ProductRecord("p1"), rows, DIM)) == 128
+    with pytest.raises(InvalidArgument, match="129 images; at most 128"):
+        validate_product(ProductRecord("p1"), [*rows, ("u", unit(rng))], DIM)
