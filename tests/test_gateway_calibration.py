@@ -138,5 +138,5 @@ def test_the_setting_is_the_fallback_and_says_so() -> None:
     from imagesearch_gateway.settings import ENV_VARS
 
     [(_, default, meaning)] = [v for v in ENV_VARS if v[0] == "SAME_PRODUCT_CALIBRATION"]
-    assert default == "30.80,-21.80" and "only when the served model version carries none" in meaning
+    assert default == "32.84,-23.40" and "only when the served model version carries none" in meaning
     assert GatewaySettings.from_env({"SAME_PRODUCT_CALIBRATION": "5,-1"}).calibration == FALLBACK

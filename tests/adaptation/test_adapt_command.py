@@ -129,13 +129,8 @@ def test_one_image_is_too_few_to_adapt_to(tmp_path: Path, capsys: pytest.Capture
 def adapted_triton(adapted_repo: Path, tmp_path_factory: pytest.TempPathFactory):  # -> Iterator[TritonServer]
     from imagesearch.stack.triton import TritonServer
 
-    server = TritonServer(model_repository=adapted_repo, runtime_dir=tmp_path_factory.mktemp("adapted_triton"))
-    server.start()
-    try:
-        server.wait_ready(timeout=180)
+    with TritonServer(model_repository=adapted_repo, runtime_dir=tmp_path_factory.mktemp("adapted_triton")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_triton_serves_the_adapted_version_as_the_onnx_file_computes_it(adapted_repo: Path, adapted_triton) -> None:

@@ -1,7 +1,7 @@
 """The same-product probability follows the served model version's own calibration.
 
 The session's Triton serves model_repo/'s config, whose `same_product_calibration_v2`
-parameter is "30.80,-21.80". A gateway whose SAME_PRODUCT_CALIBRATION fallback says
+parameter is "32.84,-23.40". A gateway whose SAME_PRODUCT_CALIBRATION fallback says
 something else must still score hits with the model's fit.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .helpers import open_channel, product_input, read_rows
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 CATALOG = "model_calibration"
-MODEL_SLOPE, MODEL_INTERCEPT = 30.80, -21.80  # model_repo/image_embedding/config.pbtxt, version 2
+MODEL_SLOPE, MODEL_INTERCEPT = 32.84, -23.40  # model_repo/image_embedding/config.pbtxt, version 2
 FALLBACK = "5.00,-1.00"  # deliberately different: it must not be used
 
 
