@@ -17,6 +17,12 @@ def test_rank_counts_only_strictly_higher_scores() -> None:
     assert outcome("q", "z", [("a", 0.9, "x")]).rank() is None
 
 
+def test_a_reordered_answer_is_ranked_where_the_caller_sees_it() -> None:
+    # The category ranking or the whole-photo hedge may list a higher score below lower ones:
+    # the product shown 3rd is 3rd, whatever its score.
+    assert outcome("q", "c", [("a", 0.3, "x"), ("b", 0.2, "x"), ("c", 0.5, "x")]).rank() == 3
+
+
 def test_recall_mrr_and_category_precision() -> None:
     categories = {"a": "fruit", "b": "fruit", "c": "tools", "d": "tools"}
     hits = [("a", 0.9, "fruit"), ("c", 0.8, "tools"), ("b", 0.7, "fruit")]

@@ -121,7 +121,7 @@ async def test_search_reads_the_calibration_at_call_time() -> None:
     backend = backend_with(embedder)
     await backend.check()
     cache = FakeCache()
-    core = SearchCore(embedder, FakeRetriever([0.7, 0.4]), cache, backend, 10, 100, False, 0.0, 0)  # type: ignore[arg-type]
+    core = SearchCore(embedder, FakeRetriever([0.7, 0.4]), cache, backend, 10, 100, False, 0.0, 0, 0, 0.5)  # type: ignore[arg-type]
     first = await core.search(SearchQuery(product_id="q"))
     assert [h.same_product_probability for h in first.hits] == [
         pytest.approx(logistic(12.5, -6.0, 0.7)), pytest.approx(logistic(12.5, -6.0, 0.4))

@@ -5,7 +5,7 @@ every dev query is searched. Floors were measured, not guessed (see
 docs/quality.md; the test prints the figures): EfficientNet-Lite0 with
 GeM pooling (model version 2), queries cropped to the subject the model finds in a
 224 px first pass and embedded at 256 px, catalog shots indexed whole and trimmed to the
-object, results ranked with the predicted category. The adapted model (`imagesearch adapt`)
+object, results ranked with the predicted category and hedged with the whole photo. The adapted model (`imagesearch adapt`)
 has its own, opt-in test: test_recall_adapted.py.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ from imagesearch.v1 import search_pb2
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 RECALL_AT_1_FLOOR = 0.80  # measured 0.826 (2-core x86-64, CPU Triton); 0.612 with the baseline
-RECALL_AT_10_FLOOR = 0.88  # measured 0.906
-CATEGORY_P10_FLOOR = 0.34  # measured 0.369 (0.269 in plain score order)
+RECALL_AT_10_FLOOR = 0.88  # measured 0.903
+CATEGORY_P10_FLOOR = 0.33  # measured 0.359 (0.269 in plain score order)
 
 
 async def test_dev_queries_find_their_product(fleet, gateway, dev_set, tmp_path, capsys) -> None:

@@ -24,8 +24,8 @@ pytestmark = [
 ]
 
 RECALL_AT_1_FLOOR = 0.88  # measured 0.903 (target 0.90)
-RECALL_AT_10_FLOOR = 0.92  # measured 0.940 (target 0.97: not reached)
-CATEGORY_P10_FLOOR = 0.39  # measured 0.423 (target 0.35)
+RECALL_AT_10_FLOOR = 0.935  # measured 0.957 (target 0.97: not reached)
+CATEGORY_P10_FLOOR = 0.39  # measured 0.421 (target 0.35)
 
 
 async def test_the_adapted_model_finds_dev_products(fleet, dev_set: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

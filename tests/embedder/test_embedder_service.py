@@ -148,6 +148,17 @@ async def test_embeddings_match_onnxruntime_on_the_same_preprocessing(
     assert float(got[0] @ got[1]) < 0.99
 
 
+async def test_a_localised_image_also_returns_the_whole_photo_vector(
+    stub: embedder_pb2_grpc.EmbedderServiceStub, catalog_images: list[bytes]
+) -> None:
+    plain = embedder_pb2.EmbedImage(content=catalog_images[0])
+    located = embedder_pb2.EmbedImage(content=catalog_images[0], localize=True)
+    reply = await stub.Embed(embedder_pb2.EmbedRequest(images=[plain, located]), timeout=30)
+    assert not reply.results[0].HasField("whole_image")  # only the localisation pass makes one
+    whole = np.asarray(reply.results[1].whole_image.values)
+    assert whole.shape == (1280,) and np.linalg.norm(whole) == pytest.approx(1.0, abs=1e-4)
+
+
 async def test_region_changes_the_embedding(stub: embedder_pb2_grpc.EmbedderServiceStub, catalog_images: list[bytes]) -> None:
     whole = embedder_pb2.EmbedImage(content=catalog_images[0])
     corner = embedder_pb2.EmbedImage(content=catalog_images[0], region=common_pb2.BoundingBox(x_min=0, y_min=0, x_max=0.3, y_max=0.3))

@@ -130,7 +130,19 @@ class EmbedderCore:
         An item may already be an ImageRejected (the servicer rejects a malformed
         region while converting); it keeps its slot and is passed through.
         """
+        results, _ = await self.embed_images_with_whole(items)
+        return results
+
+    async def embed_images_with_whole(
+        self, items: Sequence[ImageItem | ImageRejected]
+    ) -> tuple[list[np.ndarray | ImageRejected], dict[int, np.ndarray]]:
+        """embed_images(), plus the whole photo's vector of every localised item, by position.
+
+        The localisation pass embeds the whole photo anyway: returning it costs nothing, and
+        lets the caller hedge when the crop may have missed the product.
+        """
         self.check_request(len(items))
+        wholes: dict[int, np.ndarray] = {}
         decoded = await self._decode_all(items)
         kept: dict[int, Decoded] = {}
         first_pass: dict[int, np.ndarray] = {}
@@ -142,7 +154,7 @@ class EmbedderCore:
             outcome if not isinstance(outcome, tuple) else outcome[0] for outcome in decoded
         ]
         if not plain and not kept:
-            return results
+            return results, wholes
         if self._embedder.model != self._model:
             # Triton rolled to another version while we decoded: never label its vectors with ours.
             raise Unavailable(f"the model changed from version {self._model.version} during the request; retry")
@@ -164,9 +176,11 @@ class EmbedderCore:
             for row, index in enumerate(first_pass):
                 # The whole photo's vector stands if localisation cannot improve on it.
                 results[index] = self._checked_vector(whole[row])
+                if isinstance(results[index], np.ndarray):
+                    wholes[index] = results[index]  # type: ignore[assignment]
             if maps is not None:
                 await self._localize(results, kept, {index: maps[row] for row, index in enumerate(first_pass)})
-        return results
+        return results, wholes
 
     async def _localize(
         self, results: list[np.ndarray | ImageRejected], kept: dict[int, Decoded], maps: dict[int, np.ndarray]

@@ -25,11 +25,14 @@ def _item(image: embedder_pb2.EmbedImage) -> ImageItem | ImageRejected:
     return ImageItem(image.content, region, localize=image.localize, trim_to_object=image.trim_to_object)
 
 
-def _result(outcome: np.ndarray | ImageRejected) -> embedder_pb2.EmbedResult:
+def _result(outcome: np.ndarray | ImageRejected, whole: np.ndarray | None) -> embedder_pb2.EmbedResult:
     if isinstance(outcome, ImageRejected):
         # ImageErrorReason mirrors the proto enum number for number.
         return embedder_pb2.EmbedResult(error=common_pb2.ImageError(reason=int(outcome.reason), message=outcome.message))
-    return embedder_pb2.EmbedResult(embedding=embedder_pb2.Embedding(values=outcome.tolist()))
+    result = embedder_pb2.EmbedResult(embedding=embedder_pb2.Embedding(values=outcome.tolist()))
+    if whole is not None:
+        result.whole_image.values.extend(whole.tolist())
+    return result
 
 
 class EmbedderServicer(embedder_pb2_grpc.EmbedderServiceServicer):
@@ -40,9 +43,10 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServiceServicer):
     async def Embed(self, request: embedder_pb2.EmbedRequest, context: grpc.aio.ServicerContext) -> embedder_pb2.EmbedResponse:
         core = self._core()
         core.check_request(len(request.images))  # before converting anything
-        outcomes = await core.embed_images([_item(image) for image in request.images])
+        outcomes, wholes = await core.embed_images_with_whole([_item(image) for image in request.images])
         return embedder_pb2.EmbedResponse(
-            results=[_result(o) for o in outcomes], model=model_to_pb(core.model, core.calibration)
+            results=[_result(o, wholes.get(i)) for i, o in enumerate(outcomes)],
+            model=model_to_pb(core.model, core.calibration),
         )
 
     async def GetModelInfo(

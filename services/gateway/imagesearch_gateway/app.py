@@ -80,7 +80,7 @@ class GatewayBackend:
         self._cores = (
             SearchCore(
                 self._embedder, self._retriever, self.cache, self, s.default_top_k, s.max_top_k, s.localize_queries,
-                s.category_boost, s.rerank_depth,
+                s.category_boost, s.rerank_depth, s.whole_photo_slots, s.whole_photo_below,
             ),
             CatalogCore(self._embedder, self._retriever, self.cache, self, s.max_images_per_product, s.index_object_crops),
         )

@@ -91,6 +91,12 @@ class EmbedderClient:
 
         `localize` suits shopper photos (busy scenes), `trim_to_object` catalog shots on a plain background.
         """
+        return [result for result, _ in await self.embed_with_whole(images, localize, trim_to_object)]
+
+    async def embed_with_whole(
+        self, images: Sequence[tuple[bytes, Region | None]], localize: bool = False, trim_to_object: bool = False
+    ) -> list[tuple[np.ndarray | ImageFault, np.ndarray | None]]:
+        """embed(), each result with the whole photo's vector when the embedder localised the image."""
         request = embedder_pb2.EmbedRequest(
             images=[
                 embedder_pb2.EmbedImage(
@@ -103,12 +109,13 @@ class EmbedderClient:
             reply = await self._stub.Embed(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as err:
             raise from_downstream(self.name, err) from err
-        results: list[np.ndarray | ImageFault] = []
+        results: list[tuple[np.ndarray | ImageFault, np.ndarray | None]] = []
         for result in reply.results:
+            whole = np.asarray(result.whole_image.values, dtype=np.float32) if result.HasField("whole_image") else None
             if result.HasField("embedding"):
-                results.append(np.asarray(result.embedding.values, dtype=np.float32))
+                results.append((np.asarray(result.embedding.values, dtype=np.float32), whole))
             else:
-                results.append(ImageFault(result.error.reason, result.error.message))
+                results.append((ImageFault(result.error.reason, result.error.message), None))
         return results
 
     async def close(self) -> None:

@@ -17,6 +17,7 @@ from imagesearch.v1 import common_pb2
 from imagesearch_gateway.cache import ResultCache
 from imagesearch_gateway.category import VOTERS, CategoryPrediction, predict_category, rerank_by_category
 from imagesearch_gateway.clients import EmbedderClient, ImageFault, RetrieverClient
+from imagesearch_gateway.hedge import hedge_with_whole_photo
 
 MAX_PRODUCT_ID_CHARS = 256
 # The embedder takes at most this many images per call; bigger catalog writes are split.
@@ -112,8 +113,12 @@ class SearchCore:
         localize_queries: bool,
         category_boost: float,
         rerank_depth: int,
+        whole_photo_slots: int,
+        whole_photo_below: float,
     ) -> None:
         self._localize = localize_queries
+        self._whole_photo_slots = whole_photo_slots
+        self._whole_photo_below = whole_photo_below
         self._category_boost = category_boost
         self._rerank_depth = rerank_depth
         self._embedder = embedder
@@ -158,6 +163,7 @@ class SearchCore:
                 "calibration": dataclasses.astuple(calibration),
                 "localize": self._localize,
                 "rerank": (self._category_boost, self._rerank_depth),
+                "hedge": (self._whole_photo_slots, self._whole_photo_below),
             },
             sort_keys=True,
         )
@@ -171,7 +177,7 @@ class SearchCore:
         if cached is not None:
             hits, prediction = _outcome_from_json(cached)
             return SearchOutcome(hits=hits, model=model, cache_hit=True, predicted_category=prediction)
-        hits, prediction = await self._search_uncached(query, model)
+        hits, prediction = await self._search_uncached(query, model, calibration)
         hits = [
             dataclasses.replace(h, same_product_probability=calibration.probability(h.score)) for h in hits
         ]
@@ -179,12 +185,15 @@ class SearchCore:
             await self._cache.put(query.catalog, fingerprint, generation, _outcome_to_json(hits, prediction))
         return SearchOutcome(hits=hits, model=model, cache_hit=False, predicted_category=prediction)
 
-    async def _search_uncached(self, query: SearchQuery, model: ModelId) -> tuple[list[Hit], CategoryPrediction | None]:
+    async def _search_uncached(
+        self, query: SearchQuery, model: ModelId, calibration: ScoreCalibration
+    ) -> tuple[list[Hit], CategoryPrediction | None]:
         target: dict[str, object] = {"catalog": query.catalog}
+        whole: np.ndarray | None = None
         if query.product_id is not None:
             target["product_id"] = query.product_id
         else:
-            target["vector"] = await self._query_vector(query, model)
+            target["vector"], whole = await self._query_vectors(query, model)
         unfiltered = query.filter.empty
         # The vote looks at the nearest products of the whole catalog, before any filter; unfiltered,
         # the same call brings the candidates the category ranking picks the top_k from.
@@ -196,6 +205,11 @@ class SearchCore:
         prediction = predict_category(neighbours)
         if unfiltered and not query.restrict_to_predicted_category:
             ranked = rerank_by_category(neighbours, prediction, self._category_boost)
+            if whole is not None and self._unconvincing(ranked, calibration):
+                whole_photo = await self._retriever.search(
+                    model, vector=whole, top_k=VOTERS, filter_spec=FilterSpec(), min_score=-1.0, catalog=query.catalog
+                )
+                ranked = hedge_with_whole_photo(ranked, whole_photo, self._whole_photo_slots, query.top_k)
             return [h for h in ranked if h.score >= query.min_score][: query.top_k], prediction
         spec = query.filter
         if query.restrict_to_predicted_category:
@@ -209,17 +223,26 @@ class SearchCore:
         )
         return rerank_by_category(hits, prediction, self._category_boost), prediction
 
-    async def _query_vector(self, query: SearchQuery, model: ModelId) -> np.ndarray:
+    def _unconvincing(self, ranked: list[Hit], calibration: ScoreCalibration) -> bool:
+        """Worth hedging: the best hit is probably not the photographed product."""
+        return (
+            self._whole_photo_slots > 0 and bool(ranked)
+            and calibration.probability(ranked[0].score) < self._whole_photo_below
+        )
+
+    async def _query_vectors(self, query: SearchQuery, model: ModelId) -> tuple[np.ndarray, np.ndarray | None]:
+        """The query's vector, and the whole photo's when the embedder localised the product."""
         assert query.image is not None
-        [result] = await self._embedder.embed([(query.image, query.region)], localize=self._localize)
+        [(result, whole)] = await self._embedder.embed_with_whole([(query.image, query.region)], localize=self._localize)
         if isinstance(result, ImageFault):
             raise _fault_error(result)
-        if result.shape[0] != model.dimension:
-            raise FailedPrecondition(
-                f"embedder returned {result.shape[0]}-d vectors but model {model.name} v{model.version} "
-                f"declares {model.dimension}; the embedder's model changed under the gateway"
-            )
-        return result
+        for vector in (result, whole):
+            if vector is not None and vector.shape[0] != model.dimension:
+                raise FailedPrecondition(
+                    f"embedder returned {vector.shape[0]}-d vectors but model {model.name} v{model.version} "
+                    f"declares {model.dimension}; the embedder's model changed under the gateway"
+                )
+        return result, whole
 
 
 class CatalogCore:

@@ -34,6 +34,9 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
      "look-alikes from others: the lift, in units of the query's top-10 score spread (0 = plain score order)"),
     ("GATEWAY_RERANK_DEPTH", "50", "nearest products fetched for that ranking when the caller asks for fewer "
      "(results still top_k)"),
+    ("GATEWAY_WHOLE_PHOTO_SLOTS", "2", "when the best hit of a localised query is unconvincing, the last places of "
+     "the first 10 that go to the whole photo's best products (in case the crop missed the product; 0 = never)"),
+    ("GATEWAY_WHOLE_PHOTO_BELOW", "0.5", "unconvincing = a same-product probability below this"),
     ("GATEWAY_LOCALIZE_QUERIES", "true", "crop query photos to the product the model finds before matching "
      "(a second model evaluation; a request's region overrides it)"),
     ("SAME_PRODUCT_CALIBRATION", CALIBRATION_DEFAULT, "fallback slope,intercept of the logistic map from score "
@@ -63,12 +66,16 @@ class GatewaySettings:
     index_object_crops: bool = True
     category_boost: float = 0.5
     rerank_depth: int = 50
+    whole_photo_slots: int = 2
+    whole_photo_below: float = 0.5
     calibration: Calibration = Calibration.parse(CALIBRATION_DEFAULT)
     log_level: str = "INFO"
     default_top_k: int = 10
     max_top_k: int = 100
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.whole_photo_below <= 1.0:
+            raise SettingsError(f"GATEWAY_WHOLE_PHOTO_BELOW is a probability, in [0, 1]; got {self.whole_photo_below}")
         # Checked here, not at the first upsert: the retriever would refuse the whole request.
         rows = self.max_images_per_product * (2 if self.index_object_crops else 1)
         if rows > RETRIEVER_MAX_ROWS_PER_PRODUCT:
@@ -101,6 +108,8 @@ class GatewaySettings:
             index_object_crops=env_bool("GATEWAY_INDEX_OBJECT_CROPS", cls.index_object_crops, e),
             category_boost=env_float("GATEWAY_CATEGORY_BOOST", cls.category_boost, e, minimum=0.0),
             rerank_depth=env_int("GATEWAY_RERANK_DEPTH", cls.rerank_depth, e, minimum=1),
+            whole_photo_slots=env_int("GATEWAY_WHOLE_PHOTO_SLOTS", cls.whole_photo_slots, e, minimum=0),
+            whole_photo_below=env_float("GATEWAY_WHOLE_PHOTO_BELOW", cls.whole_photo_below, e, minimum=0.0),
             calibration=Calibration.parse(env_str("SAME_PRODUCT_CALIBRATION", CALIBRATION_DEFAULT, e)),
             log_level=env_str("LOG_LEVEL", cls.log_level, e),
         )

@@ -1,7 +1,12 @@
 """The metrics, exactly as the dataset README defines them.
 
 `rank` is 1 + the number of indexed items scoring strictly higher than the
-ground-truth product. Through the public API we see the top `depth` products,
+ground-truth product. The gateway's answer is not always in score order (the
+category-aware ranking and the whole-photo hedge reorder it), so the rank is
+the position the caller sees: 1 + the hits listed before the product, except
+those with exactly its score (ties resolved in its favour, as strictly higher
+does). For a list in score order that is the README's definition exactly.
+Through the public API we see the top `depth` products,
 so a product beyond them has an unknown rank: it counts as a miss for every
 Recall@k (k <= depth) and contributes 0 to MRR, which makes the reported MRR
 a lower bound by at most (misses / (depth + 1)) / queries; the report states
@@ -24,10 +29,10 @@ class QueryOutcome:
     predicted_category: str = ""
 
     def rank(self) -> int | None:
-        """1-based rank of the ground truth among the hits (ties resolved strictly), None if absent."""
+        """1-based position of the ground truth among the hits (ties resolved in its favour), None if absent."""
         for position, (pid, score, _) in enumerate(self.hits):
             if pid == self.product_id:
-                return 1 + sum(1 for _, other, _ in self.hits[:position] if other > score)
+                return 1 + sum(1 for _, other, _ in self.hits[:position] if other != score)
         return None
 
 

@@ -31,12 +31,14 @@ class Embedding(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class EmbedResult(_message.Message):
-    __slots__ = ("embedding", "error")
+    __slots__ = ("embedding", "error", "whole_image")
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_IMAGE_FIELD_NUMBER: _ClassVar[int]
     embedding: Embedding
     error: _common_pb2.ImageError
-    def __init__(self, embedding: _Optional[_Union[Embedding, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ImageError, _Mapping]] = ...) -> None: ...
+    whole_image: Embedding
+    def __init__(self, embedding: _Optional[_Union[Embedding, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ImageError, _Mapping]] = ..., whole_image: _Optional[_Union[Embedding, _Mapping]] = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
     __slots__ = ("results", "model")
