@@ -26,6 +26,7 @@ from typing import Iterator
 import pytest
 from PIL import Image
 
+from conftest import base_model_repository
 from imagesearch.stack.local import SERVICES, health_status, port_available
 from imagesearch.stack.ports import free_port
 
@@ -171,12 +172,15 @@ def _kill_leftovers(up: Up) -> None:
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     runtime = tmp_path_factory.mktemp("up-runtime")
+    # The base model only, whatever versions `imagesearch adapt` added to model_repo/ locally.
+    models = base_model_repository(tmp_path_factory.mktemp("up-model-repo"))
     port = free_port(HOST)
     dead_redis = f"redis://{HOST}:{free_port(HOST)}/0"  # nothing listens there: up must start its own
     stdout_path, stderr_path = runtime.parent / "up.stdout", runtime.parent / "up.stderr"
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
-            [*imagesearch_command(), "up", "--no-demo", "--runtime-dir", str(runtime), "--gateway-port", str(port)],
+            [*imagesearch_command(), "up", "--no-demo", "--runtime-dir", str(runtime), "--gateway-port", str(port),
+             "--model-repo", str(models)],
             cwd=REPO, env=clean_env(REDIS_URL=dead_redis), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
         )
     stack = Up(proc, f"{HOST}:{port}", port, runtime, stdout_path, stderr_path)

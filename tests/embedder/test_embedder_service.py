@@ -35,6 +35,8 @@ from imagesearch_embedder.imaging import ImageErrorReason, ImageRejected, Limits
 from imagesearch_embedder.settings import ENV_VARS, EmbedderSettings
 from imagesearch_embedder.triton import ModelContract, ModelContractError, TritonEmbedder, check_contract, served_calibration
 
+from fakes import MeanColourModel  # tests/embedder/fakes.py
+
 REPO = Path(__file__).resolve().parents[2]
 MODEL_ONNX = REPO / "model_repo" / "image_embedding" / "2" / "model.onnx"
 SERVICE = "imagesearch.v1.EmbedderService"
@@ -455,22 +457,6 @@ def test_triton_errors_map_to_domain_errors(status: str, error: type, fragment: 
 # --------------------------------------------------------------------------- core with a fake model (no server)
 
 
-class FakeEmbedder:
-    """Embeds an image as its mean colour, padded and normalised: easy to predict."""
-
-    def __init__(self) -> None:
-        self.model = ModelId("fake", "1", 8)
-        self.calibration = None
-        self.input_size = (32, 32)
-        self.batches: list[int] = []
-
-    async def embed(self, batch: np.ndarray) -> np.ndarray:
-        self.batches.append(len(batch))
-        out = np.zeros((len(batch), 8), dtype=np.float32)
-        out[:, :3] = batch.reshape(len(batch), -1, 3).mean(1) + 1
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
 @pytest.fixture(scope="module")
 def decode_pool() -> Iterator[ThreadPoolExecutor]:
     with ThreadPoolExecutor(2) as pool:
@@ -478,7 +464,7 @@ def decode_pool() -> Iterator[ThreadPoolExecutor]:
 
 
 async def test_core_keeps_order_and_sends_one_batch(decode_pool: ThreadPoolExecutor) -> None:
-    fake = FakeEmbedder()
+    fake = MeanColourModel()
     core = EmbedderCore(fake, EmbedderSettings(max_batch_images=5), decode_pool)
     items = [(jpeg((250, 0, 0)), None), (b"", None), (jpeg((0, 0, 250)), None),
              ImageRejected(ImageErrorReason.BAD_REGION, "bad"), (jpeg((0, 250, 0)), None)]
@@ -490,7 +476,7 @@ async def test_core_keeps_order_and_sends_one_batch(decode_pool: ThreadPoolExecu
 
 
 async def test_core_request_limits(decode_pool: ThreadPoolExecutor) -> None:
-    core = EmbedderCore(FakeEmbedder(), EmbedderSettings(max_batch_images=2), decode_pool)
+    core = EmbedderCore(MeanColourModel(), EmbedderSettings(max_batch_images=2), decode_pool)
     with pytest.raises(InvalidArgument, match="no images"):
         await core.embed_images([])
     with pytest.raises(InvalidArgument, match="3 images; the limit is 2"):
@@ -498,13 +484,13 @@ async def test_core_request_limits(decode_pool: ThreadPoolExecutor) -> None:
 
 
 async def test_core_with_only_bad_images_never_calls_the_model(decode_pool: ThreadPoolExecutor) -> None:
-    fake = FakeEmbedder()
+    fake = MeanColourModel()
     results = await EmbedderCore(fake, EmbedderSettings(), decode_pool).embed_images([(b"junk", None)])
     assert fake.batches == [] and isinstance(results[0], ImageRejected)
 
 
 async def test_core_refuses_to_mislabel_vectors_after_a_model_change(decode_pool: ThreadPoolExecutor) -> None:
-    fake = FakeEmbedder()
+    fake = MeanColourModel()
     core = EmbedderCore(fake, EmbedderSettings(), decode_pool)
     fake.model = ModelId("fake", "2", 8)
     with pytest.raises(Unavailable, match="model changed"):

@@ -18,6 +18,8 @@ from imagesearch_embedder.core import EmbedderCore, ImageItem
 from imagesearch_embedder.imaging import Limits, Preprocessor, ResizeMode, object_box, relative_box
 from imagesearch_embedder.settings import EmbedderSettings
 
+from fakes import MeanColourModel
+
 WHITE, LIGHT_GREY, RED, NAVY = (255, 255, 255), (235, 235, 235), (200, 40, 40), (30, 40, 120)
 LIMITS = Limits(max_bytes=20 * 1024 * 1024, max_pixels=40_000_000)
 
@@ -197,19 +199,6 @@ def test_the_box_is_found_in_displayed_orientation(pre: Preprocessor) -> None:
 # --------------------------------------------------------------------------- the core, with a fake model
 
 
-class MeanColour:
-    """Embeds an image as its mean colour: a small red object on white is whitish whole, red trimmed."""
-
-    model = ModelId("fake", "1", 8)
-    input_size = (32, 32)
-    calibration = None
-
-    async def embed(self, batch: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(batch), 8), dtype=np.float32)
-        out[:, :3] = batch.reshape(len(batch), -1, 3).mean(1) + 1
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
 @pytest.fixture(scope="module")
 def pool() -> Iterator[ThreadPoolExecutor]:
     with ThreadPoolExecutor(2) as executor:
@@ -221,7 +210,7 @@ def redness(vector: np.ndarray) -> float:
 
 
 async def test_the_core_trims_only_images_that_ask(pool: ThreadPoolExecutor) -> None:
-    core = EmbedderCore(MeanColour(), EmbedderSettings(), pool)
+    core = EmbedderCore(MeanColourModel(), EmbedderSettings(), pool)
     data = encode(shot((180, 130, 220, 170)))  # a small red object on white
     whole, trimmed, tupled = await core.embed_images([
         ImageItem(data), ImageItem(data, trim_to_object=True), (data, None),
@@ -231,7 +220,7 @@ async def test_the_core_trims_only_images_that_ask(pool: ThreadPoolExecutor) -> 
 
 
 async def test_a_region_wins_over_trimming(pool: ThreadPoolExecutor) -> None:
-    core = EmbedderCore(MeanColour(), EmbedderSettings(), pool)
+    core = EmbedderCore(MeanColourModel(), EmbedderSettings(), pool)
     data = encode(shot((180, 130, 220, 170)))
     corner = Region(0.0, 0.0, 0.25, 0.25)  # all white
     plain, asked = await core.embed_images([ImageItem(data, corner), ImageItem(data, corner, trim_to_object=True)])
@@ -242,7 +231,7 @@ async def test_a_region_wins_over_trimming(pool: ThreadPoolExecutor) -> None:
 
 
 async def test_a_bad_image_asked_to_be_trimmed_is_rejected_alone(pool: ThreadPoolExecutor) -> None:
-    core = EmbedderCore(MeanColour(), EmbedderSettings(), pool)
+    core = EmbedderCore(MeanColourModel(), EmbedderSettings(), pool)
     good = encode(shot((180, 130, 220, 170)))
     results = await core.embed_images([ImageItem(b"junk", trim_to_object=True), ImageItem(good, trim_to_object=True)])
     assert type(results[0]).__name__ == "ImageRejected" and isinstance(results[1], np.ndarray)
