@@ -9,6 +9,7 @@ region of interest keeps at least the model's size on its shorter side. It runs
 exactly what the service runs (`imagesearch_embedder.imaging.Preprocessor`), on
 bytes already in memory, so disk reads are not measured.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -34,9 +34,11 @@ FLAT itself is checked against an exact numpy search.
 Without --milvus-uri a private Milvus (imagesearch.stack.milvus.LocalMilvus)
 is started in a temporary folder.
 """
+
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import platform
@@ -56,8 +58,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _latest_model_file(model_dir: Path = REPO / "model_repo" / "image_embedding") -> Path:
     """<model dir>/<highest numeric version>/model.onnx: the version Triton serves by default."""
-    versions = sorted((int(d.name) for d in model_dir.glob("[0-9]*") if d.name.isdigit() and (d / "model.onnx").is_file()),
-                      reverse=True)
+    versions = sorted(
+        (int(d.name) for d in model_dir.glob("[0-9]*") if d.name.isdigit() and (d / "model.onnx").is_file()),
+        reverse=True,
+    )
     return model_dir / str(versions[0] if versions else 1) / "model.onnx"
 
 
@@ -85,18 +89,32 @@ class Outcome:
 
 
 def index_specs(args: argparse.Namespace) -> list[IndexSpec]:
-    specs = [IndexSpec("FLAT (exact)", "FLAT", {}, {}, "flat"),
-             IndexSpec(f"IVF_FLAT nlist {args.nlist} / nprobe {args.nprobe}", "IVF_FLAT", {"nlist": args.nlist},
-                       {"nprobe": args.nprobe}, "ivf")]
+    specs = [
+        IndexSpec("FLAT (exact)", "FLAT", {}, {}, "flat"),
+        IndexSpec(
+            f"IVF_FLAT nlist {args.nlist} / nprobe {args.nprobe}",
+            "IVF_FLAT",
+            {"nlist": args.nlist},
+            {"nprobe": args.nprobe},
+            "ivf",
+        ),
+    ]
     for ef in args.ef:
-        specs.append(IndexSpec(f"HNSW M {args.hnsw_m} efC {args.ef_construction} / ef {ef}", "HNSW",
-                               {"M": args.hnsw_m, "efConstruction": args.ef_construction}, {"ef": ef}, "hnsw"))
+        specs.append(
+            IndexSpec(
+                f"HNSW M {args.hnsw_m} efC {args.ef_construction} / ef {ef}",
+                "HNSW",
+                {"M": args.hnsw_m, "efConstruction": args.ef_construction},
+                {"ef": ef},
+                "hnsw",
+            )
+        )
     return specs
 
 
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q / 100 * len(ordered) + 0.5)) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -105,11 +123,15 @@ def unit(v: np.ndarray) -> np.ndarray:
 
 def machine() -> str:
     model = ""
-    try:
-        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), "")
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        model = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
     return f"{platform.machine()}, {os.cpu_count()} CPUs{', ' + model if model else ''}, Python {platform.python_version()}"
 
 
@@ -119,6 +141,7 @@ def load_average() -> str:
 
 
 # ---------------------------------------------------------------------------- data
+
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as handle:
@@ -135,8 +158,12 @@ def embed_dev_set(dev: Path, cache: Path | None) -> tuple[np.ndarray, list[str],
     print(f"model: {MODEL_FILE.relative_to(REPO)}")
     if cache is not None and cache.is_file():
         data = np.load(cache, allow_pickle=False)
-        if (list(data["item_ids"]) == item_ids and list(data["query_truth"]) == query_truth
-                and "model_key" in data.files and str(data["model_key"]) == model_key):
+        if (
+            list(data["item_ids"]) == item_ids
+            and list(data["query_truth"]) == query_truth
+            and "model_key" in data.files
+            and str(data["model_key"]) == model_key
+        ):
             print(f"dev-set embeddings from {cache}")
             return data["items"], item_ids, data["queries"], query_truth
     import onnxruntime as ort
@@ -145,8 +172,11 @@ def embed_dev_set(dev: Path, cache: Path | None) -> tuple[np.ndarray, list[str],
     from imagesearch_embedder.settings import EmbedderSettings
 
     settings = EmbedderSettings()
-    pre = Preprocessor(Limits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels), (224, 224),
-                       ResizeMode(settings.resize_mode))
+    pre = Preprocessor(
+        Limits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels),
+        (224, 224),
+        ResizeMode(settings.resize_mode),
+    )
     options = ort.SessionOptions()  # as model_repo/image_embedding/<version>/model.py sets them
     options.intra_op_num_threads = 0
     options.inter_op_num_threads = 1
@@ -154,21 +184,30 @@ def embed_dev_set(dev: Path, cache: Path | None) -> tuple[np.ndarray, list[str],
     session = ort.InferenceSession(str(MODEL_FILE), options, providers=["CPUExecutionProvider"])
     paths = [dev / r["image"] for r in items] + [dev / q["image"] for q in queries]
     vectors = []
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool, \
-            tqdm(total=len(paths), unit="img", desc="embed dev set (onnxruntime)") as bar:
+    with (
+        ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool,
+        tqdm(total=len(paths), unit="img", desc="embed dev set (onnxruntime)") as bar,
+    ):
         for start in range(0, len(paths), 32):
-            pixels = list(pool.map(lambda p: pre(p.read_bytes()), paths[start:start + 32]))
+            pixels = list(pool.map(lambda p: pre(p.read_bytes()), paths[start : start + 32]))
             vectors.append(session.run(["EMBEDDING"], {"IMAGE": np.stack(pixels)})[0])
             bar.update(len(pixels))
     all_vectors = unit(np.concatenate(vectors))
-    item_vectors, query_vectors = all_vectors[: len(items)], all_vectors[len(items):]
+    item_vectors, query_vectors = all_vectors[: len(items)], all_vectors[len(items) :]
     if cache is not None:
-        np.savez(cache, items=item_vectors, queries=query_vectors, item_ids=np.array(item_ids),
-                 query_truth=np.array(query_truth), model_key=np.array(model_key))
+        np.savez(
+            cache,
+            items=item_vectors,
+            queries=query_vectors,
+            item_ids=np.array(item_ids),
+            query_truth=np.array(query_truth),
+            model_key=np.array(model_key),
+        )
     return item_vectors, item_ids, query_vectors, query_truth
 
 
 # ---------------------------------------------------------------------------- milvus
+
 
 def create_and_fill(client, name: str, vectors: np.ndarray, label: str) -> float:  # type: ignore[no-untyped-def]
     from pymilvus import DataType, MilvusClient
@@ -183,7 +222,7 @@ def create_and_fill(client, name: str, vectors: np.ndarray, label: str) -> float
     start = time.perf_counter()
     with tqdm(total=len(vectors), unit="vec", desc=f"insert {label}", leave=False) as bar:
         for i in range(0, len(vectors), batch):
-            chunk = vectors[i:i + batch]
+            chunk = vectors[i : i + batch]
             client.insert(name, [{"id": i + j, "embedding": v.tolist()} for j, v in enumerate(chunk)])
             bar.update(len(chunk))
     client.flush(name)
@@ -199,8 +238,11 @@ def build_index(client, name: str, spec: IndexSpec, rows: int, timeout: float) -
     deadline = time.monotonic() + timeout
     while True:
         info = client.describe_index(name, "embedding")
-        if int(info.get("indexed_rows", 0)) >= rows and int(info.get("pending_index_rows", 0)) == 0 \
-                and info.get("state", "Finished") in ("Finished", 3, "3"):
+        if (
+            int(info.get("indexed_rows", 0)) >= rows
+            and int(info.get("pending_index_rows", 0)) == 0
+            and info.get("state", "Finished") in ("Finished", 3, "3")
+        ):
             break
         if time.monotonic() > deadline:
             raise SystemExit(f"{spec.index_type} index on {name} not built within {timeout:.0f} s: {info}")
@@ -220,8 +262,11 @@ def run_dataset(client, label: str, data: np.ndarray, queries: np.ndarray, args:
         insert_s = create_and_fill(client, name, data, f"{label}/{key}")
         spec = next(s for s in specs if s.collection_key == key)
         build_s, load_s = build_index(client, name, spec, len(data), args.index_timeout)
-        print(f"  {label}: {spec.index_type:8s} insert+flush {insert_s:6.1f} s, build {build_s:6.1f} s, "
-              f"load {load_s:5.1f} s", flush=True)
+        print(
+            f"  {label}: {spec.index_type:8s} insert+flush {insert_s:6.1f} s, build {build_s:6.1f} s, "
+            f"load {load_s:5.1f} s",
+            flush=True,
+        )
         names[key] = name
         for o in outcomes:
             if o.spec.collection_key == key:
@@ -230,8 +275,13 @@ def run_dataset(client, label: str, data: np.ndarray, queries: np.ndarray, args:
     def search(o: Outcome, q: np.ndarray) -> tuple[float, list[int]]:
         params = {"metric_type": "IP", "params": o.spec.search}
         t0 = time.perf_counter()
-        [page] = client.search(names[o.spec.collection_key], data=[q.tolist()], limit=args.top_k,
-                               search_params=params, consistency_level=args.consistency)
+        [page] = client.search(
+            names[o.spec.collection_key],
+            data=[q.tolist()],
+            limit=args.top_k,
+            search_params=params,
+            consistency_level=args.consistency,
+        )
         return (time.perf_counter() - t0) * 1000, [int(hit["id"]) for hit in page]
 
     for q in queries[: args.warmup]:
@@ -249,13 +299,21 @@ def run_dataset(client, label: str, data: np.ndarray, queries: np.ndarray, args:
     return outcomes
 
 
-def report(label: str, outcomes: list[Outcome], data: np.ndarray, queries: np.ndarray, args: argparse.Namespace,
-           truth: tuple[list[str], list[str]] | None = None) -> None:
+def report(
+    label: str,
+    outcomes: list[Outcome],
+    data: np.ndarray,
+    queries: np.ndarray,
+    args: argparse.Namespace,
+    truth: tuple[list[str], list[str]] | None = None,
+) -> None:
     exact = np.argsort(-(queries @ data.T), axis=1)[:, : args.top_k]
     flat = outcomes[0]
     flat_vs_numpy = statistics.fmean(len(set(f) & set(e.tolist())) / args.top_k for f, e in zip(flat.ids, exact))
-    print(f"\n{label}: {len(data)} x {data.shape[1]}-d vectors, {len(queries)} queries, top-{args.top_k}, "
-          f"{args.consistency} consistency; FLAT vs exact numpy recall@{args.top_k} {flat_vs_numpy:.4f}")
+    print(
+        f"\n{label}: {len(data)} x {data.shape[1]}-d vectors, {len(queries)} queries, top-{args.top_k}, "
+        f"{args.consistency} consistency; FLAT vs exact numpy recall@{args.top_k} {flat_vs_numpy:.4f}"
+    )
     head = f"{'index':36s}{'build s':>9s}{'load s':>8s}{'p50 ms':>8s}{'p95 ms':>8s}{'mean ms':>9s}{'recall@10':>11s}"
     if truth:
         head += f"{'R@1':>7s}{'R@10':>7s}"
@@ -263,8 +321,10 @@ def report(label: str, outcomes: list[Outcome], data: np.ndarray, queries: np.nd
     print("-" * len(head))
     for o in outcomes:
         recall = statistics.fmean(len(set(a) & set(f)) / args.top_k for a, f in zip(o.ids, flat.ids))
-        line = (f"{o.spec.label:36s}{o.build_s:9.2f}{o.load_s:8.2f}{statistics.median(o.ms):8.2f}{pct(o.ms, 95):8.2f}"
-                f"{statistics.fmean(o.ms):9.2f}{recall:11.4f}")
+        line = (
+            f"{o.spec.label:36s}{o.build_s:9.2f}{o.load_s:8.2f}{statistics.median(o.ms):8.2f}{pct(o.ms, 95):8.2f}"
+            f"{statistics.fmean(o.ms):9.2f}{recall:11.4f}"
+        )
         if truth:
             item_ids, query_truth = truth
             ranked = [[item_ids[i] for i in ids] for ids in o.ids]
@@ -326,14 +386,22 @@ def main(argv: list[str] | None = None) -> int:
             results = []
             if real is not None:
                 items, item_ids, queries, truth = real
-                results.append(("dev set (real embeddings)", run_dataset(client, "real", items, queries, args),
-                                items, queries, (item_ids, truth)))
+                results.append(
+                    (
+                        "dev set (real embeddings)",
+                        run_dataset(client, "real", items, queries, args),
+                        items,
+                        queries,
+                        (item_ids, truth),
+                    )
+                )
             if not args.skip_random:
                 rng = np.random.default_rng(0)
                 data = unit(rng.standard_normal((args.n, args.dim), dtype=np.float32))
                 queries = unit(rng.standard_normal((args.queries, args.dim), dtype=np.float32))
-                results.append((f"random N={args.n}", run_dataset(client, "random", data, queries, args),
-                                data, queries, None))
+                results.append(
+                    (f"random N={args.n}", run_dataset(client, "random", data, queries, args), data, queries, None)
+                )
             for label, outcomes, data, queries, truth in results:
                 report(label, outcomes, data, queries, args, truth)
             client.close()

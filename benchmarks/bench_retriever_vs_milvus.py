@@ -25,6 +25,7 @@ percentiles, or run with --consistency Session to see the service's own cost.
 
 Without --milvus-uri a private Milvus is started in a temporary folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import grpc
 import numpy as np
@@ -57,7 +58,7 @@ def unit_batch(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
 
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def timed(fn: Callable[[np.ndarray], object], queries: np.ndarray, warmup: int) -> list[float]:
@@ -71,14 +72,26 @@ def timed(fn: Callable[[np.ndarray], object], queries: np.ndarray, warmup: int) 
     return samples
 
 
-def start_retriever(milvus_uri: str, ef_search: int, consistency: str, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_retriever(
+    milvus_uri: str, ef_search: int, consistency: str, log_path: Path
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = dict(os.environ, RETRIEVER_HOST="127.0.0.1", RETRIEVER_PORT=str(port), MILVUS_URI=milvus_uri,
-               RETRIEVER_COLLECTION_PREFIX=PREFIX, HNSW_EF_SEARCH=str(ef_search), RETRIEVER_TIMEOUT_SECONDS="120",
-               RETRIEVER_READ_CONSISTENCY=consistency,
-               OTEL_SDK_DISABLED="true", LOG_LEVEL="WARNING")
+    env = dict(
+        os.environ,
+        RETRIEVER_HOST="127.0.0.1",
+        RETRIEVER_PORT=str(port),
+        MILVUS_URI=milvus_uri,
+        RETRIEVER_COLLECTION_PREFIX=PREFIX,
+        HNSW_EF_SEARCH=str(ef_search),
+        RETRIEVER_TIMEOUT_SECONDS="120",
+        RETRIEVER_READ_CONSISTENCY=consistency,
+        OTEL_SDK_DISABLED="true",
+        LOG_LEVEL="WARNING",
+    )
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "imagesearch_retriever"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "imagesearch_retriever"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     address = f"127.0.0.1:{port}"
     channel = grpc.insecure_channel(address)
     health = health_pb2_grpc.HealthStub(channel)
@@ -87,7 +100,10 @@ def start_retriever(milvus_uri: str, ef_search: int, consistency: str, log_path:
         if proc.poll() is not None:
             raise SystemExit(f"retriever exited; see {log_path}")
         try:
-            if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+            if (
+                health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                == health_pb2.HealthCheckResponse.SERVING
+            ):
                 channel.close()
                 return proc, address
         except grpc.RpcError:
@@ -96,8 +112,9 @@ def start_retriever(milvus_uri: str, ef_search: int, consistency: str, log_path:
     raise SystemExit(f"retriever did not become SERVING; see {log_path}")
 
 
-def load(stub: retriever_pb2_grpc.RetrieverServiceStub, n: int, dim: int, batch: int, rng: np.random.Generator,
-         keep: int) -> np.ndarray:
+def load(
+    stub: retriever_pb2_grpc.RetrieverServiceStub, n: int, dim: int, batch: int, rng: np.random.Generator, keep: int
+) -> np.ndarray:
     """Upsert n products through the retriever; return the first `keep` vectors (to derive queries)."""
     kept: list[np.ndarray] = []
     with tqdm(total=n, unit="vec", desc="upsert via retriever") as bar:
@@ -107,10 +124,17 @@ def load(stub: retriever_pb2_grpc.RetrieverServiceStub, n: int, dim: int, batch:
                 kept.append(vectors[: keep - sum(len(k) for k in kept)])
             products = [
                 retriever_pb2.IndexedProduct(
-                    product=common_pb2.Product(product_id=f"p{start + i}", title=f"product {start + i}",
-                                               category=f"c{(start + i) % 20}", price=float((start + i) % 500)),
-                    images=[retriever_pb2.IndexedImage(uri=f"img/{start + i}.jpg",
-                                                       vector=embedder_pb2.Embedding(values=v.tolist()))],
+                    product=common_pb2.Product(
+                        product_id=f"p{start + i}",
+                        title=f"product {start + i}",
+                        category=f"c{(start + i) % 20}",
+                        price=float((start + i) % 500),
+                    ),
+                    images=[
+                        retriever_pb2.IndexedImage(
+                            uri=f"img/{start + i}.jpg", vector=embedder_pb2.Embedding(values=v.tolist())
+                        )
+                    ],
                 )
                 for i, v in enumerate(vectors)
             ]
@@ -143,8 +167,12 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--batch", type=int, default=1000, help="products per Upsert call")
     parser.add_argument("--ef", type=int, default=128, help="HNSW ef at search time (HNSW_EF_SEARCH)")
-    parser.add_argument("--consistency", choices=("Strong", "Session"), default="Strong",
-                        help="read consistency of the retriever and of the direct searches")
+    parser.add_argument(
+        "--consistency",
+        choices=("Strong", "Session"),
+        default="Strong",
+        help="read consistency of the retriever and of the direct searches",
+    )
     parser.add_argument("--milvus-uri", default="", help="use this Milvus instead of starting a private one")
     parser.add_argument("--index-timeout", type=float, default=900)
     args = parser.parse_args()
@@ -153,8 +181,8 @@ def main() -> None:
 
     from pymilvus import MilvusClient
 
-    from imagesearch_retriever.milvus_store import collection_name
     from imagesearch.common.convert import model_from_pb
+    from imagesearch_retriever.milvus_store import collection_name
 
     with tempfile.TemporaryDirectory(prefix="bench-retriever-") as tmp:
         milvus = None
@@ -187,17 +215,23 @@ def main() -> None:
 
             def via_retriever(q: np.ndarray) -> object:
                 request = retriever_pb2.VectorSearchRequest(
-                    model=MODEL, vector=embedder_pb2.Embedding(values=q.tolist()), top_k=args.top_k, min_score=-1)
+                    model=MODEL, vector=embedder_pb2.Embedding(values=q.tolist()), top_k=args.top_k, min_score=-1
+                )
                 return stub.Search(request, timeout=60)
 
             def direct(limit: int, consistency: str = args.consistency) -> Callable[[np.ndarray], object]:
                 params = {"metric_type": "IP", "params": {"ef": max(args.ef, limit)}}
 
                 def call(q: np.ndarray) -> object:
-                    return client.search(name, data=[q.tolist()], limit=limit, search_params=params,
-                                         output_fields=["product_id", "title", "category", "brand", "price",
-                                                        "attributes", "image_uri"],
-                                         consistency_level=consistency)
+                    return client.search(
+                        name,
+                        data=[q.tolist()],
+                        limit=limit,
+                        search_params=params,
+                        output_fields=["product_id", "title", "category", "brand", "price", "attributes", "image_uri"],
+                        consistency_level=consistency,
+                    )
+
                 return call
 
             # Sanity: both paths agree on the nearest product.
@@ -214,21 +248,29 @@ def main() -> None:
                 results[label] = timed(fn, timed_q, warm)
 
             print()
-            print(f"N={args.n} vectors x {args.dim}-d, top_k={args.top_k}, ef={args.ef}, {len(timed_q)} queries each, "
-                  f"{args.consistency} consistency, {os.cpu_count()} CPUs")
-            print(f"load through the retriever: {load_s:.1f} s ({args.n / load_s:.0f} vectors/s); "
-                  f"seal + index wait: {index_s:.1f} s")
+            print(
+                f"N={args.n} vectors x {args.dim}-d, top_k={args.top_k}, ef={args.ef}, {len(timed_q)} queries each, "
+                f"{args.consistency} consistency, {os.cpu_count()} CPUs"
+            )
+            print(
+                f"load through the retriever: {load_s:.1f} s ({args.n / load_s:.0f} vectors/s); "
+                f"seal + index wait: {index_s:.1f} s"
+            )
             base = results["pymilvus search limit=top_k"]
             print(f"{'path':<32}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}{'p50 ratio':>11}{'mean ratio':>12}")
             for label, samples in results.items():
-                print(f"{label:<32}{percentile(samples, 50):>9.2f}{percentile(samples, 95):>9.2f}"
-                      f"{statistics.fmean(samples):>9.2f}{percentile(samples, 50) / percentile(base, 50):>10.2f}x"
-                      f"{statistics.fmean(samples) / statistics.fmean(base):>11.2f}x")
+                print(
+                    f"{label:<32}{percentile(samples, 50):>9.2f}{percentile(samples, 95):>9.2f}"
+                    f"{statistics.fmean(samples):>9.2f}{percentile(samples, 50) / percentile(base, 50):>10.2f}x"
+                    f"{statistics.fmean(samples) / statistics.fmean(base):>11.2f}x"
+                )
             r, d = results["retriever gRPC Search"], base
-            print(f"retriever / pymilvus: p50 {percentile(r, 50) / percentile(d, 50):.2f}x, "
-                  f"p95 {percentile(r, 95) / percentile(d, 95):.2f}x, mean {statistics.fmean(r) / statistics.fmean(d):.2f}x; "
-                  f"overhead p50 {percentile(r, 50) - percentile(d, 50):+.2f} ms, "
-                  f"mean {statistics.fmean(r) - statistics.fmean(d):+.2f} ms")
+            print(
+                f"retriever / pymilvus: p50 {percentile(r, 50) / percentile(d, 50):.2f}x, "
+                f"p95 {percentile(r, 95) / percentile(d, 95):.2f}x, mean {statistics.fmean(r) / statistics.fmean(d):.2f}x; "
+                f"overhead p50 {percentile(r, 50) - percentile(d, 50):+.2f} ms, "
+                f"mean {statistics.fmean(r) - statistics.fmean(d):+.2f} ms"
+            )
             channel.close()
             client.drop_collection(name)
             client.close()

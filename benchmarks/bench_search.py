@@ -42,6 +42,7 @@ same machine and shares its cores with the stack.
 Needs the model (tools/export_model.py), the Triton venv (.venv-triton),
 redis-server on PATH and the dev set (../shared/datasets/dev or --dev-set).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,8 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,8 +71,10 @@ DEFAULT_DEV_SET = Path(os.environ.get("IMAGESEARCH_DEV_SET", REPO.parent / "shar
 
 def _latest_model_file(model_dir: Path = REPO / "model_repo" / "image_embedding") -> Path:
     """<model dir>/<highest numeric version>/model.onnx: the version Triton serves by default."""
-    versions = sorted((int(d.name) for d in model_dir.glob("[0-9]*") if d.name.isdigit() and (d / "model.onnx").is_file()),
-                      reverse=True)
+    versions = sorted(
+        (int(d.name) for d in model_dir.glob("[0-9]*") if d.name.isdigit() and (d / "model.onnx").is_file()),
+        reverse=True,
+    )
     return model_dir / str(versions[0] if versions else 1) / "model.onnx"
 
 
@@ -80,12 +83,14 @@ MODEL_FILE = _latest_model_file()  # replaced in main() when --model-repo names 
 
 def _shown(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 GRPC_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 
 from imagesearch.v1 import common_pb2, search_pb2, search_pb2_grpc  # noqa: E402
 
-
 # ---------------------------------------------------------------------------- helpers
+
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as handle:
@@ -95,7 +100,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def pct(samples: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100)."""
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q / 100 * len(ordered) + 0.5)) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 @dataclass
@@ -135,12 +140,20 @@ def load_average() -> str:
 
 # ---------------------------------------------------------------------------- stack and catalog
 
+
 def start_stack(runtime: Path, log_level: str | None, model_repo: Path):  # type: ignore[no-untyped-def]
     from imagesearch.stack.local import LocalStack, StackConfig
 
     env = dict(os.environ)
-    config = StackConfig(repo_root=REPO, runtime_dir=runtime, gateway_port=0, log_level=log_level,
-                         grace=5.0, environ=env, model_repo=model_repo)
+    config = StackConfig(
+        repo_root=REPO,
+        runtime_dir=runtime,
+        gateway_port=0,
+        log_level=log_level,
+        grace=5.0,
+        environ=env,
+        model_repo=model_repo,
+    )
     stack = LocalStack(config, progress=lambda msg: print(f"  {msg}", flush=True))
     return stack.start(), env
 
@@ -150,8 +163,9 @@ def catalog_products(dev: Path) -> list[tuple[dict[str, str], Path]]:
     return [(r, dev / r["image"]) for r in rows]
 
 
-def index_catalog(stub: search_pb2_grpc.SearchServiceStub, items: list[tuple[dict[str, str], Path]],
-                  batch: int, concurrency: int) -> tuple[float, float]:
+def index_catalog(
+    stub: search_pb2_grpc.SearchServiceStub, items: list[tuple[dict[str, str], Path]], batch: int, concurrency: int
+) -> tuple[float, float]:
     """Upsert every item through the gateway.
 
     Returns the wall time, and the rate after the first reply (the first batch
@@ -159,25 +173,34 @@ def index_catalog(stub: search_pb2_grpc.SearchServiceStub, items: list[tuple[dic
     """
 
     def send(chunk: list[tuple[dict[str, str], Path]]) -> int:
-        request = search_pb2.UpsertProductsRequest(products=[
-            search_pb2.ProductInput(
-                product=common_pb2.Product(product_id=row["product_id"], title=row["title"],
-                                           category=row["category"], brand="dev", price=1.0),
-                images=[search_pb2.ProductImage(content=path.read_bytes(), uri=row["image"])],
-            )
-            for row, path in chunk
-        ])
+        request = search_pb2.UpsertProductsRequest(
+            products=[
+                search_pb2.ProductInput(
+                    product=common_pb2.Product(
+                        product_id=row["product_id"],
+                        title=row["title"],
+                        category=row["category"],
+                        brand="dev",
+                        price=1.0,
+                    ),
+                    images=[search_pb2.ProductImage(content=path.read_bytes(), uri=row["image"])],
+                )
+                for row, path in chunk
+            ]
+        )
         reply = stub.UpsertProducts(request, timeout=300)
         failed = [(r.product_id, r.error) for r in reply.results if not r.ok]
         if failed:
             raise SystemExit(f"indexing failed for {len(failed)} products, e.g. {failed[:3]}")
         return len(chunk)
 
-    chunks = [items[i:i + batch] for i in range(0, len(items), batch)]
+    chunks = [items[i : i + batch] for i in range(0, len(items), batch)]
     start = time.perf_counter()
     first: tuple[float, int] | None = None
-    with ThreadPoolExecutor(max_workers=concurrency) as pool, \
-            tqdm(total=len(items), unit="img", desc="index via gateway") as bar:
+    with (
+        ThreadPoolExecutor(max_workers=concurrency) as pool,
+        tqdm(total=len(items), unit="img", desc="index via gateway") as bar,
+    ):
         for done in as_completed([pool.submit(send, c) for c in chunks]):
             bar.update(done.result())
             if first is None:
@@ -202,6 +225,7 @@ def wait_indexed(client, name: str, rows: int, timeout: float = 120.0) -> None: 
 
 # ---------------------------------------------------------------------------- raw engines
 
+
 class RawEngines:
     """What the services wrap, called directly: Preprocessor, onnxruntime, pymilvus."""
 
@@ -217,14 +241,16 @@ class RawEngines:
 
         emb = EmbedderSettings.from_env(env)
         size = (emb.image_size, emb.image_size)
-        self.preprocess = Preprocessor(Limits(max_bytes=emb.max_image_bytes, max_pixels=emb.max_pixels),
-                                       size, ResizeMode(emb.resize_mode))
+        self.preprocess = Preprocessor(
+            Limits(max_bytes=emb.max_image_bytes, max_pixels=emb.max_pixels), size, ResizeMode(emb.resize_mode)
+        )
         # The query pipeline the gateway runs by default (GATEWAY_LOCALIZE_QUERIES): the photo
         # letterboxed at the localisation size, its SALIENCY map, the subject's box, then that crop
         # letterboxed at the embedding size, exactly as the embedder does (same modules).
         self.localize = env.get("GATEWAY_LOCALIZE_QUERIES", "true").lower() in ("1", "true", "yes", "on")
-        self.locate = dataclasses.replace(self.preprocess, size=(emb.localize_size, emb.localize_size),
-                                          mode=ResizeMode.PAD, use_draft=False)
+        self.locate = dataclasses.replace(
+            self.preprocess, size=(emb.localize_size, emb.localize_size), mode=ResizeMode.PAD, use_draft=False
+        )
         self.pad = ResizeMode.PAD
         options = ort.SessionOptions()  # as model_repo/image_embedding/<version>/model.py sets them
         options.intra_op_num_threads = 0
@@ -256,20 +282,29 @@ class RawEngines:
         t1 = time.perf_counter()
         saliency = self.session.run(["SALIENCY"], {"IMAGE": first[None]})[0][0]
         t2 = time.perf_counter()
-        crop = self.preprocess.frame(decoded, subject_box(saliency, decoded.image.width, decoded.image.height), self.pad)
+        crop = self.preprocess.frame(
+            decoded, subject_box(saliency, decoded.image.width, decoded.image.height), self.pad
+        )
         t3 = time.perf_counter()
         vector = self.embed(crop)
         t4 = time.perf_counter()
         return vector, ((t1 - t0) + (t3 - t2)) * 1000, ((t2 - t1) + (t4 - t3)) * 1000
 
     def search(self, vector: np.ndarray) -> list[str]:
-        [page] = self.client.search(self.collection, data=[vector.tolist()], limit=self.limit, filter="",
-                                    output_fields=self.fields, search_params=self.params,
-                                    consistency_level=self.consistency)
+        [page] = self.client.search(
+            self.collection,
+            data=[vector.tolist()],
+            limit=self.limit,
+            filter="",
+            output_fields=self.fields,
+            search_params=self.params,
+            consistency_level=self.consistency,
+        )
         return [hit["entity"]["product_id"] for hit in page]
 
 
 # ---------------------------------------------------------------------------- measurements
+
 
 @dataclass
 class Latencies:
@@ -285,8 +320,16 @@ class Latencies:
     best: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # label -> per-query minimum
 
 
-def measure_sequential(stub: search_pb2_grpc.SearchServiceStub, raw: RawEngines, queries: list[dict[str, str]],
-                       photos: list[bytes], top_k: int, warmup: int, settle_s: float, repeats: int) -> Latencies:
+def measure_sequential(
+    stub: search_pb2_grpc.SearchServiceStub,
+    raw: RawEngines,
+    queries: list[dict[str, str]],
+    photos: list[bytes],
+    top_k: int,
+    warmup: int,
+    settle_s: float,
+    repeats: int,
+) -> Latencies:
     out = Latencies()
 
     def gateway(data: bytes, record: bool) -> list[str]:
@@ -368,14 +411,16 @@ class Throughput:
 async def _run_level(address: str, photos: list[bytes], top_k: int, result: Throughput, seconds: float) -> None:
     async with grpc.aio.insecure_channel(address, options=GRPC_OPTIONS) as channel:
         stub = search_pb2_grpc.SearchServiceStub(channel)
-        counter = iter(range(10 ** 9))
+        counter = iter(range(10**9))
         skip = not result.cached
 
         async def worker(stop_at: float, record: bool) -> None:
             while time.perf_counter() < stop_at:
                 data = photos[next(counter) % len(photos)]
                 sent = time.perf_counter()
-                reply = await stub.Search(search_pb2.SearchRequest(image=data, top_k=top_k, skip_cache=skip), timeout=60)
+                reply = await stub.Search(
+                    search_pb2.SearchRequest(image=data, top_k=top_k, skip_cache=skip), timeout=60
+                )
                 if reply.cache_hit != result.cached:
                     raise SystemExit(f"expected cache_hit={result.cached}, got {reply.cache_hit}")
                 if record:
@@ -389,8 +434,9 @@ async def _run_level(address: str, photos: list[bytes], top_k: int, result: Thro
         result.seconds += time.perf_counter() - start
 
 
-def measure_throughput(address: str, photos: list[bytes], top_k: int, levels: list[int], seconds: float,
-                       cached_seconds: float) -> list[Throughput]:
+def measure_throughput(
+    address: str, photos: list[bytes], top_k: int, levels: list[int], seconds: float, cached_seconds: float
+) -> list[Throughput]:
     results: list[Throughput] = []
     for cached, duration in ((False, seconds), (True, cached_seconds)):
         if duration <= 0:
@@ -406,8 +452,10 @@ def measure_throughput(address: str, photos: list[bytes], top_k: int, levels: li
 
 # ---------------------------------------------------------------------------- report
 
-def print_report(lat: Latencies, index: dict[str, float], tput: list[Throughput], args: argparse.Namespace,
-                 startup_s: float) -> dict:
+
+def print_report(
+    lat: Latencies, index: dict[str, float], tput: list[Throughput], args: argparse.Namespace, startup_s: float
+) -> dict:
     n = len(lat.ranks)
     raw = lat.raw_sum
     rows = [lat.uncached, lat.cached, lat.decode, lat.onnx, lat.milvus, lat.raw_sum]
@@ -415,24 +463,32 @@ def print_report(lat: Latencies, index: dict[str, float], tput: list[Throughput]
     print(f"machine: {machine()}; load average at start {args.load_at_start}, now {load_average()}")
     print(f"model: {_shown(MODEL_FILE)}")
     print(f"stack up in {startup_s:.1f} s (Redis, Triton, Milvus, 3 services as subprocesses)")
-    print(f"indexing: {index['images']:.0f} images in {index['seconds']:.1f} s = {index['images_per_s']:.1f} images/s "
-          f"(batches of {args.batch}, {args.index_concurrency} in flight); "
-          f"{index['images_per_s_after_first_batch']:.1f} images/s after the first batch, which creates the "
-          f"collection; then flush + index wait {index['flush_s']:.1f} s")
+    print(
+        f"indexing: {index['images']:.0f} images in {index['seconds']:.1f} s = {index['images_per_s']:.1f} images/s "
+        f"(batches of {args.batch}, {args.index_concurrency} in flight); "
+        f"{index['images_per_s_after_first_batch']:.1f} images/s after the first batch, which creates the "
+        f"collection; then flush + index wait {index['flush_s']:.1f} s"
+    )
 
-    print(f"\nsingle search, sequential: {n} dev queries x {args.repeats} repeats = {len(raw.ms)} samples per path, "
-          f"top_k={args.top_k} (ms)")
+    print(
+        f"\nsingle search, sequential: {n} dev queries x {args.repeats} repeats = {len(raw.ms)} samples per path, "
+        f"top_k={args.top_k} (ms)"
+    )
     header = f"{'path':34s}{'p50':>8s}{'p95':>8s}{'mean':>8s}{'p50/raw':>9s}{'mean/raw':>10s}"
     print(header)
     print("-" * len(header))
     for s in rows:
         ratio = f"{s.p50 / raw.p50:8.2f}x{s.mean / raw.mean:9.2f}x" if s in (lat.uncached, lat.cached, raw) else ""
         print(f"{s.label:34s}{s.p50:8.2f}{s.p95:8.2f}{s.mean:8.2f} {ratio}")
-    print(f"gateway overhead over the raw sum (uncached): p50 {lat.uncached.p50 - raw.p50:+.2f} ms, "
-          f"p95 {lat.uncached.p95 - raw.p95:+.2f} ms, mean {lat.uncached.mean - raw.mean:+.2f} ms")
+    print(
+        f"gateway overhead over the raw sum (uncached): p50 {lat.uncached.p50 - raw.p50:+.2f} ms, "
+        f"p95 {lat.uncached.p95 - raw.p95:+.2f} ms, mean {lat.uncached.mean - raw.mean:+.2f} ms"
+    )
     paired = [u - r for u, r in zip(lat.uncached.ms, raw.ms)]
-    print(f"paired (uncached - raw sum of the same query, measured back to back): "
-          f"median {statistics.median(paired):+.2f} ms, mean {statistics.fmean(paired):+.2f} ms")
+    print(
+        f"paired (uncached - raw sum of the same query, measured back to back): "
+        f"median {statistics.median(paired):+.2f} ms, mean {statistics.fmean(paired):+.2f} ms"
+    )
 
     best = {label: Series(label, values) for label, values in lat.best.items()}
     b_u, b_raw = best[lat.uncached.label], best[raw.label]
@@ -443,36 +499,61 @@ def print_report(lat: Latencies, index: dict[str, float], tput: list[Throughput]
         ratio = f"{b.p50 / b_raw.p50:8.2f}x{b.mean / b_raw.mean:9.2f}x" if s in (lat.uncached, lat.cached, raw) else ""
         print(f"{s.label:34s}{b.p50:8.2f}{b.p95:8.2f}{b.mean:8.2f} {ratio}")
     best_paired = [u - r for u, r in zip(b_u.ms, b_raw.ms)]
-    print(f"gateway overhead, best of {args.repeats}: p50 {b_u.p50 - b_raw.p50:+.2f} ms, mean {b_u.mean - b_raw.mean:+.2f} ms; "
-          f"per query median {statistics.median(best_paired):+.2f} ms")
+    print(
+        f"gateway overhead, best of {args.repeats}: p50 {b_u.p50 - b_raw.p50:+.2f} ms, mean {b_u.mean - b_raw.mean:+.2f} ms; "
+        f"per query median {statistics.median(best_paired):+.2f} ms"
+    )
 
     found = [r for r in lat.ranks if r is not None]
     r1 = sum(r == 1 for r in found) / n
     r10 = len(found) / n
-    print(f"sanity: gateway Recall@1 {r1:.3f}, Recall@10 {r10:.3f}; raw path agrees on the top product for "
-          f"{lat.top1_agree}/{n} queries, top-{args.top_k} overlap {statistics.fmean(lat.top10_overlap):.3f}")
+    print(
+        f"sanity: gateway Recall@1 {r1:.3f}, Recall@10 {r10:.3f}; raw path agrees on the top product for "
+        f"{lat.top1_agree}/{n} queries, top-{args.top_k} overlap {statistics.fmean(lat.top10_overlap):.3f}"
+    )
     if tput:
         print("\nthroughput, searches in flight (grpc.aio client on the same machine)")
         print(f"{'mode':10s}{'in flight':>10s}{'searches/s':>12s}{'p50 ms':>9s}{'p95 ms':>9s}{'searches':>10s}")
         for t in tput:
-            print(f"{'cached' if t.cached else 'uncached':10s}{t.concurrency:>10d}{t.per_s:>12.1f}"
-                  f"{statistics.median(t.ms):>9.2f}{pct(t.ms, 95):>9.2f}{t.searches:>10d}")
+            print(
+                f"{'cached' if t.cached else 'uncached':10s}{t.concurrency:>10d}{t.per_s:>12.1f}"
+                f"{statistics.median(t.ms):>9.2f}{pct(t.ms, 95):>9.2f}{t.searches:>10d}"
+            )
 
     def figures(series: dict[str, Series]) -> dict:
         keys = ("uncached", "cached", "decode", "onnxruntime", "milvus", "raw_sum")
-        return {key: {"p50": series[s.label].p50, "p95": series[s.label].p95, "mean": series[s.label].mean}
-                for key, s in zip(keys, rows)}
+        return {
+            key: {"p50": series[s.label].p50, "p95": series[s.label].p95, "mean": series[s.label].mean}
+            for key, s in zip(keys, rows)
+        }
 
     return {
-        "model": _shown(MODEL_FILE), "machine": machine(), "load_average": [args.load_at_start, load_average()], "date": time.strftime("%Y-%m-%d"),
-        "queries": n, "repeats": args.repeats, "settle_ms": args.settle, "top_k": args.top_k,
-        "startup_s": startup_s, "index": index,
+        "model": _shown(MODEL_FILE),
+        "machine": machine(),
+        "load_average": [args.load_at_start, load_average()],
+        "date": time.strftime("%Y-%m-%d"),
+        "queries": n,
+        "repeats": args.repeats,
+        "settle_ms": args.settle,
+        "top_k": args.top_k,
+        "startup_s": startup_s,
+        "index": index,
         "latency_ms": figures({s.label: s for s in rows}),
         "best_of_repeats_ms": figures(best),
         "overhead_paired_ms": {"median": statistics.median(paired), "mean": statistics.fmean(paired)},
-        "recall_at_1": r1, "recall_at_10": r10, "top1_agree": lat.top1_agree,
-        "throughput": [{"concurrency": t.concurrency, "cached": t.cached, "per_s": t.per_s,
-                        "p50_ms": statistics.median(t.ms), "p95_ms": pct(t.ms, 95)} for t in tput],
+        "recall_at_1": r1,
+        "recall_at_10": r10,
+        "top1_agree": lat.top1_agree,
+        "throughput": [
+            {
+                "concurrency": t.concurrency,
+                "cached": t.cached,
+                "per_s": t.per_s,
+                "p50_ms": statistics.median(t.ms),
+                "p95_ms": pct(t.ms, 95),
+            }
+            for t in tput
+        ],
     }
 
 
@@ -483,9 +564,14 @@ def draw_chart(summary: dict, path: Path) -> None:
     lat = summary["latency_ms"]
     bars = [
         ("gateway, uncached", [("total", lat["uncached"]["p50"], (70, 110, 180))]),
-        ("raw engines", [("decode", lat["decode"]["p50"], (230, 160, 60)),
-                               ("onnxruntime", lat["onnxruntime"]["p50"], (200, 80, 70)),
-                               ("milvus", lat["milvus"]["p50"], (90, 160, 90))]),
+        (
+            "raw engines",
+            [
+                ("decode", lat["decode"]["p50"], (230, 160, 60)),
+                ("onnxruntime", lat["onnxruntime"]["p50"], (200, 80, 70)),
+                ("milvus", lat["milvus"]["p50"], (90, 160, 90)),
+            ],
+        ),
         ("gateway, cached", [("total", lat["cached"]["p50"], (140, 140, 140))]),
     ]
     width, left, row_h, top = 760, 150, 42, 44
@@ -494,10 +580,18 @@ def draw_chart(summary: dict, path: Path) -> None:
     img = Image.new("RGB", (width, height), "white")
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default()
-    d.text((10, 6), f"p50 latency of one Search, {summary['queries']} dev queries x {summary['repeats']} (ms), "
-           f"{summary['date']}", fill="black", font=font)
-    d.text((10, 20), f"{summary['machine']}, shared: load average {summary['load_average'][0]} at start",
-           fill="black", font=font)
+    d.text(
+        (10, 6),
+        f"p50 latency of one Search, {summary['queries']} dev queries x {summary['repeats']} (ms), {summary['date']}",
+        fill="black",
+        font=font,
+    )
+    d.text(
+        (10, 20),
+        f"{summary['machine']}, shared: load average {summary['load_average'][0]} at start",
+        fill="black",
+        font=font,
+    )
     for i, (label, parts) in enumerate(bars):
         y = top + i * row_h
         d.text((10, y + 12), label, fill="black", font=font)
@@ -509,21 +603,31 @@ def draw_chart(summary: dict, path: Path) -> None:
                 d.text((x + 3, y + 12), name, fill="white", font=font)
             x += w
         total = sum(v for _, v, _ in parts)
-        d.text((x + 6, y + 12), f"{total:.1f} ms" + (" (sum of the p50s)" if len(parts) > 1 else ""),
-               fill="black", font=font)
+        d.text(
+            (x + 6, y + 12),
+            f"{total:.1f} ms" + (" (sum of the p50s)" if len(parts) > 1 else ""),
+            fill="black",
+            font=font,
+        )
     x = 10
     for name, value, colour in bars[1][1]:
         d.rectangle([x, height - 52, x + 10, height - 42], fill=colour)
         d.text((x + 14, height - 53), f"{name} {value:.1f} ms", fill="black", font=font)
         x += 150
-    d.text((10, height - 30), f"gateway p50 minus the p50 of the per-query raw sums: "
-           f"{lat['uncached']['p50'] - lat['raw_sum']['p50']:+.1f} ms "
-           f"({lat['uncached']['p50']:.1f} vs {lat['raw_sum']['p50']:.1f} ms)", fill="black", font=font)
+    d.text(
+        (10, height - 30),
+        f"gateway p50 minus the p50 of the per-query raw sums: "
+        f"{lat['uncached']['p50'] - lat['raw_sum']['p50']:+.1f} ms "
+        f"({lat['uncached']['p50']:.1f} vs {lat['raw_sum']['p50']:.1f} ms)",
+        fill="black",
+        font=font,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
 
 
 # ---------------------------------------------------------------------------- main
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -531,20 +635,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=0, help="time only the first N query photos (default: all 299)")
     p.add_argument("--warmup", type=int, default=10, help="untimed queries through every path first (default 10)")
     p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=3,
-                   help="times each query is measured on every path, alternating the order (default 3)")
-    p.add_argument("--settle", type=float, default=10.0,
-                   help="pause in ms before each side of each sequential query (default 10)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="times each query is measured on every path, alternating the order (default 3)",
+    )
+    p.add_argument(
+        "--settle", type=float, default=10.0, help="pause in ms before each side of each sequential query (default 10)"
+    )
     p.add_argument("--batch", type=int, default=32, help="products per UpsertProducts call (default 32)")
     p.add_argument("--index-concurrency", type=int, default=2, help="UpsertProducts calls in flight (default 2)")
     p.add_argument("--concurrency", default="1,4,8", help="searches in flight to measure (default 1,4,8)")
-    p.add_argument("--duration", type=float, default=8.0,
-                   help="seconds per concurrency level, uncached (default 8; 0 skips)")
-    p.add_argument("--cached-duration", type=float, default=3.0,
-                   help="seconds per concurrency level, cached (default 3; 0 skips)")
+    p.add_argument(
+        "--duration", type=float, default=8.0, help="seconds per concurrency level, uncached (default 8; 0 skips)"
+    )
+    p.add_argument(
+        "--cached-duration", type=float, default=3.0, help="seconds per concurrency level, cached (default 3; 0 skips)"
+    )
     p.add_argument("--log-level", default=None, help="LOG_LEVEL of the services (default: theirs, INFO)")
-    p.add_argument("--model-repo", type=Path, default=REPO / "model_repo",
-                   help="Triton model repository to serve, e.g. one with an adapted version (default %(default)s)")
+    p.add_argument(
+        "--model-repo",
+        type=Path,
+        default=REPO / "model_repo",
+        help="Triton model repository to serve, e.g. one with an adapted version (default %(default)s)",
+    )
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--chart", type=Path, help="also draw the p50 latencies into this PNG (Pillow)")
     p.add_argument("--keep", action="store_true", help="keep the runtime folder (logs) and print where it is")
@@ -597,16 +712,23 @@ def main(argv: list[str] | None = None) -> int:
         wait_indexed(admin, name, len(items))
         flush_s = time.perf_counter() - t0
         rows = admin.get_collection_stats(name).get("row_count")
-        print(f"collection {name}: {rows} rows, model {probe.model.name} v{probe.model.version} "
-              f"{probe.model.dimension}-d", flush=True)
+        print(
+            f"collection {name}: {rows} rows, model {probe.model.name} v{probe.model.version} "
+            f"{probe.model.dimension}-d",
+            flush=True,
+        )
         if probe.model.version != MODEL_FILE.parent.name:
             raise SystemExit(f"Triton serves version {probe.model.version} but the raw side would load {MODEL_FILE}")
-        index = {"images": len(items), "seconds": index_s, "images_per_s": len(items) / index_s,
-                 "images_per_s_after_first_batch": steady, "flush_s": flush_s}
+        index = {
+            "images": len(items),
+            "seconds": index_s,
+            "images_per_s": len(items) / index_s,
+            "images_per_s_after_first_batch": steady,
+            "flush_s": flush_s,
+        }
 
         raw = RawEngines(stack.milvus.uri, name, env, args.top_k)
-        lat = measure_sequential(stub, raw, queries, photos, args.top_k, args.warmup, args.settle / 1000,
-                                 args.repeats)
+        lat = measure_sequential(stub, raw, queries, photos, args.top_k, args.warmup, args.settle / 1000, args.repeats)
         tput = measure_throughput(address, photos, args.top_k, args.levels, args.duration, args.cached_duration)
         summary = print_report(lat, index, tput, args, startup_s)
         summary["wall_s"] = time.monotonic() - began

@@ -18,6 +18,7 @@ machine's cores (client serialisation included), which is the honest setting
 for a single-host deployment. Needs the model built (tools/export_model.py)
 and the Triton venv (.venv-triton); runs in well under two minutes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -124,8 +125,9 @@ def _infer_args(images: np.ndarray):
 
 def triton_runner(client, images: np.ndarray, batch: int) -> SyncRunner:  # client: tritonclient.grpc client
     inputs, outputs = _infer_args(images[:batch])
-    return SyncRunner(f"triton b{batch}", batch,
-                      lambda: client.infer(MODEL_NAME, inputs, outputs=outputs).as_numpy("EMBEDDING"))
+    return SyncRunner(
+        f"triton b{batch}", batch, lambda: client.infer(MODEL_NAME, inputs, outputs=outputs).as_numpy("EMBEDDING")
+    )
 
 
 class ConcurrentTritonRunner(Runner):
@@ -190,14 +192,18 @@ def execution_counts(url: str) -> tuple[int, int]:
 
 
 def print_table(rows: list[tuple[Result, Result]]) -> None:
-    header = (f"{'scenario':34s} {'img/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s}   "
-              f"{'onnxruntime ref':22s} {'img/s':>8s} {'ratio':>6s}")
+    header = (
+        f"{'scenario':34s} {'img/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s}   "
+        f"{'onnxruntime ref':22s} {'img/s':>8s} {'ratio':>6s}"
+    )
     print(header)
     print("-" * len(header))
     for triton, ref in rows:
-        print(f"{triton.name:34s} {triton.images_per_s:8.1f} {statistics.median(triton.latencies_ms):8.1f} "
-              f"{triton.percentile(0.95):8.1f}   {ref.name:22s} {ref.images_per_s:8.1f} "
-              f"{triton.images_per_s / ref.images_per_s:6.2f}")
+        print(
+            f"{triton.name:34s} {triton.images_per_s:8.1f} {statistics.median(triton.latencies_ms):8.1f} "
+            f"{triton.percentile(0.95):8.1f}   {ref.name:22s} {ref.images_per_s:8.1f} "
+            f"{triton.images_per_s / ref.images_per_s:6.2f}"
+        )
 
 
 def machine() -> str:
@@ -205,13 +211,16 @@ def machine() -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", help="gRPC host:port of a running Triton (default: start one)")
-    parser.add_argument("--duration", type=float, default=6.0,
-                        help="seconds per side and scenario (default: %(default)s)")
-    parser.add_argument("--slice", type=float, default=1.0,
-                        help="the two sides alternate in slices this long (default: %(default)s)")
+    parser.add_argument(
+        "--duration", type=float, default=6.0, help="seconds per side and scenario (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--slice", type=float, default=1.0, help="the two sides alternate in slices this long (default: %(default)s)"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (default: auto)")
     return parser.parse_args(argv)
@@ -236,8 +245,10 @@ def run(url: str, args: argparse.Namespace) -> None:
         client.close()
     print_table(rows)
     executions = max(executions_after - executions_before, 1)
-    print(f"\nwith {args.concurrency} in flight the dynamic batcher ran {executions} batches, "
-          f"mean size {(images_after - images_before) / executions:.1f}")
+    print(
+        f"\nwith {args.concurrency} in flight the dynamic batcher ran {executions} batches, "
+        f"mean size {(images_after - images_before) / executions:.1f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

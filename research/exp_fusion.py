@@ -6,6 +6,7 @@ the whole photo's result lists.
 
     python research/exp_fusion.py /path/to/model_repo/image_embedding/3/model.onnx
 """
+
 import csv
 import sys
 from pathlib import Path
@@ -35,7 +36,7 @@ for name in ("catalog.csv", "distractors.csv"):
 cats = [r["category"] for r in rows]
 index, owner = [], []
 for start in range(0, len(rows), 32):
-    chunk = [(DEV / r["image"]).read_bytes() for r in rows[start:start + 32]]
+    chunk = [(DEV / r["image"]).read_bytes() for r in rows[start : start + 32]]
     index.append(run([embed_pre(c) for c in chunk])[0])
     index.append(run([embed_pre.trimmed_to_object(c) for c in chunk])[0])
     owner += list(range(start, start + len(chunk))) * 2
@@ -94,5 +95,11 @@ for keep in (5, 7, 8, 9):
         hit10 += truth[i] in top
     print(f"crop top {keep} + whole-photo fill to 10:       R@10 {hit10 / len(truth):.3f}")
 (Path(__file__).resolve().parent / "cache").mkdir(exist_ok=True)
-np.savez(Path(__file__).resolve().parent / "cache" / "fusion.npz", crop=crop_s, whole=whole_s, truth=truth,
-         cats=np.array(cats), ids=np.array(ids))
+np.savez(
+    Path(__file__).resolve().parent / "cache" / "fusion.npz",
+    crop=crop_s,
+    whole=whole_s,
+    truth=truth,
+    cats=np.array(cats),
+    ids=np.array(ids),
+)

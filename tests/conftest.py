@@ -4,15 +4,17 @@ Every dependency is the real server, started once per test session on free
 ports in a temporary directory; services are served in-process on port 0 and
 reached over real gRPC channels.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
+from e2e.helpers import open_channel
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -21,8 +23,6 @@ from imagesearch.stack.milvus import LocalMilvus
 from imagesearch.stack.redis import LocalRedis
 from imagesearch.stack.triton import TritonServer
 from imagesearch.v1 import search_pb2_grpc
-
-from e2e.helpers import open_channel
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_SET = Path(os.environ.get("IMAGESEARCH_DEV_SET", REPO.parent / "shared" / "datasets" / "dev"))
@@ -113,21 +113,32 @@ class Fleet:
         self.gateway_backend = gateway_backend
         self._extra: list = []
 
-    async def start_gateway(self, *, collection_prefix: str | None = None, redis_url: str | None = None,
-                            exporter: InMemorySpanExporter | None = None):  # type: ignore[no-untyped-def]
+    async def start_gateway(
+        self,
+        *,
+        collection_prefix: str | None = None,
+        redis_url: str | None = None,
+        exporter: InMemorySpanExporter | None = None,
+    ):  # type: ignore[no-untyped-def]
         """Another gateway (and, with a collection prefix, its own retriever) sharing the embedder."""
+        from imagesearch.common.server import ServerOptions, ServiceServer
         from imagesearch_gateway.app import GatewayBackend
         from imagesearch_gateway.settings import GatewaySettings
         from imagesearch_retriever.app import build_server as build_retriever
         from imagesearch_retriever.settings import RetrieverSettings
-        from imagesearch.common.server import ServerOptions, ServiceServer
 
         exporter = exporter or InMemorySpanExporter()
         retriever_addr = self.retriever.address
         if collection_prefix is not None:
             retriever = build_retriever(
-                RetrieverSettings.from_env({"RETRIEVER_HOST": "127.0.0.1", "RETRIEVER_PORT": "0",
-                                            "MILVUS_URI": self.milvus_uri, "RETRIEVER_COLLECTION_PREFIX": collection_prefix}),
+                RetrieverSettings.from_env(
+                    {
+                        "RETRIEVER_HOST": "127.0.0.1",
+                        "RETRIEVER_PORT": "0",
+                        "MILVUS_URI": self.milvus_uri,
+                        "RETRIEVER_COLLECTION_PREFIX": collection_prefix,
+                    }
+                ),
                 _provider("retriever", exporter),
             )
             await retriever.start()
@@ -135,16 +146,26 @@ class Fleet:
             self._extra.append(retriever)
             retriever_addr = retriever.address
         settings = GatewaySettings(
-            host="127.0.0.1", port=0, embedder_addr=self.embedder.address, retriever_addr=retriever_addr,
-            redis_url=redis_url if redis_url is not None else self.redis_url, cache_retry_seconds=0.5,
+            host="127.0.0.1",
+            port=0,
+            embedder_addr=self.embedder.address,
+            retriever_addr=retriever_addr,
+            redis_url=redis_url if redis_url is not None else self.redis_url,
+            cache_retry_seconds=0.5,
             max_message_bytes=8 * 1024 * 1024,
         )
         provider = _provider("gateway", exporter)
         backend = GatewayBackend(settings, provider)
         gateway = ServiceServer(
-            "gateway", backend,
-            ServerOptions(host=settings.host, port=0, max_message_bytes=settings.max_message_bytes,
-                          connect_retry_seconds=0.2, health_check_interval_seconds=1.0),
+            "gateway",
+            backend,
+            ServerOptions(
+                host=settings.host,
+                port=0,
+                max_message_bytes=settings.max_message_bytes,
+                connect_retry_seconds=0.2,
+                health_check_interval_seconds=1.0,
+            ),
             provider,
         )
         await gateway.start()
@@ -168,12 +189,20 @@ async def fleet(
     from imagesearch_retriever.settings import RetrieverSettings
 
     embedder = build_embedder(
-        EmbedderSettings.from_env({"EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": "0", "TRITON_URL": triton_server.grpc_url}),
+        EmbedderSettings.from_env(
+            {"EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": "0", "TRITON_URL": triton_server.grpc_url}
+        ),
         _provider("embedder", span_exporter),
     )
     retriever = build_retriever(
-        RetrieverSettings.from_env({"RETRIEVER_HOST": "127.0.0.1", "RETRIEVER_PORT": "0", "MILVUS_URI": milvus_uri,
-                                    "RETRIEVER_COLLECTION_PREFIX": "e2e"}),
+        RetrieverSettings.from_env(
+            {
+                "RETRIEVER_HOST": "127.0.0.1",
+                "RETRIEVER_PORT": "0",
+                "MILVUS_URI": milvus_uri,
+                "RETRIEVER_COLLECTION_PREFIX": "e2e",
+            }
+        ),
         _provider("retriever", span_exporter),
     )
     await embedder.start()

@@ -1,4 +1,5 @@
 """The evaluation metrics follow the dataset README's definitions."""
+
 from __future__ import annotations
 
 import pytest

@@ -2,6 +2,7 @@
 
 No servers: the embedder, retriever and cache are small fakes.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,16 +13,16 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from imagesearch.common import convert
 from imagesearch.common.errors import FailedPrecondition
-from imagesearch.common.types import Hit, ModelId, ScoreCalibration
+from imagesearch.common.types import Hit, ModelId
+from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.v1 import common_pb2
 from imagesearch_gateway.app import GatewayBackend
-from imagesearch_gateway.calibration import Calibration
 from imagesearch_gateway.clients import EmbedderClient
 from imagesearch_gateway.core import SearchCore, SearchQuery
 from imagesearch_gateway.settings import GatewaySettings
 
 MODEL = ModelId("image_embedding", "3", 512)
-FALLBACK = Calibration.parse("5.00,-1.00")
+FALLBACK = ScoreCalibration.parse("5.00,-1.00")
 
 
 def logistic(slope: float, intercept: float, score: float) -> float:
@@ -56,8 +57,11 @@ async def test_the_embedder_client_returns_the_models_calibration_and_refuses_an
         broken = convert.model_to_pb(MODEL)
         broken.same_product_calibration.slope = 0.0  # set, but not a usable fit
         client._stub = FakeStub(broken)  # type: ignore[assignment]
-        with pytest.raises(FailedPrecondition, match=r"embedder reports an unusable same-product calibration for "
-                           r"model image_embedding v3: needs a finite slope > 0"):
+        with pytest.raises(
+            FailedPrecondition,
+            match=r"embedder reports an unusable same-product calibration for "
+            r"model image_embedding v3: needs a finite slope > 0",
+        ):
             await client.model_info()
     finally:
         await client.close()
@@ -124,7 +128,8 @@ async def test_search_reads_the_calibration_at_call_time() -> None:
     core = SearchCore(embedder, FakeRetriever([0.7, 0.4]), cache, backend, 10, 100, False, 0.0, 0, 0, 0.5)  # type: ignore[arg-type]
     first = await core.search(SearchQuery(product_id="q"))
     assert [h.same_product_probability for h in first.hits] == [
-        pytest.approx(logistic(12.5, -6.0, 0.7)), pytest.approx(logistic(12.5, -6.0, 0.4))
+        pytest.approx(logistic(12.5, -6.0, 0.7)),
+        pytest.approx(logistic(12.5, -6.0, 0.4)),
     ]
     embedder.reply = (MODEL, None)  # the same model, now without a fit: the setting applies
     await backend.check()

@@ -1,4 +1,5 @@
 """When a localised query's best hit is unconvincing, the whole photo gets the last places of page one."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -6,7 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from imagesearch.common.types import Hit, ModelId, ScoreCalibration
+from imagesearch.common.types import Hit, ModelId
+from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch_gateway.core import SearchCore, SearchQuery
 from imagesearch_gateway.hedge import hedge_with_whole_photo
 

@@ -3,10 +3,12 @@
 The gateway's CatalogCore driven with in-memory stand-ins for the embedder and the retriever;
 tests/e2e/test_object_crops.py checks the same against the real services.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -97,9 +99,12 @@ async def test_a_bad_image_is_reported_once_and_its_product_not_written() -> Non
 
 async def test_the_image_limit_counts_the_callers_images() -> None:
     catalog, _, retriever = core(object_crops=True, max_images=3)
-    fits, too_many = await catalog.upsert([
-        product("p1", *[(b"x", "")] * 3), product("p2", *[(b"x", "")] * 4),
-    ])
+    fits, too_many = await catalog.upsert(
+        [
+            product("p1", *[(b"x", "")] * 3),
+            product("p2", *[(b"x", "")] * 4),
+        ]
+    )
     assert fits.ok and fits.images_indexed == 3 and len(retriever.writes[0][1]) == 6
     assert not too_many.ok and too_many.error == "product has 4 images; the limit is 3"
 

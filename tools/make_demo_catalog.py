@@ -150,9 +150,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _stratified_pick(
-    candidates: list[Item], n: int, seed: str, start_counts: Counter[str] | None = None
-) -> list[Item]:
+def _stratified_pick(candidates: list[Item], n: int, seed: str, start_counts: Counter[str] | None = None) -> list[Item]:
     """Pick ``n`` items, always from the category picked least so far.
 
     Inside a category items are taken in hash order; ties between categories
@@ -163,7 +161,7 @@ def _stratified_pick(
     pools: dict[str, list[Item]] = defaultdict(list)
     for item in candidates:
         pools[item.category].append(item)
-    for cat, pool in pools.items():
+    for pool in pools.values():
         pool.sort(key=lambda it: _hash_int(seed, "item", it.product_id))
     picked: list[Item] = []
     while len(picked) < n and any(pools.values()):
@@ -226,11 +224,7 @@ def background_credit(background: str) -> tuple[str, str]:
     """(credit, licence) of a query background, given as ``package/path``."""
     package = background.split("/", 1)[0]
     licence = next(
-        (
-            lic
-            for prefix, lic in BACKGROUND_LICENCES.items()
-            if "/" in prefix and background.startswith(prefix)
-        ),
+        (lic for prefix, lic in BACKGROUND_LICENCES.items() if "/" in prefix and background.startswith(prefix)),
         BACKGROUND_LICENCES[package],
     )
     credit = next(
@@ -246,38 +240,24 @@ def _clean_jpgs(folder: Path) -> None:
         old.unlink()
 
 
-def build(
-    source: Path, out: Path, n_products: int, n_distractors: int, n_queries: int, seed: str
-) -> dict:
+def build(source: Path, out: Path, n_products: int, n_distractors: int, n_queries: int, seed: str) -> dict:
     catalog_rows = _read_csv(source / "catalog.csv")
     distractor_rows = _read_csv(source / "distractors.csv")
     query_rows = _read_csv(source / "queries.csv")
     meta = {r["query_id"]: r for r in _read_csv(source / "queries_meta.csv")}
     sources = {r["product_id"]: r for r in _read_csv(source / "sources.csv")}
 
-    catalog = [
-        Item(r["product_id"], r["title"], r["category"], r["image"], "catalog")
-        for r in catalog_rows
-    ]
-    distractors = [
-        Item(r["product_id"], r["title"], r["category"], r["image"], "distractor")
-        for r in distractor_rows
-    ]
+    catalog = [Item(r["product_id"], r["title"], r["category"], r["image"], "catalog") for r in catalog_rows]
+    distractors = [Item(r["product_id"], r["title"], r["category"], r["image"], "distractor") for r in distractor_rows]
 
     # 1. Every catalog product that has a query.
     queried = {r["product_id"] for r in query_rows}
-    with_query = sorted(
-        (it for it in catalog if it.product_id in queried), key=lambda it: it.product_id
-    )
+    with_query = sorted((it for it in catalog if it.product_id in queried), key=lambda it: it.product_id)
     if len(with_query) > n_products:
-        raise SystemExit(
-            f"{len(with_query)} products have queries; --products must be at least that"
-        )
+        raise SystemExit(f"{len(with_query)} products have queries; --products must be at least that")
     # 2. Top up with the other products, stratified by category.
     rest = [it for it in catalog if it.product_id not in queried]
-    top_up = _stratified_pick(
-        rest, n_products - len(with_query), seed, Counter(it.category for it in with_query)
-    )
+    top_up = _stratified_pick(rest, n_products - len(with_query), seed, Counter(it.category for it in with_query))
     products = with_query + top_up
     # 3. Distractors from product-like categories (openclipart only: the three
     #    tuxpaint distractors are tiny stamps).
@@ -308,10 +288,7 @@ def build(
                 top = by_id[r["product_id"]].category.split("/")[0]
                 if any(by_id[c["product_id"]].category.split("/")[0] == top for c in chosen):
                     continue
-                if any(
-                    meta[c["query_id"]]["background"] == meta[r["query_id"]]["background"]
-                    for c in chosen
-                ):
+                if any(meta[c["query_id"]]["background"] == meta[r["query_id"]]["background"] for c in chosen):
                     continue
             chosen.append(r)
     if len(chosen) < n_queries:
@@ -386,9 +363,7 @@ def build(
         "with_colour": sum(1 for it in items if attributes_json(it) != "{}"),
         "backgrounds": sorted({meta[r["query_id"]]["background"] for r in chosen}),
     }
-    (out / "README.md").write_text(
-        render_readme(source, stats, n_products, n_distractors, seed), encoding="utf-8"
-    )
+    (out / "README.md").write_text(render_readme(source, stats, n_products, n_distractors, seed), encoding="utf-8")
     return stats
 
 
@@ -480,9 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--source", type=Path, default=DEFAULT_SOURCE, help="the dev dataset folder"
-    )
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="the dev dataset folder")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     parser.add_argument(
         "--products",
@@ -490,9 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         default=240,
         help="catalog products to copy (all queried ones first)",
     )
-    parser.add_argument(
-        "--distractors", type=int, default=60, help="dataset distractors to add as catalog items"
-    )
+    parser.add_argument("--distractors", type=int, default=60, help="dataset distractors to add as catalog items")
     parser.add_argument("--queries", type=int, default=12, help="query photos to copy")
     parser.add_argument("--seed", default="demo-v1", help="seed of the deterministic choices")
     args = parser.parse_args(argv)

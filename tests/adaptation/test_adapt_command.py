@@ -1,4 +1,5 @@
 """`imagesearch adapt`: a catalog in, a new version of the Triton model out, served like the base."""
+
 from __future__ import annotations
 
 import json
@@ -7,15 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BASE_VERSION, REPO, base_model_repository
 from PIL import Image
 
-from conftest import BASE_VERSION, REPO, base_model_repository
 from imagesearch.adaptation.graph import append_whitening
-from imagesearch.adaptation.repository import set_calibration
 from imagesearch.adaptation.whitening import Whitening
 from imagesearch.cli.main import main
+from imagesearch.contracts.calibration import ScoreCalibration
+from imagesearch.contracts.model import ConfigFile, model_dir
 
-MODEL_DIR = REPO / "model_repo" / "image_embedding"
+MODEL_DIR = model_dir(REPO / "model_repo")
 BASE_ONNX = MODEL_DIR / BASE_VERSION / "model.onnx"
 DEMO = REPO / "demo" / "catalog"
 
@@ -44,7 +46,12 @@ def test_the_adapted_graph_is_the_base_graph_followed_by_the_whitening(tmp_path:
     out = tmp_path / "model.onnx"
     append_whitening(BASE_ONNX, whitening, out, {"imagesearch.test": "yes"})
     images = _images(3)
-    base = dict(zip(["EMBEDDING", "LOGITS", "SALIENCY"], _session(BASE_ONNX).run(["EMBEDDING", "LOGITS", "SALIENCY"], {"IMAGE": images})))
+    base = dict(
+        zip(
+            ["EMBEDDING", "LOGITS", "SALIENCY"],
+            _session(BASE_ONNX).run(["EMBEDDING", "LOGITS", "SALIENCY"], {"IMAGE": images}),
+        )
+    )
     adapted_session = _session(out)
     embedding, logits, saliency = adapted_session.run(["EMBEDDING", "LOGITS", "SALIENCY"], {"IMAGE": images})
     np.testing.assert_allclose(embedding, whitening.apply(base["EMBEDDING"]), atol=2e-5)
@@ -54,23 +61,14 @@ def test_the_adapted_graph_is_the_base_graph_followed_by_the_whitening(tmp_path:
     assert [o.name for o in adapted_session.get_outputs()] == [o.name for o in _session(BASE_ONNX).get_outputs()]
 
 
-def test_a_version_calibration_is_replaced_not_repeated(tmp_path: Path) -> None:
-    config = tmp_path / "config.pbtxt"
-    config.write_text('name: "m"\nparameters {\n  key: "other"\n  value: { string_value: "1" }\n}\n')
-    set_calibration(config, 3, 20.0, -10.0, "first")
-    set_calibration(config, 3, 21.5, -11.25, "second")
-    text = config.read_text()
-    assert text.count("same_product_calibration_v3") == 1
-    assert '"21.50,-11.25"' in text and "first" not in text
-    assert 'key: "other"' in text
-
-
 @pytest.fixture(scope="module")
 def adapted_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the base model repository with one version adapted to 12 demo products."""
     repo = base_model_repository(tmp_path_factory.mktemp("adapted_repo"))
     catalog = _mini_catalog(tmp_path_factory.mktemp("mini"), 12)
-    code = main(["adapt", str(catalog), "--model-repo", str(repo), "--views", "1", "--dimension", "64", "--no-progress"])
+    code = main(
+        ["adapt", str(catalog), "--model-repo", str(repo), "--views", "1", "--dimension", "64", "--no-progress"]
+    )
     assert code == 0
     return repo
 
@@ -84,12 +82,13 @@ def test_adapt_writes_the_next_version_with_how_it_was_made(adapted_repo: Path) 
     assert record["options"]["dimension"] == 64
     slope, intercept = record["same_product_calibration"]
     assert slope > 0
-    for config in ("config.pbtxt", "configs/tensorrt.pbtxt"):
-        text = (adapted_repo / "image_embedding" / config).read_text()
-        assert f'key: "same_product_calibration_v3"\n  value: {{ string_value: "{slope:.2f},{intercept:.2f}" }}' in text
+    local = ConfigFile.read(model_dir(adapted_repo) / "config.pbtxt")
+    gpu = ConfigFile.read(model_dir(adapted_repo) / "configs" / "tensorrt.pbtxt")
+    for config in (local, gpu):
+        assert config.calibration("3") == ScoreCalibration.parse(f"{slope:.2f},{intercept:.2f}")
+        assert config.calibration("2") == ScoreCalibration(32.84, -23.40)  # the base keeps its own
     # The GPU config states the served version's width (its backends check it); the local one is open.
-    assert "dims: [ 64 ]" in (adapted_repo / "image_embedding" / "configs" / "tensorrt.pbtxt").read_text()
-    assert "dims: [ -1 ]  # GeM" in (adapted_repo / "image_embedding" / "config.pbtxt").read_text()
+    assert (gpu.embedding_width(), local.embedding_width()) == (64, -1)
     [embedding] = _session(version / "model.onnx").run(["EMBEDDING"], {"IMAGE": _images(1)})
     assert embedding.shape == (1, 64)
 
@@ -98,8 +97,24 @@ def test_adapting_again_builds_on_the_base_not_on_the_adaptation(adapted_repo: P
     repo = tmp_path / "repo"
     shutil.copytree(adapted_repo, repo, symlinks=True)
     catalog = _mini_catalog(tmp_path, 4)
-    assert main(["adapt", str(catalog), "--model-repo", str(repo), "--views", "1", "--dimension", "16",
-                 "--no-progress", "--version", "9"]) == 0
+    assert (
+        main(
+            [
+                "adapt",
+                str(catalog),
+                "--model-repo",
+                str(repo),
+                "--views",
+                "1",
+                "--dimension",
+                "16",
+                "--no-progress",
+                "--version",
+                "9",
+            ]
+        )
+        == 0
+    )
     record = json.loads((repo / "image_embedding" / "9" / "adaptation.json").read_text())
     assert record["base_version"] == 2
     assert not list((repo / "image_embedding").glob(".*partial"))
@@ -111,7 +126,9 @@ def test_a_missing_catalog_is_a_usage_error(tmp_path: Path, capsys: pytest.Captu
     assert "nope.csv: no such file or folder" in capsys.readouterr().err
 
 
-def test_a_repository_without_a_base_model_says_how_to_build_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_repository_without_a_base_model_says_how_to_build_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "image_embedding").mkdir()
     (tmp_path / "image_embedding" / "config.pbtxt").write_text('name: "image_embedding"\n')
     assert main(["adapt", str(_mini_catalog(tmp_path, 2)), "--model-repo", str(tmp_path)]) == 1
@@ -152,9 +169,9 @@ def test_triton_serves_the_adapted_version_as_the_onnx_file_computes_it(adapted_
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_the_embedder_reports_the_adapted_width_and_calibration(adapted_repo: Path, adapted_triton) -> None:
+    from e2e.helpers import open_channel
     from opentelemetry.sdk.trace import TracerProvider
 
-    from e2e.helpers import open_channel
     from imagesearch.v1 import embedder_pb2, embedder_pb2_grpc
     from imagesearch_embedder.app import build_server
     from imagesearch_embedder.settings import EmbedderSettings
@@ -162,7 +179,9 @@ async def test_the_embedder_reports_the_adapted_width_and_calibration(adapted_re
     record = json.loads((adapted_repo / "image_embedding" / "3" / "adaptation.json").read_text())
     slope, intercept = record["same_product_calibration"]
     embedder = build_server(
-        EmbedderSettings.from_env({"EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": "0", "TRITON_URL": adapted_triton.grpc_url}),
+        EmbedderSettings.from_env(
+            {"EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": "0", "TRITON_URL": adapted_triton.grpc_url}
+        ),
         TracerProvider(),
     )
     await embedder.start()
@@ -172,7 +191,9 @@ async def test_the_embedder_reports_the_adapted_width_and_calibration(adapted_re
             stub = embedder_pb2_grpc.EmbedderServiceStub(channel)
             info = await stub.GetModelInfo(embedder_pb2.GetModelInfoRequest())
             photo = (DEMO / sorted(p.name for p in DEMO.glob("*.jpg"))[0]).read_bytes()
-            reply = await stub.Embed(embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=photo, localize=True)]))
+            reply = await stub.Embed(
+                embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=photo, localize=True)])
+            )
     finally:
         await embedder.stop(1)
     assert (info.name, info.version, info.dimension) == ("image_embedding", "3", 64)

@@ -1,11 +1,11 @@
 """The learned whitening: pure numpy, specified on data with a known structure."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from imagesearch.adaptation.whitening import WhiteningError, fit_learned_whitening
-
 
 NUISANCE = 10.0  # how much a product's photos vary along the 'background' dims
 
@@ -50,9 +50,9 @@ def test_outputs_are_unit_vectors_of_the_asked_dimension() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (dict(dimension=0), "dimension must lie in"),
-        (dict(dimension=33), "dimension must lie in"),
-        (dict(shrinkage=0.0), "shrinkage must be > 0"),
+        ({"dimension": 0}, "dimension must lie in"),
+        ({"dimension": 33}, "dimension must lie in"),
+        ({"shrinkage": 0.0}, "shrinkage must be > 0"),
     ],
 )
 def test_bad_settings_are_named(change: dict, message: str) -> None:

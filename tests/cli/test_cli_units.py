@@ -3,14 +3,15 @@
 Where a gateway is needed, a fake SearchService on a loopback port stands in,
 so what is tested is the real gRPC client code and the real exit statuses.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
-from typing import Iterator
 
 import grpc
 import numpy as np
@@ -56,10 +57,14 @@ HEADER = "product_id,title,category,brand,price,image,attributes\n"
 
 
 def test_csv_quoting_multiline_and_json_attributes(tmp_path: Path) -> None:
-    csv_path = write(tmp_path / "cat" / "catalog.csv", HEADER + (
-        'p1,"Bishop, white ""Staunton"" style",symbols/chess,Acme,19.5,img/p1.jpg,"{""color"": ""white"", ""size"": 3, ""new"": true}"\n'
-        'p2,"two\nlines",,,,/abs/p2.png,\n'
-    ))
+    csv_path = write(
+        tmp_path / "cat" / "catalog.csv",
+        HEADER
+        + (
+            'p1,"Bishop, white ""Staunton"" style",symbols/chess,Acme,19.5,img/p1.jpg,"{""color"": ""white"", ""size"": 3, ""new"": true}"\n'
+            'p2,"two\nlines",,,,/abs/p2.png,\n'
+        ),
+    )
     p1, p2 = load_csv(csv_path)
     assert p1.title == 'Bishop, white "Staunton" style'
     assert p1.category == "symbols/chess" and p1.brand == "Acme" and p1.price == 19.5
@@ -71,10 +76,17 @@ def test_csv_quoting_multiline_and_json_attributes(tmp_path: Path) -> None:
 
 
 def test_csv_with_only_the_dataset_columns_gets_defaults(tmp_path: Path) -> None:
-    csv_path = write(tmp_path / "catalog.csv", "product_id,title,category,image\np9,An almond.,food/nuts,catalog/p9.jpg\n")
+    csv_path = write(
+        tmp_path / "catalog.csv", "product_id,title,category,image\np9,An almond.,food/nuts,catalog/p9.jpg\n"
+    )
     [item] = load_csv(csv_path)
     assert (item.product_id, item.title, item.category, item.brand, item.price, item.attributes) == (
-        "p9", "An almond.", "food/nuts", "", 0.0, {}
+        "p9",
+        "An almond.",
+        "food/nuts",
+        "",
+        0.0,
+        {},
     )
 
 
@@ -85,7 +97,9 @@ def test_csv_byte_order_mark_and_blank_lines_are_tolerated(tmp_path: Path) -> No
 
 
 def test_csv_repeated_product_id_collects_its_images(tmp_path: Path) -> None:
-    csv_path = write(tmp_path / "catalog.csv", "product_id,title,image\np1,Shoe,front.jpg\np2,Bag,bag.jpg\np1,,side.jpg\n")
+    csv_path = write(
+        tmp_path / "catalog.csv", "product_id,title,image\np1,Shoe,front.jpg\np2,Bag,bag.jpg\np1,,side.jpg\n"
+    )
     p1, p2 = load_csv(csv_path)
     assert p1.title == "Shoe" and [p.name for p in p1.images] == ["front.jpg", "side.jpg"]
     assert p2.product_id == "p2"
@@ -150,6 +164,7 @@ def test_demo_and_dev_catalogs_load() -> None:
 
 # --- folder catalogs ------------------------------------------------------------
 
+
 def test_folder_ids_titles_and_categories(tmp_path: Path) -> None:
     root = tmp_path / "photos"
     solid_jpeg(root / "top.jpg", (255, 0, 0))
@@ -176,6 +191,7 @@ def test_folder_duplicate_stems_and_empty_folders_are_errors(tmp_path: Path) -> 
 
 # --- argument parsing ------------------------------------------------------------
 
+
 def parse(*argv: str):  # type: ignore[no-untyped-def]
     args = cli_main.build_parser().parse_args(argv)
     if hasattr(args, "check"):
@@ -185,9 +201,31 @@ def parse(*argv: str):  # type: ignore[no-untyped-def]
 
 def test_search_filters_and_region_build_the_request(tmp_path: Path) -> None:
     args = parse(
-        "search", "q.jpg", "--top-k", "5", "--category", "shoes", "--category", "bags", "--brand", "Acme",
-        "--price-min", "10", "--price-max", "99.5", "--attr", "color=red", "--attr", "color=blue",
-        "--attr", "size = 42", "--min-score", "0.3", "--region", "0.1, 0.2,0.6,0.9", "--no-cache",
+        "search",
+        "q.jpg",
+        "--top-k",
+        "5",
+        "--category",
+        "shoes",
+        "--category",
+        "bags",
+        "--brand",
+        "Acme",
+        "--price-min",
+        "10",
+        "--price-max",
+        "99.5",
+        "--attr",
+        "color=red",
+        "--attr",
+        "color=blue",
+        "--attr",
+        "size = 42",
+        "--min-score",
+        "0.3",
+        "--region",
+        "0.1, 0.2,0.6,0.9",
+        "--no-cache",
     )
     req = build_request(args, b"jpeg-bytes")
     assert req.WhichOneof("query") == "image" and req.image == b"jpeg-bytes"
@@ -217,7 +255,7 @@ def test_only_one_price_bound_stays_open_on_the_other_side() -> None:
     [
         (["search", "q.jpg", "--region", "0.1,0.2,0.3"], "region must be x0,y0,x1,y1"),
         (["search", "q.jpg", "--region", "0,0,1.5,1"], "must lie in [0, 1]"),
-        (["search", "q.jpg", "--region", "0.5,0,0.2,1"], "x0 < x1 and y0 < y1"),
+        (["search", "q.jpg", "--region", "0.5,0,0.2,1"], "x_min < x_max and y_min < y_max"),
         (["search", "q.jpg", "--region", "a,b,c,d"], "must be numbers"),
         (["search", "q.jpg", "--attr", "color"], "must be key=value"),
         (["search", "q.jpg", "--top-k", "0"], "between 1 and 100"),
@@ -230,7 +268,9 @@ def test_only_one_price_bound_stays_open_on_the_other_side() -> None:
         (["index", "cat.csv", "--batch", "0"], "must be at least 1"),
     ],
 )
-def test_bad_arguments_exit_2_with_a_clear_message(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_arguments_exit_2_with_a_clear_message(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
         parse(*argv)
     assert exit_info.value.code == 2
@@ -255,8 +295,18 @@ def test_top_level_help_teaches_commands_examples_and_environment(capsys: pytest
     with pytest.raises(SystemExit):
         cli_main.build_parser().parse_args(["--help"])
     text = capsys.readouterr().out
-    for needle in ("up", "search", "index", "delete", "examples:", "IMAGESEARCH_GATEWAY", "IMAGESEARCH_HOME",
-                   "REDIS_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "LOG_LEVEL"):
+    for needle in (
+        "up",
+        "search",
+        "index",
+        "delete",
+        "examples:",
+        "IMAGESEARCH_GATEWAY",
+        "IMAGESEARCH_HOME",
+        "REDIS_URL",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "LOG_LEVEL",
+    ):
         assert needle in text
 
 
@@ -268,6 +318,7 @@ def test_small_helpers() -> None:
 
 
 # --- index: results, retries, failures ---------------------------------------------
+
 
 class FakeRpcError(grpc.RpcError):
     def __init__(self, code: grpc.StatusCode, details: str = "boom") -> None:
@@ -318,9 +369,15 @@ def test_record_results_reports_every_rejected_image(tmp_path: Path) -> None:
     results = [
         search_pb2.ProductResult(product_id="p1", ok=True, images_indexed=1),
         search_pb2.ProductResult(
-            product_id="p2", ok=False, error="1 of 2 images rejected",
-            image_failures=[search_pb2.ImageFailure(index=1, error=common_pb2.ImageError(
-                reason=common_pb2.IMAGE_ERROR_REASON_CORRUPT, message="truncated JPEG"))],
+            product_id="p2",
+            ok=False,
+            error="1 of 2 images rejected",
+            image_failures=[
+                search_pb2.ImageFailure(
+                    index=1,
+                    error=common_pb2.ImageError(reason=common_pb2.IMAGE_ERROR_REASON_CORRUPT, message="truncated JPEG"),
+                )
+            ],
         ),
         search_pb2.ProductResult(product_id="p3", ok=False, error="category too long"),
     ]
@@ -356,16 +413,20 @@ class FakeStub:
     def __init__(self, limit: int = 100, code: grpc.StatusCode | None = None) -> None:
         self.limit, self.code, self.sizes = limit, code, []
 
-    def UpsertProducts(self, request: search_pb2.UpsertProductsRequest, timeout: float) -> search_pb2.UpsertProductsResponse:  # noqa: N802
+    def UpsertProducts(
+        self, request: search_pb2.UpsertProductsRequest, timeout: float
+    ) -> search_pb2.UpsertProductsResponse:
         self.sizes.append(len(request.products))
         if self.code is not None:
             raise FakeRpcError(self.code, "gateway is down")
         if len(request.products) > self.limit:
             raise FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "too big")
-        return search_pb2.UpsertProductsResponse(results=[
-            search_pb2.ProductResult(product_id=p.product.product_id, ok=True, images_indexed=len(p.images))
-            for p in request.products
-        ])
+        return search_pb2.UpsertProductsResponse(
+            results=[
+                search_pb2.ProductResult(product_id=p.product.product_id, ok=True, images_indexed=len(p.images))
+                for p in request.products
+            ]
+        )
 
 
 def catalog_of(tmp_path: Path, n: int) -> list:  # type: ignore[type-arg]
@@ -406,6 +467,7 @@ def test_an_unimplemented_endpoint_trips_the_circuit_at_once(tmp_path: Path) -> 
 
 # --- the commands against a fake gateway -----------------------------------------------
 
+
 class FakeGateway(search_pb2_grpc.SearchServiceServicer):
     """Indexes into a dict and answers searches from it; rejects images that are not JPEG."""
 
@@ -413,47 +475,68 @@ class FakeGateway(search_pb2_grpc.SearchServiceServicer):
         self.products: dict[str, common_pb2.Product] = {}
         self.upsert_calls = 0
 
-    def UpsertProducts(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+    def UpsertProducts(self, request, context):  # type: ignore[no-untyped-def]
         self.upsert_calls += 1
         results = []
         for p in request.products:
             bad = [i for i, img in enumerate(p.images) if not img.content.startswith(b"\xff\xd8")]
             if bad:
-                results.append(search_pb2.ProductResult(
-                    product_id=p.product.product_id, ok=False, error="image rejected",
-                    image_failures=[search_pb2.ImageFailure(index=i, error=common_pb2.ImageError(
-                        reason=common_pb2.IMAGE_ERROR_REASON_UNSUPPORTED_FORMAT, message="not a JPEG")) for i in bad],
-                ))
+                results.append(
+                    search_pb2.ProductResult(
+                        product_id=p.product.product_id,
+                        ok=False,
+                        error="image rejected",
+                        image_failures=[
+                            search_pb2.ImageFailure(
+                                index=i,
+                                error=common_pb2.ImageError(
+                                    reason=common_pb2.IMAGE_ERROR_REASON_UNSUPPORTED_FORMAT, message="not a JPEG"
+                                ),
+                            )
+                            for i in bad
+                        ],
+                    )
+                )
                 continue
             stored = common_pb2.Product()
             stored.CopyFrom(p.product)
             stored.image_uris[:] = [img.uri for img in p.images]
             self.products[stored.product_id] = stored
-            results.append(search_pb2.ProductResult(product_id=stored.product_id, ok=True, images_indexed=len(p.images)))
+            results.append(
+                search_pb2.ProductResult(product_id=stored.product_id, ok=True, images_indexed=len(p.images))
+            )
         return search_pb2.UpsertProductsResponse(results=results)
 
-    def GetProduct(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+    def GetProduct(self, request, context):  # type: ignore[no-untyped-def]
         if request.product_id not in self.products:
             context.abort(grpc.StatusCode.NOT_FOUND, f"product {request.product_id} not found")
         return self.products[request.product_id]
 
-    def DeleteProducts(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+    def DeleteProducts(self, request, context):  # type: ignore[no-untyped-def]
         deleted = [pid for pid in request.product_ids if self.products.pop(pid, None) is not None]
         return search_pb2.DeleteProductsResponse(
-            deleted=deleted, not_found=[p for p in request.product_ids if p not in deleted])
+            deleted=deleted, not_found=[p for p in request.product_ids if p not in deleted]
+        )
 
-    def Search(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+    def Search(self, request, context):  # type: ignore[no-untyped-def]
         if request.top_k > 100:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "top_k must be at most 100")
         if request.WhichOneof("query") == "image" and not request.image.startswith(b"\xff\xd8"):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image: unsupported format")
         hits = [
-            common_pb2.SearchHit(product_id=p.product_id, score=1.0 - 0.1 * i, title=p.title, category=p.category,
-                                 price=p.price, image_uri=p.image_uris[0] if p.image_uris else "")
+            common_pb2.SearchHit(
+                product_id=p.product_id,
+                score=1.0 - 0.1 * i,
+                title=p.title,
+                category=p.category,
+                price=p.price,
+                image_uri=p.image_uris[0] if p.image_uris else "",
+            )
             for i, p in enumerate(list(self.products.values())[: request.top_k or 10])
         ]
         return search_pb2.SearchResponse(
-            hits=hits, model=common_pb2.ModelInfo(name="fake-model", version="1", dimension=4), cache_hit=False)
+            hits=hits, model=common_pb2.ModelInfo(name="fake-model", version="1", dimension=4), cache_hit=False
+        )
 
 
 @pytest.fixture
@@ -553,8 +636,11 @@ def test_index_of_a_bad_catalog_is_one_error_line(tmp_path: Path, capsys: pytest
 
 
 def test_results_table_and_summary() -> None:
-    hits = [common_pb2.SearchHit(product_id="p1", score=0.98765, title="Red boot", category="shoes", price=12.5,
-                                 image_uri="p1#0")]
+    hits = [
+        common_pb2.SearchHit(
+            product_id="p1", score=0.98765, title="Red boot", category="shoes", price=12.5, image_uri="p1#0"
+        )
+    ]
     table = results_table(hits)
     assert "0.988" in table and "Red boot" in table and "12.50" in table and "p1#0" in table
     response = search_pb2.SearchResponse(model=common_pb2.ModelInfo(name="m", version="2", dimension=8), cache_hit=True)
@@ -563,11 +649,17 @@ def test_results_table_and_summary() -> None:
 
 # --- contact sheet -----------------------------------------------------------------
 
+
 def dev_hits(n: int) -> list[common_pb2.SearchHit]:
     catalog = load_catalog(DEV_SET / "catalog.csv")[:n]
     return [
-        common_pb2.SearchHit(product_id=item.product_id, score=0.95 - 0.07 * i, title=item.title,
-                             category=item.category, image_uri=str(item.images[0]))
+        common_pb2.SearchHit(
+            product_id=item.product_id,
+            score=0.95 - 0.07 * i,
+            title=item.title,
+            category=item.category,
+            image_uri=str(item.images[0]),
+        )
         for i, item in enumerate(catalog)
     ]
 
@@ -578,8 +670,14 @@ def sheet_hits() -> list[common_pb2.SearchHit]:
         pytest.skip(f"dev dataset not found at {DEV_SET}")
     hits = dev_hits(7)
     # Results whose image is not on this machine still get a tile.
-    hits.append(common_pb2.SearchHit(product_id="remote1", score=0.41, title="Image behind a URL",
-                                     image_uri="https://cdn.example.com/remote1.jpg"))
+    hits.append(
+        common_pb2.SearchHit(
+            product_id="remote1",
+            score=0.41,
+            title="Image behind a URL",
+            image_uri="https://cdn.example.com/remote1.jpg",
+        )
+    )
     hits.append(common_pb2.SearchHit(product_id="gone1", score=0.40, title="Default uri", image_uri="gone1#0"))
     return hits
 
@@ -587,8 +685,15 @@ def sheet_hits() -> list[common_pb2.SearchHit]:
 def test_contact_sheet_renders_query_region_and_tiles(tmp_path: Path, sheet_hits: list[common_pb2.SearchHit]) -> None:
     query = Path(sheet_hits[0].image_uri)
     layout = SheetLayout()
-    out = render_contact_sheet(tmp_path / "sub" / "sheet.png", sheet_hits, query, region=(0.2, 0.1, 0.8, 0.7),
-                               query_label="q.jpg", subtitle="fake-model 1  ·  12 ms", layout=layout)
+    out = render_contact_sheet(
+        tmp_path / "sub" / "sheet.png",
+        sheet_hits,
+        query,
+        region=(0.2, 0.1, 0.8, 0.7),
+        query_label="q.jpg",
+        subtitle="fake-model 1  ·  12 ms",
+        layout=layout,
+    )
     sheet = Image.open(out)
     assert sheet.format == "PNG"
     columns, rows = 5, 2
@@ -607,8 +712,14 @@ def test_contact_sheet_renders_query_region_and_tiles(tmp_path: Path, sheet_hits
     y = top + (layout.tile + caption + layout.gap)
     assert rgb.getpixel((x + 5, y + 5)) == (200, 200, 200)
     # A real image tile is not a placeholder.
-    first = rgb.crop((2 * layout.margin + layout.query_width, top,
-                      2 * layout.margin + layout.query_width + layout.tile, top + layout.tile))
+    first = rgb.crop(
+        (
+            2 * layout.margin + layout.query_width,
+            top,
+            2 * layout.margin + layout.query_width + layout.tile,
+            top + layout.tile,
+        )
+    )
     assert len(np.unique(np.asarray(first).reshape(-1, 3), axis=0)) > 50
     if os.environ.get("IMAGESEARCH_KEEP_SHEET"):  # to look at it: IMAGESEARCH_KEEP_SHEET=/tmp/sheet.png
         sheet.save(os.environ["IMAGESEARCH_KEEP_SHEET"])
@@ -633,7 +744,7 @@ def test_local_image_path_accepts_paths_and_file_urls_only(tmp_path: Path) -> No
 # The real `up` against real servers is covered by the end-to-end tests; here the
 # point is the wiring: environment, ports, health wait, failure report, stop order.
 
-FAKE_SERVICE = '''
+FAKE_SERVICE = """
 import json, os, signal, sys, threading, time
 from concurrent import futures
 import grpc
@@ -659,7 +770,7 @@ signal.signal(signal.SIGTERM, lambda *_: stop.set())
 stop.wait()
 print("SIGTERM: draining", flush=True)
 server.stop(1).wait()
-'''
+"""
 
 
 class StandIn:
@@ -669,12 +780,12 @@ class StandIn:
         self.label, self.events, self.running = label, events, False
         self.grpc_url, self.uri, self.base_dir, self.log_path = f"{label}:1", f"http://{label}:2", Path("/x"), None
 
-    def start(self) -> "StandIn":
+    def start(self) -> StandIn:
         self.events.append(f"start {self.label}")
         self.running = True
         return self
 
-    def wait_ready(self, timeout: float) -> "StandIn":
+    def wait_ready(self, timeout: float) -> StandIn:
         return self
 
     def stop(self) -> None:
@@ -699,9 +810,16 @@ def stand_ins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[
     # Path entries come before the editable install's finder, so the stand-ins win.
     environ = {**os.environ, "PYTHONPATH": str(pkgs), "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4317"}
 
-    def config(**overrides: object) -> "local.StackConfig":
-        base = dict(repo_root=repo, runtime_dir=tmp_path / "var", gateway_port=0, log_level="DEBUG",
-                    ready_timeout=30, grace=5, environ=environ)
+    def config(**overrides: object) -> local.StackConfig:
+        base = {
+            "repo_root": repo,
+            "runtime_dir": tmp_path / "var",
+            "gateway_port": 0,
+            "log_level": "DEBUG",
+            "ready_timeout": 30,
+            "grace": 5,
+            "environ": environ,
+        }
         base.update(overrides)
         return local.StackConfig(**base)  # type: ignore[arg-type]
 
@@ -725,12 +843,16 @@ def test_local_stack_wires_starts_watches_and_stops_in_order(stand_ins) -> None:
         logs = stack.config.log_dir
         embedder, retriever, gateway = (service_env(logs / f"{n}.log") for n in ("embedder", "retriever", "gateway"))
         assert embedder["OTEL_SERVICE_NAME"] == "imagesearch-embedder" and embedder["TRITON_URL"] == "triton:1"
-        assert retriever["OTEL_SERVICE_NAME"] == "imagesearch-retriever" and retriever["MILVUS_URI"] == "http://milvus:2"
+        assert (
+            retriever["OTEL_SERVICE_NAME"] == "imagesearch-retriever" and retriever["MILVUS_URI"] == "http://milvus:2"
+        )
         assert gateway["EMBEDDER_ADDR"] == stack.services["embedder"].address
         assert gateway["RETRIEVER_ADDR"] == stack.services["retriever"].address
         assert gateway["REDIS_URL"] == stack.redis_url and stack.redis is not None
-        assert all(env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4317" and env["LOG_LEVEL"] == "DEBUG"
-                   for env in (embedder, retriever, gateway))
+        assert all(
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4317" and env["LOG_LEVEL"] == "DEBUG"
+            for env in (embedder, retriever, gateway)
+        )
         parts = [row[0] for row in stack.endpoints()]
         assert parts == ["gateway", "retriever", "embedder", "triton", "milvus", "redis", "logs"]
         assert stack.check() is None
@@ -786,5 +908,5 @@ def test_find_repo_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert find_repo_root(environ={}) == REPO
     assert find_repo_root(REPO, environ={}) == REPO
     assert find_repo_root(environ={"IMAGESEARCH_HOME": str(REPO)}) == REPO
-    with pytest.raises(StackError, match="IMAGESEARCH_HOME=.*no pyproject.toml and model_repo"):
+    with pytest.raises(StackError, match=r"IMAGESEARCH_HOME=.*no pyproject\.toml and model_repo"):
         find_repo_root(environ={"IMAGESEARCH_HOME": str(tmp_path)})

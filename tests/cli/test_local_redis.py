@@ -1,4 +1,5 @@
 """LocalRedis: a private redis-server on a free port, for `imagesearch up` and the tests."""
+
 from __future__ import annotations
 
 import shutil

@@ -1,4 +1,5 @@
 """Builders shared by the end-to-end specifications."""
+
 from __future__ import annotations
 
 import csv
@@ -28,7 +29,11 @@ def product_input(
 ) -> search_pb2.ProductInput:
     return search_pb2.ProductInput(
         product=common_pb2.Product(
-            product_id=product_id, title=title or product_id, category=category, brand=brand, price=price,
+            product_id=product_id,
+            title=title or product_id,
+            category=category,
+            brand=brand,
+            price=price,
             attributes=attributes or {},
         ),
         images=[search_pb2.ProductImage(content=content) for content in images],
@@ -52,5 +57,8 @@ def side_by_side(left: Path, right: Path, size: int = 320) -> bytes:
 def open_channel(address: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(
         address,
-        options=[("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+        options=[
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ],
     )

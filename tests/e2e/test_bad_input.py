@@ -1,4 +1,5 @@
 """Hostile and malformed input gets a precise status and a clear message; servers stay healthy."""
+
 from __future__ import annotations
 
 import io
@@ -62,24 +63,48 @@ async def test_an_oversized_message_is_resource_exhausted(gateway) -> None:
 
 async def test_request_fields_are_validated(gateway) -> None:
     image = _jpeg()
-    await expect(grpc.StatusCode.INVALID_ARGUMENT, gateway.Search(search_pb2.SearchRequest(image=image, top_k=100_000)), "top_k")
-    await expect(grpc.StatusCode.INVALID_ARGUMENT, gateway.Search(search_pb2.SearchRequest(image=image, top_k=-1)), "top_k")
+    await expect(
+        grpc.StatusCode.INVALID_ARGUMENT, gateway.Search(search_pb2.SearchRequest(image=image, top_k=100_000)), "top_k"
+    )
+    await expect(
+        grpc.StatusCode.INVALID_ARGUMENT, gateway.Search(search_pb2.SearchRequest(image=image, top_k=-1)), "top_k"
+    )
     await expect(grpc.StatusCode.INVALID_ARGUMENT, gateway.Search(search_pb2.SearchRequest()), "image or product_id")
-    await expect(grpc.StatusCode.INVALID_ARGUMENT, gateway.Search(search_pb2.SearchRequest(image=image, min_score=7)), "min_score")
+    await expect(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        gateway.Search(search_pb2.SearchRequest(image=image, min_score=7)),
+        "min_score",
+    )
     bad_box = common_pb2.BoundingBox(x_min=0.8, y_min=0, x_max=0.2, y_max=1)
-    await expect(grpc.StatusCode.INVALID_ARGUMENT, gateway.Search(search_pb2.SearchRequest(image=image, region=bad_box)), "region")
+    await expect(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        gateway.Search(search_pb2.SearchRequest(image=image, region=bad_box)),
+        "region",
+    )
     inverted = common_pb2.Filter(price=common_pb2.PriceRange(min=50, max=10))
-    await expect(grpc.StatusCode.INVALID_ARGUMENT, gateway.Search(search_pb2.SearchRequest(image=image, filter=inverted)), "price")
+    await expect(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        gateway.Search(search_pb2.SearchRequest(image=image, filter=inverted)),
+        "price",
+    )
 
 
 async def test_unknown_products_are_not_found(gateway) -> None:
-    await expect(grpc.StatusCode.NOT_FOUND, gateway.Search(search_pb2.SearchRequest(product_id="no-such-product")), "no-such-product")
-    await expect(grpc.StatusCode.NOT_FOUND, gateway.GetProduct(search_pb2.GetProductRequest(product_id="no-such-product")), "no-such-product")
+    await expect(
+        grpc.StatusCode.NOT_FOUND,
+        gateway.Search(search_pb2.SearchRequest(product_id="no-such-product")),
+        "no-such-product",
+    )
+    await expect(
+        grpc.StatusCode.NOT_FOUND,
+        gateway.GetProduct(search_pb2.GetProductRequest(product_id="no-such-product")),
+        "no-such-product",
+    )
 
 
 @pytest.mark.parametrize(
     "hostile",
-    ['" or 1==1 or "', "\\", 'a"]) or (category in ["', "x\nor true", "robert'); drop collection --", "名前 \"quoted\""],
+    ['" or 1==1 or "', "\\", 'a"]) or (category in ["', "x\nor true", "robert'); drop collection --", '名前 "quoted"'],
 )
 async def test_hostile_filter_strings_match_literally_or_are_refused(gateway, hostile: str) -> None:
     image = _jpeg()
@@ -87,7 +112,9 @@ async def test_hostile_filter_strings_match_literally_or_are_refused(gateway, ho
         image=image,
         skip_cache=True,
         filter=common_pb2.Filter(
-            categories=[hostile], brands=[hostile], attributes=[common_pb2.AttributeFilter(key="color", values=[hostile])]
+            categories=[hostile],
+            brands=[hostile],
+            attributes=[common_pb2.AttributeFilter(key="color", values=[hostile])],
         ),
     )
     try:
@@ -97,14 +124,20 @@ async def test_hostile_filter_strings_match_literally_or_are_refused(gateway, ho
     else:
         assert list(reply.hits) == []  # nothing is literally in that category
     bad_key = common_pb2.Filter(attributes=[common_pb2.AttributeFilter(key='color"] or true or ["', values=["x"])])
-    await expect(grpc.StatusCode.INVALID_ARGUMENT, gateway.Search(search_pb2.SearchRequest(image=image, filter=bad_key)), "key")
+    await expect(
+        grpc.StatusCode.INVALID_ARGUMENT, gateway.Search(search_pb2.SearchRequest(image=image, filter=bad_key)), "key"
+    )
 
 
 async def test_a_bad_image_fails_only_its_product_and_says_why(gateway, dev_set) -> None:
     good = (dev_set / read_rows(dev_set / "catalog.csv")[50]["image"]).read_bytes()
     reply = await gateway.UpsertProducts(
         search_pb2.UpsertProductsRequest(
-            products=[product_input("b-good", [good]), product_input("b-bad", [good, b"not an image"]), product_input("b-none", [])]
+            products=[
+                product_input("b-good", [good]),
+                product_input("b-bad", [good, b"not an image"]),
+                product_input("b-none", []),
+            ]
         )
     )
     good_result, bad_result, none_result = reply.results

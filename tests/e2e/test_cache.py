@@ -1,4 +1,5 @@
 """The Redis result cache: repeated searches hit it; catalog writes invalidate it."""
+
 from __future__ import annotations
 
 import pytest

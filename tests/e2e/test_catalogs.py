@@ -1,4 +1,5 @@
 """Named catalogs are independent product sets (per shop, per evaluation run)."""
+
 from __future__ import annotations
 
 import grpc

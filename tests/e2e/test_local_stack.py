@@ -9,8 +9,10 @@ for the module; the last test stops it with SIGTERM and checks that it exits
 
 The tests run in file order (the stop test last), each against the same stack.
 """
+
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -19,21 +21,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from conftest import base_model_repository
 from PIL import Image
 
-from conftest import base_model_repository
 from imagesearch.stack.local import SERVICES, health_status, port_available
 from imagesearch.stack.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CATALOG = REPO / "demo" / "catalog.csv"
 HOST = "127.0.0.1"
-START_TIMEOUT = 180.0   # a cold start on 2 busy cores; usually ~10 s
+START_TIMEOUT = 180.0  # a cold start on 2 busy cores; usually ~10 s
 STOP_TIMEOUT = 30.0
 CLI_TIMEOUT = 120.0
 N_PRODUCTS = 6
@@ -64,6 +66,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 # --- /proc: the processes `up` started ---------------------------------------
 
+
 @dataclass(frozen=True)
 class Proc:
     pid: int
@@ -77,7 +80,7 @@ def _stat(pid: int) -> tuple[str, int, int] | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = text[text.rfind(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces
+    fields = text[text.rfind(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
     return fields[0], int(fields[1]), int(fields[19])
 
 
@@ -115,6 +118,7 @@ def still_running(proc: Proc) -> bool:
 
 
 # --- the stack ---------------------------------------------------------------
+
 
 @dataclass
 class Up:
@@ -163,10 +167,8 @@ def _kill_leftovers(up: Up) -> None:
             up.proc.wait()
     for child in up.children:
         if still_running(child):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 @pytest.fixture(scope="module")
@@ -179,9 +181,22 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     stdout_path, stderr_path = runtime.parent / "up.stdout", runtime.parent / "up.stderr"
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
-            [*imagesearch_command(), "up", "--no-demo", "--runtime-dir", str(runtime), "--gateway-port", str(port),
-             "--model-repo", str(models)],
-            cwd=REPO, env=clean_env(REDIS_URL=dead_redis), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            [
+                *imagesearch_command(),
+                "up",
+                "--no-demo",
+                "--runtime-dir",
+                str(runtime),
+                "--gateway-port",
+                str(port),
+                "--model-repo",
+                str(models),
+            ],
+            cwd=REPO,
+            env=clean_env(REDIS_URL=dead_redis),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
         )
     stack = Up(proc, f"{HOST}:{port}", port, runtime, stdout_path, stderr_path)
     try:
@@ -220,8 +235,14 @@ def catalog_csv(tmp_path_factory: pytest.TempPathFactory, products: list[dict[st
 def cli(up: Up, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`imagesearch ARGS` against the stack (through $IMAGESEARCH_GATEWAY, as a user would)."""
     return subprocess.run(
-        [*imagesearch_command(), *args], cwd=cwd, env=clean_env(IMAGESEARCH_GATEWAY=up.gateway),
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLI_TIMEOUT,
+        [*imagesearch_command(), *args],
+        check=False,
+        cwd=cwd,
+        env=clean_env(IMAGESEARCH_GATEWAY=up.gateway),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
     )
 
 
@@ -239,6 +260,7 @@ def image_of(row: dict[str, str]) -> Path:
 
 
 # --- the specifications ------------------------------------------------------
+
 
 def test_up_prints_its_endpoints_and_the_gateway_is_serving(up: Up) -> None:
     out = up.stdout()

@@ -4,15 +4,17 @@ The session's Triton serves model_repo/'s config, whose `same_product_calibratio
 parameter is "32.84,-23.40". A gateway whose SAME_PRODUCT_CALIBRATION fallback says
 something else must still score hits with the model's fit.
 """
+
 from __future__ import annotations
 
 import math
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
 from imagesearch.common.server import ServerOptions, ServiceServer
+from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.v1 import embedder_pb2, embedder_pb2_grpc, search_pb2, search_pb2_grpc
 
 from .helpers import open_channel, product_input, read_rows
@@ -29,16 +31,22 @@ async def gateway_with_other_fallback(fleet) -> AsyncIterator[search_pb2_grpc.Se
     from opentelemetry.sdk.trace import TracerProvider
 
     from imagesearch_gateway.app import GatewayBackend
-    from imagesearch_gateway.calibration import Calibration
     from imagesearch_gateway.settings import GatewaySettings
 
     settings = GatewaySettings(
-        host="127.0.0.1", port=0, embedder_addr=fleet.embedder.address, retriever_addr=fleet.retriever.address,
-        redis_url=fleet.redis_url, calibration=Calibration.parse(FALLBACK),
+        host="127.0.0.1",
+        port=0,
+        embedder_addr=fleet.embedder.address,
+        retriever_addr=fleet.retriever.address,
+        redis_url=fleet.redis_url,
+        calibration=ScoreCalibration.parse(FALLBACK),
     )
     server = ServiceServer(
-        "gateway", GatewayBackend(settings, TracerProvider()),
-        ServerOptions(host=settings.host, port=0, max_message_bytes=settings.max_message_bytes, connect_retry_seconds=0.2),
+        "gateway",
+        GatewayBackend(settings, TracerProvider()),
+        ServerOptions(
+            host=settings.host, port=0, max_message_bytes=settings.max_message_bytes, connect_retry_seconds=0.2
+        ),
         TracerProvider(),
     )
     await server.start()
@@ -54,10 +62,15 @@ async def test_the_embedder_reports_the_served_versions_calibration(fleet) -> No
     async with open_channel(fleet.embedder.address) as channel:
         info = await embedder_pb2_grpc.EmbedderServiceStub(channel).GetModelInfo(embedder_pb2.GetModelInfoRequest())
     assert (info.version, info.dimension) == ("2", 1280)
-    assert (info.same_product_calibration.slope, info.same_product_calibration.intercept) == (MODEL_SLOPE, MODEL_INTERCEPT)
+    assert (info.same_product_calibration.slope, info.same_product_calibration.intercept) == (
+        MODEL_SLOPE,
+        MODEL_INTERCEPT,
+    )
 
 
-async def test_hit_probabilities_follow_the_models_calibration_not_the_fallback(gateway_with_other_fallback, dev_set) -> None:  # type: ignore[no-untyped-def]
+async def test_hit_probabilities_follow_the_models_calibration_not_the_fallback(
+    gateway_with_other_fallback, dev_set
+) -> None:  # type: ignore[no-untyped-def]
     gateway = gateway_with_other_fallback
     rows = read_rows(dev_set / "catalog.csv")[30:36]
     images = [(dev_set / row["image"]).read_bytes() for row in rows]

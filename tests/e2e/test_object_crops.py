@@ -3,6 +3,7 @@
 Shoppers' queries are cropped tight around the product, catalog shots show it with a margin of
 plain background: the trimmed twin is the row such a query matches (docs/quality.md, "Index side").
 """
+
 from __future__ import annotations
 
 import io
@@ -44,8 +45,10 @@ def shots(dev_set: Path) -> list[Path]:
 async def indexed(gateway, shots):  # type: ignore[no-untyped-def]
     target = search_pb2.ProductInput(
         product=common_pb2.Product(product_id=TARGET, title="target", category="misc", price=1.0),
-        images=[search_pb2.ProductImage(content=shots[0].read_bytes(), uri=FRONT),
-                search_pb2.ProductImage(content=shots[1].read_bytes(), uri=BACK)],
+        images=[
+            search_pb2.ProductImage(content=shots[0].read_bytes(), uri=FRONT),
+            search_pb2.ProductImage(content=shots[1].read_bytes(), uri=BACK),
+        ],
     )
     others = [product_input(f"oc-{path.stem}", [path.read_bytes()]) for path in shots[2:]]
     reply = await gateway.UpsertProducts(search_pb2.UpsertProductsRequest(catalog=CATALOG, products=[target, *others]))
@@ -74,8 +77,12 @@ async def test_every_image_is_two_rows_under_one_uri(fleet) -> None:  # type: ig
     name = collection_name(f"e2e_c_{CATALOG}", fleet.gateway_backend.model)
     client = MilvusClient(uri=fleet.milvus_uri)
     try:
-        rows = client.query(name, filter=f'product_id == "{TARGET}"', output_fields=["image_id", "image_uri"],
-                            consistency_level="Strong")
+        rows = client.query(
+            name,
+            filter=f'product_id == "{TARGET}"',
+            output_fields=["image_id", "image_uri"],
+            consistency_level="Strong",
+        )
     finally:
         client.close()
     by_id = {row["image_id"]: row["image_uri"] for row in rows}
@@ -89,9 +96,15 @@ async def test_get_product_lists_each_uri_once(gateway) -> None:  # type: ignore
 
 
 async def test_a_tight_crop_of_the_product_matches_its_trimmed_row(gateway, shots) -> None:  # type: ignore[no-untyped-def]
-    reply = await gateway.Search(search_pb2.SearchRequest(
-        catalog=CATALOG, image=tight_crop(shots[0]), region=WHOLE, top_k=5, skip_cache=True,
-    ))
+    reply = await gateway.Search(
+        search_pb2.SearchRequest(
+            catalog=CATALOG,
+            image=tight_crop(shots[0]),
+            region=WHOLE,
+            top_k=5,
+            skip_cache=True,
+        )
+    )
     best = reply.hits[0]
     assert (best.product_id, best.image_uri) == (TARGET, FRONT)
     # The trimmed row is this framing of the shot, to within a pixel of letterboxing (0.98-1.0);
@@ -102,16 +115,27 @@ async def test_a_tight_crop_of_the_product_matches_its_trimmed_row(gateway, shot
 
 async def test_each_trimmed_row_belongs_to_its_own_product(gateway, shots) -> None:  # type: ignore[no-untyped-def]
     for path in shots[2:]:
-        reply = await gateway.Search(search_pb2.SearchRequest(
-            catalog=CATALOG, image=tight_crop(path), region=WHOLE, top_k=3, skip_cache=True,
-        ))
+        reply = await gateway.Search(
+            search_pb2.SearchRequest(
+                catalog=CATALOG,
+                image=tight_crop(path),
+                region=WHOLE,
+                top_k=3,
+                skip_cache=True,
+            )
+        )
         assert reply.hits[0].product_id == f"oc-{path.stem}" and reply.hits[0].score > 0.97
 
 
 async def test_a_bad_image_is_reported_once(gateway, shots) -> None:  # type: ignore[no-untyped-def]
-    reply = await gateway.UpsertProducts(search_pb2.UpsertProductsRequest(
-        catalog=CATALOG, products=[product_input("oc-bad", [shots[0].read_bytes(), b"GIF89a not really"])],
-    ))
+    reply = await gateway.UpsertProducts(
+        search_pb2.UpsertProductsRequest(
+            catalog=CATALOG,
+            products=[product_input("oc-bad", [shots[0].read_bytes(), b"GIF89a not really"])],
+        )
+    )
     [result] = reply.results
     assert not result.ok and result.images_indexed == 0
-    assert [(f.index, f.error.reason) for f in result.image_failures] == [(1, common_pb2.IMAGE_ERROR_REASON_UNSUPPORTED_FORMAT)]
+    assert [(f.index, f.error.reason) for f in result.image_failures] == [
+        (1, common_pb2.IMAGE_ERROR_REASON_UNSUPPORTED_FORMAT)
+    ]

@@ -8,6 +8,7 @@ GeM pooling (model version 2), queries cropped to the subject the model finds in
 object, results ranked with the predicted category and hedged with the whole photo. The adapted model (`imagesearch adapt`)
 has its own, opt-in test: test_recall_adapted.py.
 """
+
 from __future__ import annotations
 
 import asyncio

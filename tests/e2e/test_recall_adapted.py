@@ -5,6 +5,7 @@ Opt-in (IMAGESEARCH_SLOW_TESTS=1): adapting to the 1,495 dev images takes ~4-6 m
 the base model repository, serve it with its own Triton and embedder, evaluate through a
 gateway. Figures: docs/quality.md.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -13,8 +14,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import base_model_repository
+
 from imagesearch.cli.main import main as cli
 from imagesearch.common.server import ServerOptions, ServiceServer
 
@@ -43,16 +44,27 @@ async def test_the_adapted_model_finds_dev_products(fleet, dev_set: Path, tmp_pa
     with TritonServer(model_repository=repo, runtime_dir=tmp_path / "triton") as triton:
         try:
             embedder = build_embedder(
-                EmbedderSettings.from_env({"EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": "0", "TRITON_URL": triton.grpc_url}),
+                EmbedderSettings.from_env(
+                    {"EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": "0", "TRITON_URL": triton.grpc_url}
+                ),
                 TracerProvider(),
             )
             servers.append(embedder)
             await embedder.start()
             await embedder.wait_until_serving(timeout=120)
-            settings = GatewaySettings(host="127.0.0.1", port=0, embedder_addr=embedder.address,
-                                       retriever_addr=fleet.retriever.address, redis_url="")
-            gateway = ServiceServer("gateway", GatewayBackend(settings, TracerProvider()),
-                                    ServerOptions(host="127.0.0.1", port=0), TracerProvider())
+            settings = GatewaySettings(
+                host="127.0.0.1",
+                port=0,
+                embedder_addr=embedder.address,
+                retriever_addr=fleet.retriever.address,
+                redis_url="",
+            )
+            gateway = ServiceServer(
+                "gateway",
+                GatewayBackend(settings, TracerProvider()),
+                ServerOptions(host="127.0.0.1", port=0),
+                TracerProvider(),
+            )
             servers.append(gateway)
             await gateway.start()
             await gateway.wait_until_serving(timeout=60)

@@ -1,4 +1,5 @@
 """A Redis outage degrades to uncached searches and never fails them."""
+
 from __future__ import annotations
 
 import asyncio

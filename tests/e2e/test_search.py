@@ -1,4 +1,5 @@
 """Search by photo through gateway -> embedder (Triton) -> retriever (Milvus)."""
+
 from __future__ import annotations
 
 import pytest
@@ -35,7 +36,11 @@ async def indexed(gateway, catalog):  # type: ignore[no-untyped-def]
         search_pb2.UpsertProductsRequest(
             products=[
                 product_input(
-                    p["id"], [p["path"].read_bytes()], category=p["category"], brand=p["brand"], price=p["price"],
+                    p["id"],
+                    [p["path"].read_bytes()],
+                    category=p["category"],
+                    brand=p["brand"],
+                    price=p["price"],
                     attributes={"color": p["color"]},
                 )
                 for p in catalog
@@ -72,7 +77,10 @@ async def test_a_catalog_image_finds_its_own_product_first(gateway, catalog) -> 
     # Best match first; then the predicted category's products, then the rest, each by score.
     assert reply.hits[0].score == max(hit.score for hit in reply.hits)
     predicted = reply.predicted_category.category
-    for group in ([h for h in reply.hits[1:] if h.category == predicted], [h for h in reply.hits[1:] if h.category != predicted]):
+    for group in (
+        [h for h in reply.hits[1:] if h.category == predicted],
+        [h for h in reply.hits[1:] if h.category != predicted],
+    ):
         assert [h.score for h in group] == sorted((h.score for h in group), reverse=True)
 
 
@@ -173,7 +181,9 @@ async def test_the_query_category_is_predicted_and_can_restrict_results(gateway,
     # Combined with the caller's filter by AND: a disjoint category set leaves nothing.
     other = next(c for c in CATEGORIES if c != prediction.category)
     none = await search(
-        gateway, image=target["path"].read_bytes(), restrict_to_predicted_category=True,
+        gateway,
+        image=target["path"].read_bytes(),
+        restrict_to_predicted_category=True,
         filter=common_pb2.Filter(categories=[other]),
     )
     assert list(none.hits) == []

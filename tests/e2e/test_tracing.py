@@ -1,4 +1,5 @@
 """One Search is one trace across gateway -> embedder -> retriever, with the dependency calls inside."""
+
 from __future__ import annotations
 
 import pytest

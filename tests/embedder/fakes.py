@@ -1,4 +1,5 @@
 """A fake inference adapter for testing the embedder core without Triton."""
+
 from __future__ import annotations
 
 import numpy as np

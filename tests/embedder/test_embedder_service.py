@@ -1,23 +1,25 @@
 """The embedder served in-process against a real Triton, reached over real gRPC channels."""
+
 from __future__ import annotations
 
 import asyncio
 import io
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
-from typing import AsyncIterator, Iterator
 
 import grpc
 import numpy as np
 import pytest
 import pytest_asyncio
+from fakes import MeanColourModel  # tests/embedder/fakes.py
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from opentelemetry.trace import SpanKind
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from PIL import Image
 from tritonclient.grpc import model_config_pb2, service_pb2
 from tritonclient.utils import InferenceServerException
@@ -26,16 +28,21 @@ from imagesearch.common.config import SettingsError
 from imagesearch.common.errors import DeadlineExceeded, DomainError, InvalidArgument, Unavailable
 from imagesearch.common.server import ServiceServer
 from imagesearch.common.telemetry import build_tracer_provider
-from imagesearch.common.types import ModelId, ScoreCalibration
+from imagesearch.common.types import ModelId
+from imagesearch.contracts.calibration import ScoreCalibration
+from imagesearch.contracts.model import calibration_of
 from imagesearch.stack.triton import TritonServer
 from imagesearch.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 from imagesearch_embedder.app import build_server
 from imagesearch_embedder.core import EmbedderCore
 from imagesearch_embedder.imaging import ImageErrorReason, ImageRejected, Limits, Preprocessor
 from imagesearch_embedder.settings import ENV_VARS, EmbedderSettings
-from imagesearch_embedder.triton import ModelContract, ModelContractError, TritonEmbedder, check_contract, served_calibration
-
-from fakes import MeanColourModel  # tests/embedder/fakes.py
+from imagesearch_embedder.triton import (
+    ModelContract,
+    ModelContractError,
+    TritonEmbedder,
+    check_contract,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_ONNX = REPO / "model_repo" / "image_embedding" / "2" / "model.onnx"
@@ -45,12 +52,16 @@ _NO_OTEL_ENV = {"OTEL_SDK_DISABLED": "false"}  # the developer's OTEL_* settings
 
 
 def settings_for(triton: TritonServer, **env: str) -> EmbedderSettings:
-    return EmbedderSettings.from_env({"EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": "0", "TRITON_URL": triton.grpc_url, **env})
+    return EmbedderSettings.from_env(
+        {"EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": "0", "TRITON_URL": triton.grpc_url, **env}
+    )
 
 
 def open_channel(address: str) -> grpc.aio.Channel:
     big = 96 * 1024 * 1024  # larger than the server's cap, so the server is the one that refuses
-    return grpc.aio.insecure_channel(address, options=[("grpc.max_send_message_length", big), ("grpc.max_receive_message_length", big)])
+    return grpc.aio.insecure_channel(
+        address, options=[("grpc.max_send_message_length", big), ("grpc.max_receive_message_length", big)]
+    )
 
 
 async def health(channel: grpc.aio.Channel, service: str = "") -> int:
@@ -134,7 +145,9 @@ async def test_model_info_comes_from_triton(stub: embedder_pb2_grpc.EmbedderServ
 async def test_embeddings_match_onnxruntime_on_the_same_preprocessing(
     stub: embedder_pb2_grpc.EmbedderServiceStub, catalog_images: list[bytes], onnx_embed
 ) -> None:  # type: ignore[no-untyped-def]
-    reply = await stub.Embed(embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=c) for c in catalog_images]), timeout=30)
+    reply = await stub.Embed(
+        embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=c) for c in catalog_images]), timeout=30
+    )
     assert len(reply.results) == len(catalog_images)
     assert (reply.model.name, reply.model.dimension) == ("image_embedding", 1280)
     assert reply.model.same_product_calibration.slope == 32.84  # every answer names its model's calibration
@@ -161,9 +174,13 @@ async def test_a_localised_image_also_returns_the_whole_photo_vector(
     assert whole.shape == (1280,) and np.linalg.norm(whole) == pytest.approx(1.0, abs=1e-4)
 
 
-async def test_region_changes_the_embedding(stub: embedder_pb2_grpc.EmbedderServiceStub, catalog_images: list[bytes]) -> None:
+async def test_region_changes_the_embedding(
+    stub: embedder_pb2_grpc.EmbedderServiceStub, catalog_images: list[bytes]
+) -> None:
     whole = embedder_pb2.EmbedImage(content=catalog_images[0])
-    corner = embedder_pb2.EmbedImage(content=catalog_images[0], region=common_pb2.BoundingBox(x_min=0, y_min=0, x_max=0.3, y_max=0.3))
+    corner = embedder_pb2.EmbedImage(
+        content=catalog_images[0], region=common_pb2.BoundingBox(x_min=0, y_min=0, x_max=0.3, y_max=0.3)
+    )
     reply = await stub.Embed(embedder_pb2.EmbedRequest(images=[whole, corner, whole]), timeout=30)
     a, b, c = (vector(r) for r in reply.results)
     assert float(a @ c) > 0.9999 and float(a @ b) < 0.99
@@ -185,8 +202,12 @@ async def test_one_bad_image_does_not_fail_the_batch(
     kinds = [r.WhichOneof("result") for r in reply.results]
     assert kinds == ["embedding", "error", "error", "error", "error", "embedding"]
     reasons = [r.error.reason for r in reply.results[1:5]]
-    assert reasons == [R.IMAGE_ERROR_REASON_EMPTY, R.IMAGE_ERROR_REASON_UNSUPPORTED_FORMAT,
-                       R.IMAGE_ERROR_REASON_CORRUPT, R.IMAGE_ERROR_REASON_BAD_REGION]
+    assert reasons == [
+        R.IMAGE_ERROR_REASON_EMPTY,
+        R.IMAGE_ERROR_REASON_UNSUPPORTED_FORMAT,
+        R.IMAGE_ERROR_REASON_CORRUPT,
+        R.IMAGE_ERROR_REASON_BAD_REGION,
+    ]
     assert "GIF is not accepted" in reply.results[2].error.message
     assert "x_min < x_max" in reply.results[4].error.message
     np.testing.assert_allclose(vector(reply.results[0]), vector(reply.results[5]), atol=1e-6)
@@ -204,16 +225,22 @@ async def test_too_many_images_is_invalid(stub: embedder_pb2_grpc.EmbedderServic
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.Embed(embedder_pb2.EmbedRequest(images=images), timeout=5)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert info.value.details() == "the request has 65 images; the limit is 64 per request, split it into smaller batches"
+    assert (
+        info.value.details() == "the request has 65 images; the limit is 64 per request, split it into smaller batches"
+    )
 
 
 async def test_a_full_batch_larger_than_tritons_max_batch_is_split(stub: embedder_pb2_grpc.EmbedderServiceStub) -> None:
     colours = [(i * 4, 255 - i * 4, 128) for i in range(40)]  # 40 > max_batch_size 32: two Triton calls
-    reply = await stub.Embed(embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=jpeg(c)) for c in colours]), timeout=60)
+    reply = await stub.Embed(
+        embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=jpeg(c)) for c in colours]), timeout=60
+    )
     got = np.stack([vector(r) for r in reply.results])
     assert got.shape == (40, 1280)
     # Order is kept: the same image sent alone gives the same vector as in its slot.
-    alone = await stub.Embed(embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=jpeg(colours[35]))]), timeout=30)
+    alone = await stub.Embed(
+        embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=jpeg(colours[35]))]), timeout=30
+    )
     np.testing.assert_allclose(vector(alone.results[0]), got[35], atol=1e-5)
 
 
@@ -226,15 +253,23 @@ async def test_hostile_inputs_leave_the_server_healthy(
     ihdr = struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0)
     bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
     rng = np.random.default_rng(7)
-    hostile = [bomb, rng.bytes(5000), b"\xff\xd8\xff" + rng.bytes(5000), b"\x89PNG\r\n\x1a\n" + rng.bytes(100),
-               b"RIFF\x00\x00\x00\x00WEBPVP8X" + rng.bytes(30), catalog_images[2][:200]]
+    hostile = [
+        bomb,
+        rng.bytes(5000),
+        b"\xff\xd8\xff" + rng.bytes(5000),
+        b"\x89PNG\r\n\x1a\n" + rng.bytes(100),
+        b"RIFF\x00\x00\x00\x00WEBPVP8X" + rng.bytes(30),
+        catalog_images[2][:200],
+    ]
     requests = [embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=h) for h in hostile])] * 8
     replies = await asyncio.gather(*(stub.Embed(r, timeout=30) for r in requests))
     for reply in replies:
         assert all(r.WhichOneof("result") == "error" for r in reply.results)
         assert reply.results[0].error.reason == R.IMAGE_ERROR_REASON_BAD_DIMENSIONS
     assert await health(channel) == health_pb2.HealthCheckResponse.SERVING
-    reply = await stub.Embed(embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=catalog_images[2])]), timeout=30)
+    reply = await stub.Embed(
+        embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=catalog_images[2])]), timeout=30
+    )
     assert vector(reply.results[0]).shape == (1280,)
 
 
@@ -242,7 +277,9 @@ async def test_spans_show_triton_inference_under_the_server_span(
     stub: embedder_pb2_grpc.EmbedderServiceStub, spans: InMemorySpanExporter, catalog_images: list[bytes]
 ) -> None:
     spans.clear()
-    await stub.Embed(embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=c) for c in catalog_images[:2]]), timeout=30)
+    await stub.Embed(
+        embedder_pb2.EmbedRequest(images=[embedder_pb2.EmbedImage(content=c) for c in catalog_images[:2]]), timeout=30
+    )
     finished = spans.get_finished_spans()
     server = [s for s in finished if s.kind == SpanKind.SERVER and s.name.endswith("EmbedderService/Embed")]
     assert len(server) == 1, [s.name for s in finished]
@@ -269,7 +306,9 @@ async def test_message_over_the_cap_is_resource_exhausted(triton_server: TritonS
         async with open_channel(server.address) as ch:
             big = embedder_pb2.EmbedImage(content=b"\xff\xd8\xff" + bytes(2 * 1024 * 1024))
             with pytest.raises(grpc.aio.AioRpcError) as info:
-                await embedder_pb2_grpc.EmbedderServiceStub(ch).Embed(embedder_pb2.EmbedRequest(images=[big]), timeout=10)
+                await embedder_pb2_grpc.EmbedderServiceStub(ch).Embed(
+                    embedder_pb2.EmbedRequest(images=[big]), timeout=10
+                )
             assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert await health(ch) == health_pb2.HealthCheckResponse.SERVING
     finally:
@@ -300,7 +339,7 @@ async def test_adapter_reports_an_unknown_model_and_a_dead_triton(triton_server:
     from opentelemetry.sdk.trace import TracerProvider
 
     missing = TritonEmbedder(triton_server.grpc_url, "no_such_model", "", 5, TracerProvider())
-    with pytest.raises(Unavailable, match="no ready model 'no_such_model'|does not serve model 'no_such_model'"):
+    with pytest.raises(Unavailable, match=r"no ready model 'no_such_model'|does not serve model 'no_such_model'"):
         await missing.connect()
     pinned = TritonEmbedder(triton_server.grpc_url, "image_embedding", "9", 5, TracerProvider())
     with pytest.raises(Unavailable, match="version 9"):
@@ -318,7 +357,9 @@ async def test_adapter_reports_an_unknown_model_and_a_dead_triton(triton_server:
 def metadata(inputs: list[tuple[str, str, list[int]]], outputs: list[tuple[str, str, list[int]]], versions=("1",)):  # type: ignore[no-untyped-def]
     tensor = service_pb2.ModelMetadataResponse.TensorMetadata
     return service_pb2.ModelMetadataResponse(
-        name="m", versions=list(versions), platform="python",
+        name="m",
+        versions=list(versions),
+        platform="python",
         inputs=[tensor(name=n, datatype=d, shape=s) for n, d, s in inputs],
         outputs=[tensor(name=n, datatype=d, shape=s) for n, d, s in outputs],
     )
@@ -329,7 +370,9 @@ GOOD_OUT = [("EMBEDDING", "FP32", [-1, 1280]), ("LOGITS", "FP32", [-1, 1000])]
 
 
 def test_contract_accepts_the_served_model_shape() -> None:
-    c = check_contract("m", "", metadata(GOOD_IN, GOOD_OUT, versions=("2", "10", "9")), model_config_pb2.ModelConfig(max_batch_size=32))
+    c = check_contract(
+        "m", "", metadata(GOOD_IN, GOOD_OUT, versions=("2", "10", "9")), model_config_pb2.ModelConfig(max_batch_size=32)
+    )
     assert (c.version, c.input_height, c.input_width, c.dimension, c.max_batch_size) == ("10", 224, 224, 1280, 32)
 
 
@@ -361,7 +404,9 @@ def test_contract_leaves_an_open_embedding_dimension_to_the_probe() -> None:
     c = check_contract("m", "", metadata(GOOD_IN, open_out), config_with())
     assert c.dimension == 0  # unknown until connect() runs one inference
     for bad in ([-1, -1, -1], [-1, 0], [-1]):
-        with pytest.raises(ModelContractError, match=r"output EMBEDDING has shape .*expected \[-1, D\] \(D fixed, or -1"):
+        with pytest.raises(
+            ModelContractError, match=r"output EMBEDDING has shape .*expected \[-1, D\] \(D fixed, or -1"
+        ):
             check_contract("m", "", metadata(GOOD_IN, [("EMBEDDING", "FP32", bad)]), config_with())
 
 
@@ -373,7 +418,7 @@ def test_contract_picks_the_served_versions_calibration() -> None:
     assert pinned.calibration == ScoreCalibration(30.80, -21.80)
     # A version without its own parameter has none (the gateway then uses its fallback setting).
     assert check_contract("m", "", metadata(GOOD_IN, GOOD_OUT, versions=("4",)), config).calibration is None
-    assert served_calibration(config, "4") is None
+    assert calibration_of(config, "4") is None
 
 
 @pytest.mark.parametrize(
@@ -382,7 +427,10 @@ def test_contract_picks_the_served_versions_calibration() -> None:
         ("30.8", "parameter same_product_calibration_v1 must be 'slope,intercept' (two numbers), got '30.8'"),
         ("a,b", "got 'a,b'"),
         ("1,2,3", "got '1,2,3'"),
-        ("-3,1", "parameter same_product_calibration_v1 needs a finite slope > 0 and a finite intercept, got slope -3.0"),
+        (
+            "-3,1",
+            "parameter same_product_calibration_v1 needs a finite slope > 0 and a finite intercept, got slope -3.0",
+        ),
         ("nan,1", "got slope nan"),
     ],
 )
@@ -405,8 +453,9 @@ class ProbeClient:
 
 
 def contract(dimension: int, height: int = -1) -> ModelContract:
-    return ModelContract(name="m", version="3", input_height=height, input_width=height, dimension=dimension,
-                         max_batch_size=8)
+    return ModelContract(
+        name="m", version="3", input_height=height, input_width=height, dimension=dimension, max_batch_size=8
+    )
 
 
 async def test_the_probe_learns_the_dimension_at_the_embedders_image_size() -> None:
@@ -450,7 +499,9 @@ async def test_the_probe_refuses_what_the_contract_cannot_use(embedding, dimensi
 def test_triton_errors_map_to_domain_errors(status: str, error: type, fragment: str) -> None:
     from opentelemetry.sdk.trace import TracerProvider
 
-    mapped = TritonEmbedder("h:1", "m", "", 2, TracerProvider())._map_error(InferenceServerException("boom", status=status))
+    mapped = TritonEmbedder("h:1", "m", "", 2, TracerProvider())._map_error(
+        InferenceServerException("boom", status=status)
+    )
     assert type(mapped) is error and fragment in mapped.message
 
 
@@ -466,8 +517,13 @@ def decode_pool() -> Iterator[ThreadPoolExecutor]:
 async def test_core_keeps_order_and_sends_one_batch(decode_pool: ThreadPoolExecutor) -> None:
     fake = MeanColourModel()
     core = EmbedderCore(fake, EmbedderSettings(max_batch_images=5), decode_pool)
-    items = [(jpeg((250, 0, 0)), None), (b"", None), (jpeg((0, 0, 250)), None),
-             ImageRejected(ImageErrorReason.BAD_REGION, "bad"), (jpeg((0, 250, 0)), None)]
+    items = [
+        (jpeg((250, 0, 0)), None),
+        (b"", None),
+        (jpeg((0, 0, 250)), None),
+        ImageRejected(ImageErrorReason.BAD_REGION, "bad"),
+        (jpeg((0, 250, 0)), None),
+    ]
     results = await core.embed_images(items)
     assert fake.batches == [3]
     assert [type(r).__name__ for r in results] == ["ndarray", "ImageRejected", "ndarray", "ImageRejected", "ndarray"]
@@ -501,11 +557,28 @@ async def test_core_refuses_to_mislabel_vectors_after_a_model_change(decode_pool
 
 
 def test_settings_from_env() -> None:
-    s = EmbedderSettings.from_env({"EMBEDDER_PORT": "6000", "TRITON_MODEL_VERSION": "3", "EMBEDDER_RESIZE_MODE": "PAD",
-                                   "EMBEDDER_MAX_PIXELS": "1_000_000", "EMBEDDER_DECODE_THREADS": "3"})
-    assert (s.port, s.triton_model_version, s.resize_mode, s.max_pixels, s.decode_workers) == (6000, "3", "pad", 1_000_000, 3)
+    s = EmbedderSettings.from_env(
+        {
+            "EMBEDDER_PORT": "6000",
+            "TRITON_MODEL_VERSION": "3",
+            "EMBEDDER_RESIZE_MODE": "PAD",
+            "EMBEDDER_MAX_PIXELS": "1_000_000",
+            "EMBEDDER_DECODE_THREADS": "3",
+        }
+    )
+    assert (s.port, s.triton_model_version, s.resize_mode, s.max_pixels, s.decode_workers) == (
+        6000,
+        "3",
+        "pad",
+        1_000_000,
+        3,
+    )
     defaults = EmbedderSettings.from_env({})
-    assert (defaults.triton_url, defaults.max_image_bytes, defaults.max_batch_images) == ("127.0.0.1:8001", 10 * 2**20, 64)
+    assert (defaults.triton_url, defaults.max_image_bytes, defaults.max_batch_images) == (
+        "127.0.0.1:8001",
+        10 * 2**20,
+        64,
+    )
     with pytest.raises(SettingsError, match="EMBEDDER_RESIZE_MODE"):
         EmbedderSettings.from_env({"EMBEDDER_RESIZE_MODE": "stretch"})
     with pytest.raises(SettingsError, match="EMBEDDER_MAX_PIXELS"):
@@ -515,6 +588,8 @@ def test_settings_from_env() -> None:
 
 
 def test_help_lists_every_setting() -> None:
-    out = subprocess.run([sys.executable, "-m", "imagesearch_embedder", "--help"], capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "imagesearch_embedder", "--help"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     for name, default, _ in ENV_VARS:
         assert name in out and default in out, name

@@ -2,6 +2,7 @@
 
 Every image is generated in memory; hostile files are crafted byte by byte.
 """
+
 from __future__ import annotations
 
 import io

@@ -2,30 +2,34 @@
 
 Pure functions on images generated in memory; the core is driven with a fake model (no Triton).
 """
+
 from __future__ import annotations
 
 import io
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 import numpy as np
 import pytest
+from fakes import MeanColourModel
 from PIL import Image, ImageDraw
 
-from imagesearch.common.types import ModelId, Region
+from imagesearch.common.types import Region
 from imagesearch_embedder.core import EmbedderCore, ImageItem
 from imagesearch_embedder.imaging import Limits, Preprocessor, ResizeMode, object_box, relative_box
 from imagesearch_embedder.settings import EmbedderSettings
-
-from fakes import MeanColourModel
 
 WHITE, LIGHT_GREY, RED, NAVY = (255, 255, 255), (235, 235, 235), (200, 40, 40), (30, 40, 120)
 LIMITS = Limits(max_bytes=20 * 1024 * 1024, max_pixels=40_000_000)
 
 
-def shot(box: tuple[int, int, int, int], background: tuple[int, int, int] = WHITE, colour: tuple[int, int, int] = RED,
-         size: tuple[int, int] = (400, 300)) -> Image.Image:
+def shot(
+    box: tuple[int, int, int, int],
+    background: tuple[int, int, int] = WHITE,
+    colour: tuple[int, int, int] = RED,
+    size: tuple[int, int] = (400, 300),
+) -> Image.Image:
     """A product shot: a filled ellipse with bounding box `box` (x1, y1 exclusive) on a plain background."""
     im = Image.new("RGB", size, background)
     ImageDraw.Draw(im).ellipse((box[0], box[1], box[2] - 1, box[3] - 1), fill=colour)
@@ -120,8 +124,9 @@ def test_the_box_is_the_researched_one(quality: int | None) -> None:
         im.paste(tuple(v - 1 for v in background), (0, 0, size[0] // 2, size[1]))
         x0, y0 = int(rng.integers(5, size[0] // 2)), int(rng.integers(5, size[1] // 2))
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        ImageDraw.Draw(im).ellipse((x0, y0, int(rng.integers(x0 + 2, size[0] - 5)), int(rng.integers(y0 + 2, size[1] - 5))),
-                                   fill=colour)
+        ImageDraw.Draw(im).ellipse(
+            (x0, y0, int(rng.integers(x0 + 2, size[0] - 5)), int(rng.integers(y0 + 2, size[1] - 5))), fill=colour
+        )
         if quality is not None:
             im = reencoded(im, quality)
         assert object_box(im) == research_box(im), trial
@@ -212,9 +217,13 @@ def redness(vector: np.ndarray) -> float:
 async def test_the_core_trims_only_images_that_ask(pool: ThreadPoolExecutor) -> None:
     core = EmbedderCore(MeanColourModel(), EmbedderSettings(), pool)
     data = encode(shot((180, 130, 220, 170)))  # a small red object on white
-    whole, trimmed, tupled = await core.embed_images([
-        ImageItem(data), ImageItem(data, trim_to_object=True), (data, None),
-    ])
+    whole, trimmed, tupled = await core.embed_images(
+        [
+            ImageItem(data),
+            ImageItem(data, trim_to_object=True),
+            (data, None),
+        ]
+    )
     assert redness(trimmed) > 2 > 1.2 > redness(whole)  # type: ignore[arg-type]
     assert np.array_equal(whole, tupled)  # a plain (bytes, region) tuple is still an item
 

@@ -4,6 +4,7 @@ The reference below is written from the model's contract, not imported from
 tools/export_model.py, so a mistake in the exporter (normalisation constants,
 channel order, layout, pooling) cannot hide by being on both sides.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -29,7 +30,7 @@ def load_images(count: int, offset: int = 0) -> np.ndarray:
     """Real catalog images, RGB, resized to 224 x 224, uint8 NHWC."""
     from PIL import Image
 
-    paths = IMAGES[offset:offset + count]
+    paths = IMAGES[offset : offset + count]
     assert len(paths) == count, f"need {count} images in demo/catalog"
     return np.stack([np.asarray(Image.open(p).convert("RGB").resize((224, 224), Image.BILINEAR)) for p in paths])
 

@@ -1,4 +1,5 @@
 """The image_embedding model as served by the local Triton (Python backend, onnxruntime, CPU)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -30,7 +31,7 @@ def ensure_model() -> Path:
 def load_images(count: int, offset: int = 0) -> np.ndarray:
     from PIL import Image
 
-    paths = IMAGES[offset:offset + count]
+    paths = IMAGES[offset : offset + count]
     assert len(paths) == count, f"need {count} images in demo/catalog"
     return np.stack([np.asarray(Image.open(p).convert("RGB").resize((224, 224), Image.BILINEAR)) for p in paths])
 
@@ -118,24 +119,29 @@ def test_concurrent_requests_get_their_own_rows(client: grpcclient.InferenceServ
 
     starts = np.cumsum([0, *sizes[:-1]])
     for index, (start, size) in enumerate(zip(starts, sizes)):
-        client.async_infer(MODEL, [image_input(images[start:start + size])],
-                           callback=lambda result, error, index=index: callback(index, result, error))
+        client.async_infer(
+            MODEL,
+            [image_input(images[start : start + size])],
+            callback=lambda result, error, index=index: callback(index, result, error),
+        )
     assert done.wait(30), "not all responses arrived"
 
     for index, (start, size) in enumerate(zip(starts, sizes)):
         got = results[index]
         assert not isinstance(got, Exception), got
-        np.testing.assert_allclose(got, expected[start:start + size], atol=1e-5)
+        np.testing.assert_allclose(got, expected[start : start + size], atol=1e-5)
 
 
 def test_wrong_channel_count_is_rejected(client: grpcclient.InferenceServerClient) -> None:
-    with pytest.raises(InferenceServerException, match="(?i)shape|dims"):
+    with pytest.raises(InferenceServerException, match=r"(?i)shape|dims"):
         client.infer(MODEL, [image_input(np.zeros((1, 224, 224, 4), np.uint8))])
 
 
 def test_the_localisation_size_gives_a_finer_saliency_map(client: grpcclient.InferenceServerClient) -> None:
     result = client.infer(
-        MODEL, [image_input(np.zeros((2, 288, 288, 3), np.uint8))], outputs=[grpcclient.InferRequestedOutput("SALIENCY")]
+        MODEL,
+        [image_input(np.zeros((2, 288, 288, 3), np.uint8))],
+        outputs=[grpcclient.InferRequestedOutput("SALIENCY")],
     )
     assert result.as_numpy("SALIENCY").shape == (2, 18, 18)
 
@@ -144,5 +150,5 @@ def test_missing_onnx_file_is_reported_before_starting(tmp_path: Path) -> None:
     version = tmp_path / "repo" / MODEL / "2"
     version.mkdir(parents=True)
     (version / "model.py").write_text("# model.py without its model.onnx\n")
-    with pytest.raises(FileNotFoundError, match="tools/export_model.py"):
+    with pytest.raises(FileNotFoundError, match=r"tools/export_model\.py"):
         TritonServer(tmp_path / "repo", tmp_path / "runtime").start()

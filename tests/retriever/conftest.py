@@ -4,11 +4,12 @@ Self-contained on purpose (it shadows a `milvus_uri` defined higher up): the
 retriever tests need nothing but Milvus. Tests isolate themselves with unique
 collection prefixes instead of restarting the server.
 """
+
 from __future__ import annotations
 
 import os
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -1,7 +1,8 @@
 """RetrieverCore against a fake store: grouping, re-fetching, validation; and the settings."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -24,14 +25,22 @@ class FakeStore:
         self.limits: list[int] = []
         self.exprs: list[str] = []
 
-    async def search(self, model: ModelId, vectors: Sequence[np.ndarray], limit: int, expr: str) -> list[list[ImageMatch]]:
+    async def search(
+        self, model: ModelId, vectors: Sequence[np.ndarray], limit: int, expr: str
+    ) -> list[list[ImageMatch]]:
         self.limits.append(limit)
         self.exprs.append(expr)
         pages = []
         for q in vectors:
             q = q / np.linalg.norm(q)
-            scored = sorted(((float(v @ q), pid, i) for i, (pid, v) in enumerate(self.images)
-                             if f'product_id != "{pid}"' not in expr), reverse=True)
+            scored = sorted(
+                (
+                    (float(v @ q), pid, i)
+                    for i, (pid, v) in enumerate(self.images)
+                    if f'product_id != "{pid}"' not in expr
+                ),
+                reverse=True,
+            )
             pages.append([ImageMatch(product_id=pid, score=s, image_uri=f"{pid}/{i}") for s, pid, i in scored[:limit]])
         return pages
 
@@ -90,7 +99,9 @@ async def test_more_like_this_uses_every_image_and_excludes_itself() -> None:
         await RetrieverCore(store).search(MODEL, "ghost")
 
 
-@pytest.mark.parametrize("top_k, message", [(101, "got 101"), (-1, "got -1"), (100000, "between 1 and 100, got 100000")])
+@pytest.mark.parametrize(
+    "top_k, message", [(101, "got 101"), (-1, "got -1"), (100000, "between 1 and 100, got 100000")]
+)
 async def test_top_k_bounds(top_k: int, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         await RetrieverCore(FakeStore([])).search(MODEL, v(1, 0, 0, 0), top_k=top_k)
@@ -118,11 +129,23 @@ def test_collection_names() -> None:
 
 def test_settings_defaults_and_validation() -> None:
     s = RetrieverSettings.from_env({})
-    assert (s.port, s.milvus_uri, s.collection_prefix, s.max_top_k, s.hnsw_m, s.hnsw_ef_construction,
-            s.hnsw_ef_search, s.timeout_seconds, s.grace_seconds) == (
-        50053, "http://127.0.0.1:19530", "imagesearch", 100, 16, 200, 128, 10.0, 20.0)
+    assert (
+        s.port,
+        s.milvus_uri,
+        s.collection_prefix,
+        s.max_top_k,
+        s.hnsw_m,
+        s.hnsw_ef_construction,
+        s.hnsw_ef_search,
+        s.timeout_seconds,
+        s.grace_seconds,
+    ) == (50053, "http://127.0.0.1:19530", "imagesearch", 100, 16, 200, 128, 10.0, 20.0)
     assert "secret" not in repr(RetrieverSettings.from_env({"MILVUS_TOKEN": "root:secret"}))
-    for env in ({"RETRIEVER_COLLECTION_PREFIX": "bad-prefix"}, {"RETRIEVER_MAX_TOP_K": "5000"}, {"HNSW_M": "1"},
-                {"RETRIEVER_PORT": "x"}):
+    for env in (
+        {"RETRIEVER_COLLECTION_PREFIX": "bad-prefix"},
+        {"RETRIEVER_MAX_TOP_K": "5000"},
+        {"HNSW_M": "1"},
+        {"RETRIEVER_PORT": "x"},
+    ):
         with pytest.raises(SettingsError):
             RetrieverSettings.from_env(env)

@@ -1,4 +1,5 @@
 """Filter expressions: exact text for the grammar, safety against hostile values, and a real round trip."""
+
 from __future__ import annotations
 
 import codecs
@@ -11,7 +12,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from imagesearch.common.errors import InvalidArgument
 from imagesearch.common.types import FilterSpec, ModelId, ProductRecord
-from imagesearch_retriever.filters import MAX_VALUES_PER_CLAUSE, build_expression, quote
+from imagesearch.contracts.limits import MAX_VALUES_PER_CLAUSE
+from imagesearch_retriever.filters import build_expression, quote
 from imagesearch_retriever.milvus_store import MilvusStore
 
 HOSTILE = [
@@ -159,18 +161,26 @@ def _unit(rng: np.random.Generator) -> np.ndarray:
 async def test_hostile_strings_match_only_their_literal_product(milvus_uri: str) -> None:
     """Each hostile value, used as category, brand and attribute filter, matches exactly its own product."""
     rng = np.random.default_rng(7)
-    store = MilvusStore(milvus_uri, prefix=f"f{uuid.uuid4().hex[:10]}", timeout_seconds=30, tracer_provider=TracerProvider())
+    store = MilvusStore(
+        milvus_uri, prefix=f"f{uuid.uuid4().hex[:10]}", timeout_seconds=30, tracer_provider=TracerProvider()
+    )
     await store.connect()
     try:
         owner = {value: f"p{i}" for i, value in enumerate(HOSTILE)}
         products = [
-            (ProductRecord(pid, title=value, category=value, brand=value, price=1.0, attributes={"k": value}),
-             [(f"uri-{pid}", _unit(rng))])
+            (
+                ProductRecord(pid, title=value, category=value, brand=value, price=1.0, attributes={"k": value}),
+                [(f"uri-{pid}", _unit(rng))],
+            )
             for value, pid in owner.items()
         ]
         # Decoys that a broken escape or a LIKE-style match would let through.
-        products.append((ProductRecord("decoy1", category="a", brand="b", attributes={"k": "ab"}), [("d1", _unit(rng))]))
-        products.append((ProductRecord("decoy2", category="a\\\\b", brand='a""b', attributes={"k": "x"}), [("d2", _unit(rng))]))
+        products.append(
+            (ProductRecord("decoy1", category="a", brand="b", attributes={"k": "ab"}), [("d1", _unit(rng))])
+        )
+        products.append(
+            (ProductRecord("decoy2", category="a\\\\b", brand='a""b', attributes={"k": "x"}), [("d2", _unit(rng))])
+        )
         assert await store.upsert(MODEL, products) == (len(products), len(products))
 
         query = [_unit(rng)]

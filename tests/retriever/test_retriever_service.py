@@ -1,10 +1,11 @@
 """The retriever served in-process on port 0, over a real grpc.aio channel, against a real Milvus."""
+
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import AsyncIterator
 
 import grpc
 import numpy as np
@@ -65,23 +66,35 @@ def make_catalog() -> dict[str, Item]:
     for i in range(40):
         pid = f"p{i:02d}"
         product = common_pb2.Product(
-            product_id=pid, title=f"Product {i}", category=categories[i % 4], brand=brands[i % 3],
-            price=float(5 * i), attributes={"color": colors[i % 3], "size": str(36 + i % 5)},
+            product_id=pid,
+            title=f"Product {i}",
+            category=categories[i % 4],
+            brand=brands[i % 3],
+            price=float(5 * i),
+            attributes={"color": colors[i % 3], "size": str(36 + i % 5)},
         )
         items[pid] = Item(product, [unit()], [f"s3://catalog/{pid}/0.jpg"])
     # One product with three images, all close to one base vector.
     base = unit()
     vectors = [near(base, 0.3), near(base, 0.05), near(base, 0.3)]
     items["multi"] = Item(
-        common_pb2.Product(product_id="multi", title="Three photos", category="shoes", brand="acme", price=42.0,
-                           attributes={"color": "black"}),
-        vectors, [f"s3://catalog/multi/{k}.jpg" for k in range(3)],
+        common_pb2.Product(
+            product_id="multi",
+            title="Three photos",
+            category="shoes",
+            brand="acme",
+            price=42.0,
+            attributes={"color": "black"},
+        ),
+        vectors,
+        [f"s3://catalog/multi/{k}.jpg" for k in range(3)],
     )
     items["multi"].base = base  # type: ignore[attr-defined]
     # A "twin" shares an image with p01: more-like-this from p01 finds it first.
     items["twin"] = Item(
         common_pb2.Product(product_id="twin", title="Twin", category="bags", brand="globex", price=7.0),
-        [items["p01"].vectors[0].copy()], ["s3://catalog/twin/0.jpg"],
+        [items["p01"].vectors[0].copy()],
+        ["s3://catalog/twin/0.jpg"],
     )
     return items
 
@@ -98,8 +111,13 @@ class Env:
 
 
 def settings_for(milvus_uri: str, prefix: str, **extra: str) -> RetrieverSettings:
-    env = {"RETRIEVER_HOST": "127.0.0.1", "RETRIEVER_PORT": "0", "MILVUS_URI": milvus_uri,
-           "RETRIEVER_COLLECTION_PREFIX": prefix, **extra}
+    env = {
+        "RETRIEVER_HOST": "127.0.0.1",
+        "RETRIEVER_PORT": "0",
+        "MILVUS_URI": milvus_uri,
+        "RETRIEVER_COLLECTION_PREFIX": prefix,
+        **extra,
+    }
     return RetrieverSettings.from_env(env)
 
 
@@ -112,18 +130,29 @@ async def env(milvus_uri: str) -> AsyncIterator[Env]:
     server = build_server(settings_for(milvus_uri, prefix), provider)
     await server.start()
     await server.wait_until_serving(timeout=60)
-    async with grpc.aio.insecure_channel(server.address, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+    async with grpc.aio.insecure_channel(
+        server.address, options=[("grpc.max_send_message_length", 64 << 20)]
+    ) as channel:
         stub = retriever_pb2_grpc.RetrieverServiceStub(channel)
         items = make_catalog()
-        response = await stub.Upsert(retriever_pb2.UpsertRequest(model=MODEL, products=[i.indexed() for i in items.values()]))
+        response = await stub.Upsert(
+            retriever_pb2.UpsertRequest(model=MODEL, products=[i.indexed() for i in items.values()])
+        )
         assert (response.products, response.images) == (len(items), sum(len(i.vectors) for i in items.values()))
         yield Env(server, stub, health_pb2_grpc.HealthStub(channel), items, prefix, milvus_uri, spans)
     await server.stop(1)
 
 
-async def search(env: Env, vector: np.ndarray | None = None, *, product_id: str | None = None, top_k: int = 10,
-                 filter: common_pb2.Filter | None = None, min_score: float = -1.0,
-                 model: common_pb2.ModelInfo = MODEL) -> list[common_pb2.SearchHit]:
+async def search(
+    env: Env,
+    vector: np.ndarray | None = None,
+    *,
+    product_id: str | None = None,
+    top_k: int = 10,
+    filter: common_pb2.Filter | None = None,
+    min_score: float = -1.0,
+    model: common_pb2.ModelInfo = MODEL,
+) -> list[common_pb2.SearchHit]:
     request = retriever_pb2.VectorSearchRequest(model=model, top_k=top_k, min_score=min_score, filter=filter)
     if vector is not None:
         request.vector.CopyFrom(emb(vector))
@@ -178,11 +207,18 @@ def matching(env: Env, predicate) -> set[str]:  # type: ignore[no-untyped-def]
         (common_pb2.Filter(price=common_pb2.PriceRange(min=20, max=60)), lambda p: 20 <= p.price <= 60),
         (common_pb2.Filter(price=common_pb2.PriceRange(max=10)), lambda p: p.price <= 10),
         (common_pb2.Filter(brands=["initech"]), lambda p: p.brand == "initech"),
-        (common_pb2.Filter(attributes=[common_pb2.AttributeFilter(key="color", values=["red", "black"])]),
-         lambda p: p.attributes.get("color") in ("red", "black")),
-        (common_pb2.Filter(categories=["shoes"], brands=["acme"],
-                           attributes=[common_pb2.AttributeFilter(key="size", values=["36", "40"])]),
-         lambda p: p.category == "shoes" and p.brand == "acme" and p.attributes.get("size") in ("36", "40")),
+        (
+            common_pb2.Filter(attributes=[common_pb2.AttributeFilter(key="color", values=["red", "black"])]),
+            lambda p: p.attributes.get("color") in ("red", "black"),
+        ),
+        (
+            common_pb2.Filter(
+                categories=["shoes"],
+                brands=["acme"],
+                attributes=[common_pb2.AttributeFilter(key="size", values=["36", "40"])],
+            ),
+            lambda p: p.category == "shoes" and p.brand == "acme" and p.attributes.get("size") in ("36", "40"),
+        ),
         (common_pb2.Filter(categories=["no-such-category"]), lambda p: False),
     ],
     ids=["categories", "price-range", "price-max", "brand", "attribute", "combined", "nothing"],
@@ -239,8 +275,11 @@ async def test_upsert_replaces_older_images(env: Env) -> None:
 
 async def test_deleted_product_never_comes_back(env: Env) -> None:
     vector = unit()
-    item = Item(common_pb2.Product(product_id="doomed", category="tmp-doomed", price=1e6), [vector, near(vector, 0.1)],
-                ["d/0", "d/1"])
+    item = Item(
+        common_pb2.Product(product_id="doomed", category="tmp-doomed", price=1e6),
+        [vector, near(vector, 0.1)],
+        ["d/0", "d/1"],
+    )
     await env.stub.Upsert(retriever_pb2.UpsertRequest(model=MODEL, products=[item.indexed()]))
     assert (await search(env, vector, top_k=1))[0].product_id == "doomed"
 
@@ -248,8 +287,12 @@ async def test_deleted_product_never_comes_back(env: Env) -> None:
     assert (list(response.deleted), list(response.not_found)) == (["doomed"], ["never-was"])
     # Immediately, in the very next calls: no eventual-consistency window.
     assert "doomed" not in {h.product_id for h in await search(env, vector, top_k=10)}
-    assert "doomed" not in {h.product_id for h in await search(env, vector, top_k=10, filter=common_pb2.Filter(categories=["tmp-doomed"]))}
-    await expect_error(env.stub.Get(retriever_pb2.GetRequest(model=MODEL, product_id="doomed")), grpc.StatusCode.NOT_FOUND)
+    assert "doomed" not in {
+        h.product_id for h in await search(env, vector, top_k=10, filter=common_pb2.Filter(categories=["tmp-doomed"]))
+    }
+    await expect_error(
+        env.stub.Get(retriever_pb2.GetRequest(model=MODEL, product_id="doomed")), grpc.StatusCode.NOT_FOUND
+    )
     again = await env.stub.Delete(retriever_pb2.DeleteRequest(model=MODEL, product_ids=["doomed"]))
     assert (list(again.deleted), list(again.not_found)) == ([], ["doomed"])
 
@@ -259,8 +302,9 @@ async def test_get(env: Env) -> None:
     assert got.product_id == "multi" and got.title == "Three photos" and got.price == 42.0
     assert list(got.image_uris) == env.items["multi"].uris
     assert dict(got.attributes) == {"color": "black"}
-    details = await expect_error(env.stub.Get(retriever_pb2.GetRequest(model=MODEL, product_id="nope-42")),
-                                 grpc.StatusCode.NOT_FOUND)
+    details = await expect_error(
+        env.stub.Get(retriever_pb2.GetRequest(model=MODEL, product_id="nope-42")), grpc.StatusCode.NOT_FOUND
+    )
     assert "nope-42" in details
 
 
@@ -271,10 +315,12 @@ async def test_hostile_filter_strings_are_safe(env: Env) -> None:
     vector = unit()
     for value in HOSTILE:
         cases = [
-            (common_pb2.Filter(categories=[value]), lambda h: h.category == value),
-            (common_pb2.Filter(brands=[value, "acme"]), lambda h: h.brand in (value, "acme")),
-            (common_pb2.Filter(attributes=[common_pb2.AttributeFilter(key="color", values=[value])]),
-             lambda h: h.attributes.get("color") == value),
+            (common_pb2.Filter(categories=[value]), lambda h, value=value: h.category == value),
+            (common_pb2.Filter(brands=[value, "acme"]), lambda h, value=value: h.brand in (value, "acme")),
+            (
+                common_pb2.Filter(attributes=[common_pb2.AttributeFilter(key="color", values=[value])]),
+                lambda h, value=value: h.attributes.get("color") == value,
+            ),
         ]
         for spec, ok in cases:
             hits = await search(env, vector, top_k=100, filter=spec)
@@ -285,8 +331,12 @@ async def test_hostile_filter_strings_are_safe(env: Env) -> None:
     for spec, words in [
         (common_pb2.Filter(categories=["nul\x00"]), "non-printable"),
         (common_pb2.Filter(categories=["x" * 300]), "bytes"),
-        (common_pb2.Filter(attributes=[common_pb2.AttributeFilter(key='color"] || true || attributes["x', values=["a"])]),
-         "attribute filter key"),
+        (
+            common_pb2.Filter(
+                attributes=[common_pb2.AttributeFilter(key='color"] || true || attributes["x', values=["a"])]
+            ),
+            "attribute filter key",
+        ),
         (common_pb2.Filter(price=common_pb2.PriceRange(min=5, max=1)), "must not exceed"),
         (common_pb2.Filter(price=common_pb2.PriceRange(min=float("nan"))), "finite"),
     ]:
@@ -308,12 +358,16 @@ async def test_request_validation(env: Env) -> None:
     # Default top_k is 10.
     assert len(await search(env, unit(), top_k=0)) == 10
     bad = Item(common_pb2.Product(product_id="bad"), [unit(100)], ["x"])
-    details = await expect_error(env.stub.Upsert(retriever_pb2.UpsertRequest(model=MODEL, products=[bad.indexed()])),
-                                 grpc.StatusCode.INVALID_ARGUMENT)
+    details = await expect_error(
+        env.stub.Upsert(retriever_pb2.UpsertRequest(model=MODEL, products=[bad.indexed()])),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
     assert "dimension is 1280" in details
     no_images = retriever_pb2.IndexedProduct(product=common_pb2.Product(product_id="bare"))
-    await expect_error(env.stub.Upsert(retriever_pb2.UpsertRequest(model=MODEL, products=[no_images])),
-                       grpc.StatusCode.INVALID_ARGUMENT)
+    await expect_error(
+        env.stub.Upsert(retriever_pb2.UpsertRequest(model=MODEL, products=[no_images])),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
 
 
 async def test_models_never_mix(env: Env) -> None:
@@ -362,6 +416,8 @@ async def test_dead_milvus_stays_not_serving_and_fails_unavailable() -> None:
             request = retriever_pb2.VectorSearchRequest(model=MODEL, vector=emb(unit()))
             details = await expect_error(stub.Search(request), grpc.StatusCode.UNAVAILABLE)
             assert "milvus unavailable at http://127.0.0.1:" in details
-            await expect_error(stub.Get(retriever_pb2.GetRequest(model=MODEL, product_id="x")), grpc.StatusCode.UNAVAILABLE)
+            await expect_error(
+                stub.Get(retriever_pb2.GetRequest(model=MODEL, product_id="x")), grpc.StatusCode.UNAVAILABLE
+            )
     finally:
         await server.stop(0)

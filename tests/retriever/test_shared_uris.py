@@ -1,5 +1,6 @@
 """Several rows of one product may show one image (the gateway indexes each catalog image as sent and
 trimmed to its object, under the same uri): the product still lists that uri once."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from imagesearch.common.errors import InvalidArgument
 from imagesearch.common.types import ModelId, ProductRecord
-from imagesearch_retriever.milvus_store import MAX_IMAGES_PER_PRODUCT, MilvusStore, validate_product
+from imagesearch.contracts.limits import MAX_ROWS_PER_PRODUCT
+from imagesearch_retriever.milvus_store import MilvusStore, validate_product
 
 DIM = 8
 MODEL = ModelId("shared-uri-test", "1", DIM)
@@ -36,7 +38,7 @@ async def test_a_uri_shared_by_rows_is_listed_once_in_order(milvus_uri: str, uni
 
 def test_a_product_may_have_two_rows_for_each_of_64_images() -> None:
     rng = np.random.default_rng(6)
-    assert MAX_IMAGES_PER_PRODUCT == 128
+    assert MAX_ROWS_PER_PRODUCT == 128
     rows = [(f"u{i % 64}", unit(rng)) for i in range(128)]
     assert len(validate_product(ProductRecord("p1"), rows, DIM)) == 128
     with pytest.raises(InvalidArgument, match="129 images; at most 128"):

@@ -3,7 +3,7 @@
 Used by the local stack, where Triton comes from the PyPI wheel `nvidia-pytriton`
 and has only the Python backend. In NVIDIA's GPU container the same directory is
 served by the native onnxruntime backend instead (configs/tensorrt.pbtxt), which
-reads 1/model.onnx and ignores this file.
+reads <version>/model.onnx and ignores this file.
 
 The graph does all preprocessing (uint8 NHWC -> normalised NCHW) and the L2
 normalisation, so this file only batches: the dynamic batcher hands `execute`
@@ -12,8 +12,12 @@ several requests at once, and they are concatenated into one onnxruntime call
 
 Runs inside Triton's `triton_python_backend_stub` process, whose embedded
 interpreter must find numpy (< 2) and onnxruntime: it takes the site-packages of
-the first `python3` on PATH (see model_repo/README.md).
+the first `python3` on PATH (see model_repo/README.md). That interpreter cannot
+import the imagesearch package, so every name comes from the config Triton hands
+over (written by `imagesearch.contracts.model`): the input and the outputs; the
+model file's name is Triton's own convention.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,9 +29,6 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
-
-INPUT_NAME = "IMAGE"
-MODEL_FILE = "model.onnx"
 
 
 def _parameters(model_config: dict[str, Any]) -> dict[str, str]:
@@ -51,8 +52,14 @@ def _session_options(params: dict[str, str]) -> ort.SessionOptions:
     return options
 
 
+# The file Triton's onnxruntime backend loads from a version directory (its default_model_filename;
+# for this backend Triton fills that field with "model.py", so it cannot tell us): the same file
+# serves both backends (imagesearch.contracts.model.MODEL_FILE).
+MODEL_FILE = "model.onnx"
+
+
 def _model_path(args: dict[str, str]) -> Path:
-    """<model dir>/<version>/model.onnx, found the same way Triton's onnxruntime backend finds it."""
+    """<model dir>/<version>/model.onnx, found the way Triton's onnxruntime backend finds it."""
     candidate = Path(args.get("model_repository", "")) / args.get("model_version", "") / MODEL_FILE
     if candidate.is_file():
         return candidate
@@ -72,6 +79,8 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(
             str(path), sess_options=_session_options(_parameters(model_config)), providers=["CPUExecutionProvider"]
         )
+        [image_input] = model_config["input"]  # the contract has one input
+        self.input_name = image_input["name"]
         self.output_names = [output["name"] for output in model_config["output"]]
         missing = set(self.output_names) - {o.name for o in self.session.get_outputs()}
         if missing:
@@ -92,10 +101,10 @@ class TritonPythonModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         """One onnxruntime call for all requests of a dynamic batch; one response per request."""
         try:
-            images = [pb_utils.get_input_tensor_by_name(request, INPUT_NAME).as_numpy() for request in requests]
+            images = [pb_utils.get_input_tensor_by_name(request, self.input_name).as_numpy() for request in requests]
             wanted = self._requested_outputs(requests)
             batch = images[0] if len(images) == 1 else np.concatenate(images)
-            results = dict(zip(wanted, self.session.run(wanted, {INPUT_NAME: np.ascontiguousarray(batch)})))
+            results = dict(zip(wanted, self.session.run(wanted, {self.input_name: np.ascontiguousarray(batch)})))
         except Exception as err:  # noqa: BLE001 - every request must get a response, even on failure
             error = pb_utils.TritonError(f"image_embedding inference failed: {type(err).__name__}: {err}")
             return [pb_utils.InferenceResponse(error=error) for _ in requests]

@@ -1,4 +1,5 @@
 """Run the embedder: `python -m imagesearch_embedder` (or `imagesearch-embedder`)."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """Wires the embedder: Triton client and decode thread pool built at connect(), closed at close()."""
+
 from __future__ import annotations
 
 import logging
@@ -36,7 +37,9 @@ class EmbedderBackend:
 
     def core(self) -> EmbedderCore:
         if self._core is None:
-            raise Unavailable(f"embedder is starting: waiting for model {self._settings.triton_model!r} on triton at {self._settings.triton_url}")
+            raise Unavailable(
+                f"embedder is starting: waiting for model {self._settings.triton_model!r} on triton at {self._settings.triton_url}"
+            )
         return self._core
 
     async def connect(self) -> None:
@@ -44,16 +47,27 @@ class EmbedderBackend:
         check_pillow_is_strict()  # a process-wide Pillow misconfiguration must keep us NOT_SERVING
         if self._triton is None:
             self._triton = TritonEmbedder(
-                s.triton_url, s.triton_model, s.triton_model_version, s.triton_timeout_seconds, self._provider,
-                image_size=s.image_size, localize_size=s.localize_size,
+                s.triton_url,
+                s.triton_model,
+                s.triton_model_version,
+                s.triton_timeout_seconds,
+                self._provider,
+                image_size=s.image_size,
+                localize_size=s.localize_size,
             )
         await self._triton.connect()  # raises (and closes its client) on an unready or non-conformant model
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=s.decode_workers, thread_name_prefix="embedder-decode")
         self._core = EmbedderCore(self._triton, s, self._executor, self._provider.get_tracer("imagesearch_embedder"))
         model = self._triton.model
-        log.info("embedder: serving %s version %s (%d-d), %d decode threads, resize mode %s",
-                 model.name, model.version, model.dimension, s.decode_workers, s.resize_mode)
+        log.info(
+            "embedder: serving %s version %s (%d-d), %d decode threads, resize mode %s",
+            model.name,
+            model.version,
+            model.dimension,
+            s.decode_workers,
+            s.resize_mode,
+        )
 
     async def check(self) -> None:
         if self._triton is None or self._core is None or self._executor is None:
@@ -61,7 +75,9 @@ class EmbedderBackend:
         await self._triton.check()
         if self._core.model != self._triton.model or self._core.input_size != self._triton.input_size:
             # Triton rolled to another version: preprocess for its input size from now on.
-            self._core = EmbedderCore(self._triton, self._settings, self._executor, self._provider.get_tracer("imagesearch_embedder"))
+            self._core = EmbedderCore(
+                self._triton, self._settings, self._executor, self._provider.get_tracer("imagesearch_embedder")
+            )
 
     async def close(self) -> None:
         self._core = None

@@ -2,18 +2,21 @@
 
 No gRPC here: the servicer converts messages, the Triton adapter does inference.
 """
+
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Sequence
 from concurrent.futures import Executor
-from typing import NamedTuple, Protocol, Sequence
+from typing import NamedTuple, Protocol
 
 import numpy as np
 from opentelemetry import trace
 
 from imagesearch.common.errors import InvalidArgument, Unavailable
-from imagesearch.common.types import ModelId, Region, ScoreCalibration
+from imagesearch.common.types import ModelId, Region
+from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch_embedder.imaging import Decoded, ImageErrorReason, ImageRejected, Limits, Preprocessor, ResizeMode
 from imagesearch_embedder.localize import subject_box
 from imagesearch_embedder.settings import EmbedderSettings
@@ -27,7 +30,7 @@ class ImageItem(NamedTuple):
     localize: bool = False  # find the product in a busy photo first (see localize.py)
     trim_to_object: bool = False  # catalog shot on a plain background: crop to the object (imaging.object_box)
 
-    def framing(self, can_localize: bool) -> "ImageItem":
+    def framing(self, can_localize: bool) -> ImageItem:
         """The flags that apply: a caller's region wins over both; trimming wins over localising."""
         if self.region is not None:
             return self._replace(localize=False, trim_to_object=False)
@@ -99,7 +102,9 @@ class EmbedderCore:
         # The localisation pass looks at a larger letterboxed photo when the model allows it. No
         # JPEG draft scaling there: the second pass crops this decode, often to a small part of it.
         self._locate = dataclasses.replace(
-            self._preprocess, size=getattr(embedder, "localize_input_size", self._input_size), mode=ResizeMode.PAD,
+            self._preprocess,
+            size=getattr(embedder, "localize_input_size", self._input_size),
+            mode=ResizeMode.PAD,
             use_draft=False,
         )
 
@@ -122,7 +127,9 @@ class EmbedderCore:
         if count == 0:
             raise InvalidArgument(f"the request has no images; send between 1 and {limit}")
         if count > limit:
-            raise InvalidArgument(f"the request has {count} images; the limit is {limit} per request, split it into smaller batches")
+            raise InvalidArgument(
+                f"the request has {count} images; the limit is {limit} per request, split it into smaller batches"
+            )
 
     async def embed_images(self, items: Sequence[ImageItem | ImageRejected]) -> list[np.ndarray | ImageRejected]:
         """One result per item, in order: an L2-normalised float32 vector, or why that image was rejected.
@@ -192,7 +199,10 @@ class EmbedderCore:
             return
         with self._tracer.start_as_current_span("embedder.localize", attributes={"images": len(order)}):
             views = await asyncio.gather(
-                *(loop.run_in_executor(self._executor, _localized_view, self._preprocess, kept[i], maps[i]) for i in order)
+                *(
+                    loop.run_in_executor(self._executor, _localized_view, self._preprocess, kept[i], maps[i])
+                    for i in order
+                )
             )
             vectors = await self._embedder.embed(np.stack(views))
         for row, index in enumerate(order):
@@ -220,5 +230,7 @@ class EmbedderCore:
     def _checked_vector(vector: np.ndarray) -> np.ndarray | ImageRejected:
         # A NaN/inf vector would poison the index and every score computed with it.
         if not np.all(np.isfinite(vector)):
-            return ImageRejected(ImageErrorReason.UNSPECIFIED, "the model produced a non-finite embedding for this image")
+            return ImageRejected(
+                ImageErrorReason.UNSPECIFIED, "the model produced a non-finite embedding for this image"
+            )
         return vector

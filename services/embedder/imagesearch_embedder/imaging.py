@@ -15,6 +15,7 @@ Order of work, cheapest and most defensive first:
 Every rejection is an `ImageRejected` with a reason mirroring
 `imagesearch.v1.ImageErrorReason` and a message a client developer can act on.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,13 +26,14 @@ import logging
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
+from imagesearch.common.errors import InvalidArgument
 from imagesearch.common.types import Region
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ class ImageFormat(enum.Enum):
     WEBP = "WEBP"  # the name Pillow uses
 
 
-class ResizeMode(str, enum.Enum):
+class ResizeMode(enum.StrEnum):
     CROP = "crop"  # shorter side to the model size, then centre crop
     PAD = "pad"  # whole region fits, letterboxed on white
 
@@ -159,7 +161,9 @@ def _unsupported_message(data: bytes) -> str:
 
 
 def _truncated_header(fmt: ImageFormat) -> ImageRejected:
-    return ImageRejected(ImageErrorReason.CORRUPT, f"image data is truncated or corrupt: the {fmt.value} header is incomplete")
+    return ImageRejected(
+        ImageErrorReason.CORRUPT, f"image data is truncated or corrupt: the {fmt.value} header is incomplete"
+    )
 
 
 # JPEG start-of-frame markers (baseline, extended, progressive, lossless, arithmetic); not DHT (C4), JPG (C8), DAC (CC).
@@ -184,13 +188,16 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             continue  # stuffed byte or a marker without a length
         if marker in (0xD9, 0xDA):
             raise ImageRejected(
-                ImageErrorReason.CORRUPT, "image data is truncated or corrupt: JPEG has no frame header before its image data"
+                ImageErrorReason.CORRUPT,
+                "image data is truncated or corrupt: JPEG has no frame header before its image data",
             )
         if i + 2 > n:
             raise _truncated_header(ImageFormat.JPEG)
         length = int.from_bytes(data[i : i + 2], "big")
         if length < 2:
-            raise ImageRejected(ImageErrorReason.CORRUPT, f"image data is truncated or corrupt: JPEG segment length {length}")
+            raise ImageRejected(
+                ImageErrorReason.CORRUPT, f"image data is truncated or corrupt: JPEG segment length {length}"
+            )
         if marker in _JPEG_SOF:
             if i + 7 > n:
                 raise _truncated_header(ImageFormat.JPEG)
@@ -204,7 +211,9 @@ def _png_size(data: bytes) -> tuple[int, int]:
     if len(data) < 24:
         raise _truncated_header(ImageFormat.PNG)
     if data[12:16] != b"IHDR":
-        raise ImageRejected(ImageErrorReason.CORRUPT, "image data is truncated or corrupt: PNG does not start with an IHDR chunk")
+        raise ImageRejected(
+            ImageErrorReason.CORRUPT, "image data is truncated or corrupt: PNG does not start with an IHDR chunk"
+        )
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
@@ -216,12 +225,16 @@ def _webp_size(data: bytes) -> tuple[int, int]:
         return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
     if chunk == b"VP8L":  # lossless: signature 0x2f, then 14-bit sizes minus one
         if data[20] != 0x2F:
-            raise ImageRejected(ImageErrorReason.CORRUPT, "image data is truncated or corrupt: bad WebP lossless signature")
+            raise ImageRejected(
+                ImageErrorReason.CORRUPT, "image data is truncated or corrupt: bad WebP lossless signature"
+            )
         bits = int.from_bytes(data[21:25], "little")
         return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
     if chunk == b"VP8 ":  # lossy: 3-byte frame tag, start code, 14-bit sizes (+2 scale bits)
         if data[23:26] != b"\x9d\x01\x2a":
-            raise ImageRejected(ImageErrorReason.CORRUPT, "image data is truncated or corrupt: bad WebP lossy start code")
+            raise ImageRejected(
+                ImageErrorReason.CORRUPT, "image data is truncated or corrupt: bad WebP lossy start code"
+            )
         return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
     raise ImageRejected(ImageErrorReason.CORRUPT, f"image data is truncated or corrupt: unknown WebP chunk {chunk!r}")
 
@@ -241,7 +254,8 @@ def _count(n: int) -> str:
 def check_dimensions(width: int, height: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
         raise ImageRejected(
-            ImageErrorReason.BAD_DIMENSIONS, f"image declares a size of {width}x{height}; width and height must be at least 1"
+            ImageErrorReason.BAD_DIMENSIONS,
+            f"image declares a size of {width}x{height}; width and height must be at least 1",
         )
     pixels = width * height
     if pixels > max_pixels:
@@ -284,10 +298,13 @@ def _pillow_errors(fmt: ImageFormat) -> Iterator[None]:
         raise ImageRejected(ImageErrorReason.BAD_DIMENSIONS, f"image is too large to decode: {err}") from None
     except UnidentifiedImageError:
         raise ImageRejected(
-            ImageErrorReason.CORRUPT, f"image data is truncated or corrupt: it starts like {fmt.value} but cannot be parsed"
+            ImageErrorReason.CORRUPT,
+            f"image data is truncated or corrupt: it starts like {fmt.value} but cannot be parsed",
         ) from None
     except MemoryError:
-        raise ImageRejected(ImageErrorReason.CORRUPT, "image data is truncated or corrupt: decoding ran out of memory") from None
+        raise ImageRejected(
+            ImageErrorReason.CORRUPT, "image data is truncated or corrupt: decoding ran out of memory"
+        ) from None
     except Exception as err:  # noqa: BLE001 - see docstring
         detail = str(err) or type(err).__name__
         raise ImageRejected(ImageErrorReason.CORRUPT, f"image data is truncated or corrupt: {detail}") from None
@@ -309,12 +326,11 @@ def _swaps_axes(orientation: int) -> bool:
 def _region_or_full(region: Region | None) -> tuple[float, float, float, float]:
     if region is None:
         return 0.0, 0.0, 1.0, 1.0
-    coords = (region.x_min, region.y_min, region.x_max, region.y_max)
-    if not all(math.isfinite(c) and 0.0 <= c <= 1.0 for c in coords):
-        raise ImageRejected(ImageErrorReason.BAD_REGION, f"region coordinates must lie in [0, 1], got {coords}")
-    if region.x_max <= region.x_min or region.y_max <= region.y_min:
-        raise ImageRejected(ImageErrorReason.BAD_REGION, f"region must have x_min < x_max and y_min < y_max, got {coords}")
-    return coords
+    try:
+        region.validate()
+    except InvalidArgument as err:
+        raise ImageRejected(ImageErrorReason.BAD_REGION, err.message) from None
+    return region.x_min, region.y_min, region.x_max, region.y_max
 
 
 def _scale_needed(roi_w: float, roi_h: float, target_w: int, target_h: int, mode: ResizeMode) -> float:
@@ -425,7 +441,9 @@ def _flatten(im: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, im).convert("RGB")
 
 
-def _crop_box(x0: float, y0: float, x1: float, y1: float, target_w: int, target_h: int) -> tuple[float, float, float, float]:
+def _crop_box(
+    x0: float, y0: float, x1: float, y1: float, target_w: int, target_h: int
+) -> tuple[float, float, float, float]:
     """Trim the longer side of the box, centred, to the target's aspect ratio."""
     w, h = x1 - x0, y1 - y0
     aspect = target_w / target_h
@@ -437,12 +455,18 @@ def _crop_box(x0: float, y0: float, x1: float, y1: float, target_w: int, target_
 
 
 def _resize(
-    im: Image.Image, box: tuple[float, float, float, float], target: tuple[int, int], mode: ResizeMode, icc: bytes | None
+    im: Image.Image,
+    box: tuple[float, float, float, float],
+    target: tuple[int, int],
+    mode: ResizeMode,
+    icc: bytes | None,
 ) -> Image.Image:
     target_h, target_w = target
     im = _resample_mode(im)
     if mode is ResizeMode.CROP:
-        out = im.resize((target_w, target_h), RESAMPLE, box=_crop_box(*box, target_w, target_h), reducing_gap=REDUCING_GAP)
+        out = im.resize(
+            (target_w, target_h), RESAMPLE, box=_crop_box(*box, target_w, target_h), reducing_gap=REDUCING_GAP
+        )
         return _flatten(_display_colours(out, icc))
     roi_w, roi_h = box[2] - box[0], box[3] - box[1]
     scale = min(target_w / roi_w, target_h / roi_h)
@@ -543,7 +567,7 @@ class Preprocessor:
         decoded = self.decode(data, region)
         return self._finish(decoded.image, _region_or_full(region), decoded.icc)
 
-    def frame(self, decoded: "Decoded", rel: tuple[float, float, float, float], mode: ResizeMode) -> np.ndarray:
+    def frame(self, decoded: Decoded, rel: tuple[float, float, float, float], mode: ResizeMode) -> np.ndarray:
         """Another view of an already decoded image: the relative box `rel`, framed by `mode`."""
         return dataclasses.replace(self, mode=mode)._finish(decoded.image, rel, decoded.icc)
 
@@ -557,7 +581,7 @@ class Preprocessor:
         im = decoded.image
         return self.frame(decoded, relative_box(object_box(im), im.width, im.height), ResizeMode.PAD)
 
-    def decode(self, data: bytes, region: Region | None = None) -> "Decoded":
+    def decode(self, data: bytes, region: Region | None = None) -> Decoded:
         """Validate and decode, upright; JPEG draft scaling keeps enough pixels for `region`."""
         check_pillow_is_strict()
         info = inspect_image(data, self.limits)
@@ -568,7 +592,9 @@ class Preprocessor:
             check_dimensions(im.width, im.height, self.limits.max_pixels)
             if self.use_draft and info.format is ImageFormat.JPEG:
                 # JPEG's EXIF is in APP1, parsed by open(): the orientation is known before decoding.
-                request = draft_size(ImageInfo(info.format, im.width, im.height), _orientation(im), rel, self.size, self.mode)
+                request = draft_size(
+                    ImageInfo(info.format, im.width, im.height), _orientation(im), rel, self.size, self.mode
+                )
                 if request is not None:
                     im.draft("RGB", request)
             im.load()

@@ -12,6 +12,7 @@ over the photo area; the bounding box of the largest 4-connected component,
 not expanded (expanding by 10-30 % measured worse). Pure numpy + Pillow; no
 model here.
 """
+
 from __future__ import annotations
 
 from collections import deque

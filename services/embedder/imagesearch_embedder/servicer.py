@@ -2,9 +2,10 @@
 
 Errors are raised as DomainErrors; the shared interceptor turns them into statuses.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 import numpy as np
@@ -28,7 +29,9 @@ def _item(image: embedder_pb2.EmbedImage) -> ImageItem | ImageRejected:
 def _result(outcome: np.ndarray | ImageRejected, whole: np.ndarray | None) -> embedder_pb2.EmbedResult:
     if isinstance(outcome, ImageRejected):
         # ImageErrorReason mirrors the proto enum number for number.
-        return embedder_pb2.EmbedResult(error=common_pb2.ImageError(reason=int(outcome.reason), message=outcome.message))
+        return embedder_pb2.EmbedResult(
+            error=common_pb2.ImageError(reason=int(outcome.reason), message=outcome.message)
+        )
     result = embedder_pb2.EmbedResult(embedding=embedder_pb2.Embedding(values=outcome.tolist()))
     if whole is not None:
         result.whole_image.values.extend(whole.tolist())
@@ -40,7 +43,9 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServiceServicer):
         # A getter, not the core itself: the core exists only once the backend has connected.
         self._core = core
 
-    async def Embed(self, request: embedder_pb2.EmbedRequest, context: grpc.aio.ServicerContext) -> embedder_pb2.EmbedResponse:
+    async def Embed(
+        self, request: embedder_pb2.EmbedRequest, context: grpc.aio.ServicerContext
+    ) -> embedder_pb2.EmbedResponse:
         core = self._core()
         core.check_request(len(request.images))  # before converting anything
         outcomes, wholes = await core.embed_images_with_whole([_item(image) for image in request.images])

@@ -1,9 +1,10 @@
 """Embedder settings, read once from the environment in main() and passed in."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from imagesearch.common.config import SettingsError, env_float, env_int, env_str
 
@@ -28,7 +29,11 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("EMBEDDER_MAX_MESSAGE_BYTES", str(64 * 1024 * 1024), "largest gRPC message (RESOURCE_EXHAUSTED above)"),
     ("EMBEDDER_DECODE_THREADS", "<cpu count>", "threads that validate and decode images"),
     ("EMBEDDER_RESIZE_MODE", "crop", "crop: shorter side to model size, centre crop; pad: letterbox on white"),
-    ("EMBEDDER_IMAGE_SIZE", "256", "side of the square the model embeds, when the model takes any size (multiple of 32)"),
+    (
+        "EMBEDDER_IMAGE_SIZE",
+        "256",
+        "side of the square the model embeds, when the model takes any size (multiple of 32)",
+    ),
     ("EMBEDDER_LOCALIZE_SIZE", "224", "side of the letterboxed photo the localisation pass looks at (multiple of 32)"),
     ("EMBEDDER_GRACE_SECONDS", "20", "drain time for in-flight calls on SIGTERM"),
     ("LOG_LEVEL", "INFO", "logging level"),
@@ -59,7 +64,9 @@ class EmbedderSettings:
     def __post_init__(self) -> None:
         # Checked here too so settings built in code (tests, tools) obey the same rules.
         if self.resize_mode not in RESIZE_MODES:
-            raise SettingsError(f"EMBEDDER_RESIZE_MODE must be one of {', '.join(RESIZE_MODES)}, got {self.resize_mode!r}")
+            raise SettingsError(
+                f"EMBEDDER_RESIZE_MODE must be one of {', '.join(RESIZE_MODES)}, got {self.resize_mode!r}"
+            )
         for name, size in (("EMBEDDER_IMAGE_SIZE", self.image_size), ("EMBEDDER_LOCALIZE_SIZE", self.localize_size)):
             if size < 32 or size % 32:
                 raise SettingsError(f"{name} must be a positive multiple of 32, got {size}")
@@ -71,7 +78,7 @@ class EmbedderSettings:
         return self.decode_threads or os.cpu_count() or 1
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "EmbedderSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EmbedderSettings:
         e = environ
         return cls(
             host=env_str("EMBEDDER_HOST", cls.host, e),

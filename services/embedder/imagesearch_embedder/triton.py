@@ -8,13 +8,15 @@ Each version has its own embedding dimension and score calibration: the config
 declares EMBEDDING as [-1], so one probe inference tells the dimension, and the
 config's `same_product_calibration_v<version>` parameter gives the calibration.
 """
+
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any, Awaitable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from opentelemetry.sdk.trace import TracerProvider
@@ -23,16 +25,12 @@ from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 from imagesearch.common.errors import DeadlineExceeded, DomainError, FailedPrecondition, Unavailable
-from imagesearch.common.types import ModelId, ScoreCalibration
+from imagesearch.common.types import ModelId
+from imagesearch.contracts.calibration import ScoreCalibration
+from imagesearch.contracts.model import EMBEDDING, INPUT, INPUT_DATATYPE, OUTPUT_DATATYPE, SALIENCY, calibration_of
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME = "IMAGE"
-OUTPUT_NAME = "EMBEDDING"
-SALIENCY_NAME = "SALIENCY"
-# Model config parameter holding a version's "slope,intercept" (written by tools/fit_calibration.py
-# and the model adaptation command); one per version, as the config is shared by all versions.
-CALIBRATION_PARAMETER = "same_product_calibration_v{version}"
 
 T = TypeVar("T")
 
@@ -64,17 +62,6 @@ def _dims(values: Sequence[Any]) -> list[int]:
     return [int(v) for v in values]
 
 
-def served_calibration(config: Any, version: str) -> ScoreCalibration | None:
-    """The ModelConfig's calibration parameter for `version`; None when absent, ValueError when unusable."""
-    key = CALIBRATION_PARAMETER.format(version=version)
-    if key not in config.parameters:
-        return None
-    try:
-        return ScoreCalibration.parse(config.parameters[key].string_value)
-    except ValueError as err:
-        raise ValueError(f"parameter {key} {err}") from None
-
-
 def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -> ModelContract:
     """Validate Triton's ModelMetadataResponse and ModelConfig; collect every mismatch in one message.
 
@@ -88,45 +75,45 @@ def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -
 
     height = width = dimension = 0
     inputs = {t.name: t for t in metadata.inputs}
-    image = inputs.get(INPUT_NAME)
+    image = inputs.get(INPUT)
     if image is None:
-        problems.append(f"no input named {INPUT_NAME} (inputs: {sorted(inputs) or 'none'})")
+        problems.append(f"no input named {INPUT} (inputs: {sorted(inputs) or 'none'})")
     else:
-        if image.datatype != "UINT8":
-            problems.append(f"input {INPUT_NAME} has datatype {image.datatype}, expected UINT8")
+        if image.datatype != INPUT_DATATYPE:
+            problems.append(f"input {INPUT} has datatype {image.datatype}, expected {INPUT_DATATYPE}")
         shape = _dims(image.shape)
         # Metadata shapes include the batch dimension (-1) when max_batch_size > 0.
         per_item = shape[1:] if max_batch > 0 and shape[:1] == [-1] else shape
         dynamic = len(per_item) == 3 and per_item[:2] == [-1, -1]
         if len(per_item) != 3 or per_item[2] != 3 or not (dynamic or (per_item[0] > 0 and per_item[1] > 0)):
-            problems.append(f"input {INPUT_NAME} has shape {shape}, expected [-1, H, W, 3] (NHWC; H and W fixed or both -1)")
+            problems.append(f"input {INPUT} has shape {shape}, expected [-1, H, W, 3] (NHWC; H and W fixed or both -1)")
         else:
             height, width = per_item[0], per_item[1]  # -1, -1: the model takes any size
 
     outputs = {t.name: t for t in metadata.outputs}
-    embedding = outputs.get(OUTPUT_NAME)
+    embedding = outputs.get(EMBEDDING)
     if embedding is None:
-        problems.append(f"no output named {OUTPUT_NAME} (outputs: {sorted(outputs) or 'none'})")
+        problems.append(f"no output named {EMBEDDING} (outputs: {sorted(outputs) or 'none'})")
     else:
-        if embedding.datatype != "FP32":
-            problems.append(f"output {OUTPUT_NAME} has datatype {embedding.datatype}, expected FP32")
+        if embedding.datatype != OUTPUT_DATATYPE:
+            problems.append(f"output {EMBEDDING} has datatype {embedding.datatype}, expected {OUTPUT_DATATYPE}")
         shape = _dims(embedding.shape)
         per_item = shape[1:] if max_batch > 0 and shape[:1] == [-1] else shape
         if per_item == [-1]:
             dimension = 0  # each version has its own: connect() learns it from a probe inference
         elif len(per_item) != 1 or per_item[0] <= 0:
             problems.append(
-                f"output {OUTPUT_NAME} has shape {shape}, expected [-1, D] (D fixed, or -1 to learn it by inference)"
+                f"output {EMBEDDING} has shape {shape}, expected [-1, D] (D fixed, or -1 to learn it by inference)"
             )
         else:
             dimension = per_item[0]
 
     saliency_size = None
-    saliency = outputs.get(SALIENCY_NAME)
+    saliency = outputs.get(SALIENCY)
     if saliency is not None:  # optional: without it, localisation is simply off
         shape = _dims(saliency.shape)
         per_item = shape[1:] if max_batch > 0 and shape[:1] == [-1] else shape
-        if saliency.datatype == "FP32" and len(per_item) == 2 and (min(per_item) > 0 or per_item == [-1, -1]):
+        if saliency.datatype == OUTPUT_DATATYPE and len(per_item) == 2 and (min(per_item) > 0 or per_item == [-1, -1]):
             saliency_size = (per_item[0], per_item[1])
 
     versions = sorted(metadata.versions, key=lambda v: (len(v), v))  # numeric order for digit strings
@@ -137,7 +124,7 @@ def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -
     version = wanted_version or (versions[-1] if versions else "")
     calibration = None
     try:
-        calibration = served_calibration(config, version) if version else None
+        calibration = calibration_of(config, version) if version else None
     except ValueError as err:
         problems.append(str(err))
     if problems:
@@ -193,8 +180,16 @@ class TritonEmbedder:
         log.info(
             "triton at %s serves %s version %s: input %dx%dx3 uint8, %d-d embeddings, max batch %d, "
             "same-product calibration %s",
-            self._url, c.name, c.version, c.input_height, c.input_width, c.dimension, c.max_batch_size,
-            f"{c.calibration.slope:g},{c.calibration.intercept:g}" if c.calibration else "none (the gateway's fallback)",
+            self._url,
+            c.name,
+            c.version,
+            c.input_height,
+            c.input_width,
+            c.dimension,
+            c.max_batch_size,
+            f"{c.calibration.slope:g},{c.calibration.intercept:g}"
+            if c.calibration
+            else "none (the gateway's fallback)",
         )
 
     async def check(self) -> None:
@@ -210,8 +205,13 @@ class TritonEmbedder:
         if self._wanted_version:
             raise Unavailable(f"triton at {self._url}: model {contract.name!r} version {contract.version} is not ready")
         latest = await self._resolve(client)
-        log.warning("triton at %s: model %s version %s is gone; now serving version %s",
-                    self._url, contract.name, contract.version, latest.version)
+        log.warning(
+            "triton at %s: model %s version %s is gone; now serving version %s",
+            self._url,
+            contract.name,
+            contract.version,
+            latest.version,
+        )
         self._contract = latest
 
     async def _resolve(self, client: InferenceServerClient) -> ModelContract:
@@ -236,22 +236,25 @@ class TritonEmbedder:
         the service reports SERVING, so the first real request does not pay for it.
         """
         height, width = (c.input_height, c.input_width) if c.input_height > 0 else (self._image_size, self._image_size)
-        image = InferInput(INPUT_NAME, [1, height, width, 3], "UINT8")
+        image = InferInput(INPUT, [1, height, width, 3], INPUT_DATATYPE)
         image.set_data_from_numpy(np.zeros((1, height, width, 3), dtype=np.uint8))
         result = await self._call(
             client.infer(
-                c.name, [image], model_version=c.version, outputs=[InferRequestedOutput(OUTPUT_NAME)],
+                c.name,
+                [image],
+                model_version=c.version,
+                outputs=[InferRequestedOutput(EMBEDDING)],
                 client_timeout=self._timeout,
             )
         )
-        vectors = result.as_numpy(OUTPUT_NAME)
+        vectors = result.as_numpy(EMBEDDING)
         got = None if vectors is None else tuple(vectors.shape)
         what = f"model {c.name!r} version {c.version}: a probe inference of one {height}x{width} image"
         if got is None or len(got) != 2 or got[0] != 1 or got[1] <= 0:
-            raise ModelContractError(f"{what} returned {OUTPUT_NAME} of shape {got}, expected (1, D)")
+            raise ModelContractError(f"{what} returned {EMBEDDING} of shape {got}, expected (1, D)")
         if c.dimension and got[1] != c.dimension:
             raise ModelContractError(
-                f"{what} returned {got[1]}-d {OUTPUT_NAME} but Triton's metadata declares {c.dimension}-d"
+                f"{what} returned {got[1]}-d {EMBEDDING} but Triton's metadata declares {c.dimension}-d"
             )
         return dataclasses.replace(c, dimension=got[1])
 
@@ -303,7 +306,9 @@ class TritonEmbedder:
         vectors, _ = await self.embed_with_saliency(batch, want_saliency=False)
         return vectors
 
-    async def embed_with_saliency(self, batch: np.ndarray, want_saliency: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    async def embed_with_saliency(
+        self, batch: np.ndarray, want_saliency: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Like embed(), plus the (N, h, w) SALIENCY maps when asked for and the model has them."""
         client, c = self._require()
         want_saliency = want_saliency and c.saliency_size is not None
@@ -331,7 +336,7 @@ class TritonEmbedder:
                 "triton.batch_size": len(chunk),
             },
         ):
-            image = InferInput(INPUT_NAME, list(chunk.shape), "UINT8")
+            image = InferInput(INPUT, list(chunk.shape), INPUT_DATATYPE)
             image.set_data_from_numpy(np.ascontiguousarray(chunk))
             # A failure is recorded on the span (exception event + ERROR status) by start_as_current_span.
             result = await self._call(
@@ -339,20 +344,22 @@ class TritonEmbedder:
                     c.name,
                     [image],
                     model_version=c.version,
-                    outputs=[InferRequestedOutput(OUTPUT_NAME)]
-                    + ([InferRequestedOutput(SALIENCY_NAME)] if want_saliency else []),
+                    outputs=[InferRequestedOutput(EMBEDDING)]
+                    + ([InferRequestedOutput(SALIENCY)] if want_saliency else []),
                     client_timeout=self._timeout,
                 )
             )
-            vectors = result.as_numpy(OUTPUT_NAME)
+            vectors = result.as_numpy(EMBEDDING)
             if vectors is None or vectors.shape != (len(chunk), c.dimension):
                 got = None if vectors is None else vectors.shape
-                raise DomainError(f"triton model {c.name!r} returned {OUTPUT_NAME} of shape {got}, expected {(len(chunk), c.dimension)}")
+                raise DomainError(
+                    f"triton model {c.name!r} returned {EMBEDDING} of shape {got}, expected {(len(chunk), c.dimension)}"
+                )
             maps = None
             if want_saliency:
-                maps = result.as_numpy(SALIENCY_NAME)
+                maps = result.as_numpy(SALIENCY)
                 if maps is None or maps.ndim != 3 or len(maps) != len(chunk):
-                    raise DomainError(f"triton model {c.name!r} returned {SALIENCY_NAME} of an unexpected shape")
+                    raise DomainError(f"triton model {c.name!r} returned {SALIENCY} of an unexpected shape")
             return vectors.astype(np.float32, copy=False), maps
 
     # ------------------------------------------------------------------ helpers

@@ -1,4 +1,5 @@
 """Run the gateway: `python -m imagesearch_gateway` (or `imagesearch-gateway`)."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """Wires the gateway: clients and cache built at connect(), closed at close()."""
+
 from __future__ import annotations
 
 import logging
@@ -8,7 +9,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from imagesearch.common.errors import Unavailable
 from imagesearch.common.server import ServerOptions, ServiceServer
-from imagesearch.common.types import ModelId, ScoreCalibration
+from imagesearch.common.types import ModelId
+from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.v1 import search_pb2_grpc
 from imagesearch_gateway.cache import ResultCache
 from imagesearch_gateway.clients import EmbedderClient, RetrieverClient
@@ -53,8 +55,11 @@ class GatewayBackend:
             fallback = self._settings.calibration
             log.info(
                 "gateway: serving model %s v%s (%d-d), same-product calibration %s",
-                model.name, model.version, model.dimension,
-                f"{calibration.slope:g},{calibration.intercept:g} (the model's)" if calibration is not None
+                model.name,
+                model.version,
+                model.dimension,
+                f"{calibration.slope:g},{calibration.intercept:g} (the model's)"
+                if calibration is not None
                 else f"{fallback.slope:g},{fallback.intercept:g} (SAME_PRODUCT_CALIBRATION: the model carries none)",
             )
         # One assignment, no await in between: a call never sees one version's model with another's calibration.
@@ -66,10 +71,17 @@ class GatewayBackend:
     async def connect(self) -> None:
         s = self._settings
         if self._embedder is None:
-            self._embedder = EmbedderClient(s.embedder_addr, self._provider, s.embed_timeout_seconds, s.max_message_bytes * 2)
-            self._retriever = RetrieverClient(s.retriever_addr, self._provider, s.retrieve_timeout_seconds, s.max_message_bytes * 4)
+            self._embedder = EmbedderClient(
+                s.embedder_addr, self._provider, s.embed_timeout_seconds, s.max_message_bytes * 2
+            )
+            self._retriever = RetrieverClient(
+                s.retriever_addr, self._provider, s.retrieve_timeout_seconds, s.max_message_bytes * 4
+            )
             self.cache = ResultCache(
-                s.redis_url, s.cache_ttl_seconds, s.cache_timeout_seconds, s.cache_retry_seconds,
+                s.redis_url,
+                s.cache_ttl_seconds,
+                s.cache_timeout_seconds,
+                s.cache_retry_seconds,
                 self._provider.get_tracer("imagesearch.gateway.cache"),
             )
             await self.cache.connect()
@@ -79,10 +91,21 @@ class GatewayBackend:
         await self._follow_model()
         self._cores = (
             SearchCore(
-                self._embedder, self._retriever, self.cache, self, s.default_top_k, s.max_top_k, s.localize_queries,
-                s.category_boost, s.rerank_depth, s.whole_photo_slots, s.whole_photo_below,
+                self._embedder,
+                self._retriever,
+                self.cache,
+                self,
+                s.default_top_k,
+                s.max_top_k,
+                s.localize_queries,
+                s.category_boost,
+                s.rerank_depth,
+                s.whole_photo_slots,
+                s.whole_photo_below,
             ),
-            CatalogCore(self._embedder, self._retriever, self.cache, self, s.max_images_per_product, s.index_object_crops),
+            CatalogCore(
+                self._embedder, self._retriever, self.cache, self, s.max_images_per_product, s.index_object_crops
+            ),
         )
 
     def cores(self) -> tuple[SearchCore, CatalogCore]:

@@ -10,9 +10,11 @@ costs one timeout, not one per request. If a write could not advance the
 generation (Redis down at that moment), reads stay off until a later bump
 succeeds, so a cached answer from before the write can never be served.
 """
+
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -35,7 +37,9 @@ class CacheStats:
 
 
 class ResultCache:
-    def __init__(self, url: str, ttl_seconds: int, timeout_seconds: float, retry_seconds: float, tracer: Tracer) -> None:
+    def __init__(
+        self, url: str, ttl_seconds: int, timeout_seconds: float, retry_seconds: float, tracer: Tracer
+    ) -> None:
         self._url = url
         self._ttl = ttl_seconds
         self._timeout = timeout_seconds
@@ -78,7 +82,7 @@ class ResultCache:
         with self._tracer.start_as_current_span(f"redis {operation}", attributes={"db.system": "redis"}) as span:
             try:
                 return await asyncio.wait_for(coro_factory(), self._timeout)
-            except (aioredis.RedisError, OSError, asyncio.TimeoutError) as err:
+            except (TimeoutError, aioredis.RedisError, OSError) as err:
                 span.set_attribute("error", True)
                 span.record_exception(err)
                 self._failed(operation, err)
@@ -123,10 +127,8 @@ class ResultCache:
         if not self._available():
             return
         key = f"{ENTRY_PREFIX}{catalog}:{generation}:{fingerprint}"
-        try:
+        with contextlib.suppress(_CacheDown):  # logged and counted by _call
             await self._call("SET", lambda: self._client.set(key, value, ex=self._ttl))  # type: ignore[union-attr]
-        except _CacheDown:
-            pass
 
     async def invalidate(self, catalog: str) -> None:
         """Advance the catalog's generation after a write; remembered if Redis is down."""

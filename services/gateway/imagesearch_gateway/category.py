@@ -9,10 +9,11 @@ category above look-alikes from other categories: a shopper who photographed a
 teapot wants teapots next, not a round lamp. On dev this took category P@10
 from 0.297 to 0.39-0.42 with Recall@1/@10 unchanged (docs/quality.md).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from imagesearch.common.types import Hit
 

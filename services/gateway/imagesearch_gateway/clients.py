@@ -3,10 +3,11 @@
 Each call has a deadline; a failed call becomes the DomainError our caller
 should see (see `imagesearch.common.errors.from_downstream`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import grpc
 import numpy as np
@@ -16,7 +17,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from imagesearch.common import convert
 from imagesearch.common.errors import FailedPrecondition, Unavailable, from_downstream
 from imagesearch.common.telemetry import client_interceptors
-from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region, ScoreCalibration
+from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region
+from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.v1 import (
     common_pb2,
     embedder_pb2,
@@ -100,7 +102,10 @@ class EmbedderClient:
         request = embedder_pb2.EmbedRequest(
             images=[
                 embedder_pb2.EmbedImage(
-                    content=content, region=convert.region_to_pb(region), localize=localize, trim_to_object=trim_to_object
+                    content=content,
+                    region=convert.region_to_pb(region),
+                    localize=localize,
+                    trim_to_object=trim_to_object,
                 )
                 for content, region in images
             ]
@@ -174,16 +179,21 @@ class RetrieverClient:
                 item.images.add(uri=uri).vector.values.extend(vector.tolist())
         await self._call(self._stub.Upsert, request)
 
-    async def delete(self, model: ModelId, product_ids: Sequence[str], catalog: str = "") -> tuple[list[str], list[str]]:
+    async def delete(
+        self, model: ModelId, product_ids: Sequence[str], catalog: str = ""
+    ) -> tuple[list[str], list[str]]:
         reply = await self._call(
             self._stub.Delete,
-            retriever_pb2.DeleteRequest(model=convert.model_to_pb(model), product_ids=list(product_ids), catalog=catalog),
+            retriever_pb2.DeleteRequest(
+                model=convert.model_to_pb(model), product_ids=list(product_ids), catalog=catalog
+            ),
         )
         return list(reply.deleted), list(reply.not_found)
 
     async def get(self, model: ModelId, product_id: str, catalog: str = "") -> ProductRecord:
         reply = await self._call(
-            self._stub.Get, retriever_pb2.GetRequest(model=convert.model_to_pb(model), product_id=product_id, catalog=catalog)
+            self._stub.Get,
+            retriever_pb2.GetRequest(model=convert.model_to_pb(model), product_id=product_id, catalog=catalog),
         )
         return convert.product_from_pb(reply)
 

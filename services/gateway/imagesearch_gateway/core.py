@@ -1,4 +1,5 @@
 """The gateway's logic in plain Python types: search with caching, and catalog writes."""
+
 from __future__ import annotations
 
 import asyncio
@@ -6,20 +7,22 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from imagesearch.common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
-from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region, ScoreCalibration, validate_catalog
+from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region
+from imagesearch.contracts.calibration import ScoreCalibration
+from imagesearch.contracts.limits import check_catalog, check_min_score, check_product_id, check_top_k
 from imagesearch.v1 import common_pb2
 from imagesearch_gateway.cache import ResultCache
 from imagesearch_gateway.category import VOTERS, CategoryPrediction, predict_category, rerank_by_category
 from imagesearch_gateway.clients import EmbedderClient, ImageFault, RetrieverClient
 from imagesearch_gateway.hedge import hedge_with_whole_photo
 
-MAX_PRODUCT_ID_CHARS = 256
 # The embedder takes at most this many images per call; bigger catalog writes are split.
 EMBED_CHUNK_IMAGES = 32
 # Nearest products examined per image by the duplicate check.
@@ -84,16 +87,6 @@ class ModelSource(Protocol):
     def calibration(self) -> ScoreCalibration: ...
 
 
-def validate_product_id(product_id: str) -> str:
-    if not product_id:
-        raise InvalidArgument("product_id must not be empty")
-    if len(product_id) > MAX_PRODUCT_ID_CHARS:
-        raise InvalidArgument(f"product_id is {len(product_id)} characters; the limit is {MAX_PRODUCT_ID_CHARS}")
-    if not product_id.isprintable():
-        raise InvalidArgument(f"product_id {product_id!r} contains control characters")
-    return product_id
-
-
 def _fault_error(fault: ImageFault) -> Exception:
     """Map the embedder's verdict on a query image onto the status the caller sees."""
     if fault.reason == common_pb2.IMAGE_ERROR_REASON_TOO_LARGE:
@@ -129,26 +122,24 @@ class SearchCore:
         self._max_top_k = max_top_k
 
     def _validated(self, query: SearchQuery) -> SearchQuery:
-        validate_catalog(query.catalog)
+        check_catalog(query.catalog)
         if (query.image is None) == (query.product_id is None):
             raise InvalidArgument("set exactly one of image or product_id")
         if query.image is not None and not query.image:
             raise InvalidArgument("image is empty")
         if query.product_id is not None:
-            validate_product_id(query.product_id)
+            check_product_id(query.product_id)
             if query.region is not None:
                 raise InvalidArgument("region applies to an image query, not to product_id")
-        top_k = query.top_k or self._default_top_k
-        if not 1 <= top_k <= self._max_top_k:
-            raise InvalidArgument(f"top_k must be between 1 and {self._max_top_k}, got {query.top_k}")
-        if not math.isfinite(query.min_score) or not -1.0 <= query.min_score <= 1.0:
-            raise InvalidArgument(f"min_score must lie in [-1, 1], got {query.min_score}")
-        return dataclasses.replace(query, top_k=top_k)
+        check_min_score(query.min_score)
+        return dataclasses.replace(query, top_k=check_top_k(query.top_k))
 
     def _fingerprint(self, query: SearchQuery, model: ModelId, calibration: ScoreCalibration) -> str:
         """Identity of a request for the cache: the image's SHA-256 plus the normalised request."""
         subject = (
-            "image:" + hashlib.sha256(query.image).hexdigest() if query.image is not None else f"product:{query.product_id}"
+            "image:" + hashlib.sha256(query.image).hexdigest()
+            if query.image is not None
+            else f"product:{query.product_id}"
         )
         canonical = json.dumps(
             {
@@ -178,9 +169,7 @@ class SearchCore:
             hits, prediction = _outcome_from_json(cached)
             return SearchOutcome(hits=hits, model=model, cache_hit=True, predicted_category=prediction)
         hits, prediction = await self._search_uncached(query, model, calibration)
-        hits = [
-            dataclasses.replace(h, same_product_probability=calibration.probability(h.score)) for h in hits
-        ]
+        hits = [dataclasses.replace(h, same_product_probability=calibration.probability(h.score)) for h in hits]
         if generation is not None:
             await self._cache.put(query.catalog, fingerprint, generation, _outcome_to_json(hits, prediction))
         return SearchOutcome(hits=hits, model=model, cache_hit=False, predicted_category=prediction)
@@ -199,8 +188,11 @@ class SearchCore:
         # the same call brings the candidates the category ranking picks the top_k from.
         depth = max(VOTERS, query.top_k, self._rerank_depth if self._category_boost > 0 else 0)
         neighbours = await self._retriever.search(
-            model, top_k=depth if unfiltered else VOTERS,
-            filter_spec=FilterSpec(), min_score=-1.0, **target,  # type: ignore[arg-type]
+            model,
+            top_k=depth if unfiltered else VOTERS,
+            filter_spec=FilterSpec(),
+            min_score=-1.0,
+            **target,  # type: ignore[arg-type]
         )
         prediction = predict_category(neighbours)
         if unfiltered and not query.restrict_to_predicted_category:
@@ -219,21 +211,28 @@ class SearchCore:
             if spec is None:
                 return [], prediction  # the caller's categories exclude the predicted one
         hits = await self._retriever.search(
-            model, top_k=query.top_k, filter_spec=spec, min_score=query.min_score, **target  # type: ignore[arg-type]
+            model,
+            top_k=query.top_k,
+            filter_spec=spec,
+            min_score=query.min_score,
+            **target,  # type: ignore[arg-type]
         )
         return rerank_by_category(hits, prediction, self._category_boost), prediction
 
     def _unconvincing(self, ranked: list[Hit], calibration: ScoreCalibration) -> bool:
         """Worth hedging: the best hit is probably not the photographed product."""
         return (
-            self._whole_photo_slots > 0 and bool(ranked)
+            self._whole_photo_slots > 0
+            and bool(ranked)
             and calibration.probability(ranked[0].score) < self._whole_photo_below
         )
 
     async def _query_vectors(self, query: SearchQuery, model: ModelId) -> tuple[np.ndarray, np.ndarray | None]:
         """The query's vector, and the whole photo's when the embedder localised the product."""
         assert query.image is not None
-        [(result, whole)] = await self._embedder.embed_with_whole([(query.image, query.region)], localize=self._localize)
+        [(result, whole)] = await self._embedder.embed_with_whole(
+            [(query.image, query.region)], localize=self._localize
+        )
         if isinstance(result, ImageFault):
             raise _fault_error(result)
         for vector in (result, whole):
@@ -271,7 +270,7 @@ class CatalogCore:
         for position, item in enumerate(items):
             pid = item.product.product_id
             try:
-                validate_product_id(pid)
+                check_product_id(pid)
             except InvalidArgument as err:
                 raise InvalidArgument(f"products[{position}]: {err.message}") from None
             if pid in seen:
@@ -284,7 +283,7 @@ class CatalogCore:
         self, items: Sequence[ProductUpsert], catalog: str = "", duplicate_threshold: float = 0.0
     ) -> list[ProductOutcome]:
         """Embed every image, then write whole products; a product with a bad image is not written."""
-        validate_catalog(catalog)
+        check_catalog(catalog)
         if not (math.isfinite(duplicate_threshold) and 0.0 <= duplicate_threshold <= 1.0):
             raise InvalidArgument(f"duplicate_threshold must lie in [0, 1], got {duplicate_threshold}")
         self._validate(items)
@@ -311,12 +310,12 @@ class CatalogCore:
         for position, results in per_product.items():
             item = items[position]
             pid = item.product.product_id
-            failures = [
-                ImageFailure(index, r.reason, r.message) for index, r in results if isinstance(r, ImageFault)
-            ]
+            failures = [ImageFailure(index, r.reason, r.message) for index, r in results if isinstance(r, ImageFault)]
             if failures:
                 outcomes[pid] = ProductOutcome(
-                    pid, ok=False, error=f"{len(failures)} of {len(results)} images rejected; product not written",
+                    pid,
+                    ok=False,
+                    error=f"{len(failures)} of {len(results)} images rejected; product not written",
                     image_failures=failures,
                 )
                 continue
@@ -333,7 +332,9 @@ class CatalogCore:
             # Before writing: the catalog as it was, without the products of this request.
             for record, images in writes:
                 found = await self._duplicates(model, catalog, record.product_id, images, duplicate_threshold)
-                outcomes[record.product_id] = dataclasses.replace(outcomes[record.product_id], possible_duplicates=found)
+                outcomes[record.product_id] = dataclasses.replace(
+                    outcomes[record.product_id], possible_duplicates=found
+                )
         if writes:
             try:
                 await self._retriever.upsert(model, writes, catalog)
@@ -366,7 +367,11 @@ class CatalogCore:
         calibration = self._models.calibration
         for _, vector in images:
             for hit in await self._retriever.search(
-                model, vector=vector, top_k=DUPLICATE_CANDIDATES, filter_spec=FilterSpec(), min_score=-1.0,
+                model,
+                vector=vector,
+                top_k=DUPLICATE_CANDIDATES,
+                filter_spec=FilterSpec(),
+                min_score=-1.0,
                 catalog=catalog,
             ):
                 probability = calibration.probability(hit.score)
@@ -375,23 +380,23 @@ class CatalogCore:
         return sorted(best.items(), key=lambda item: -item[1])
 
     async def delete(self, product_ids: Sequence[str], catalog: str = "") -> tuple[list[str], list[str]]:
-        validate_catalog(catalog)
+        check_catalog(catalog)
         if not product_ids:
             raise InvalidArgument("product_ids must not be empty")
         for pid in product_ids:
-            validate_product_id(pid)
+            check_product_id(pid)
         try:
             return await self._retriever.delete(self._models.model, list(dict.fromkeys(product_ids)), catalog)
         finally:
             await self._cache.invalidate(catalog)
 
     async def get(self, product_id: str, catalog: str = "") -> ProductRecord:
-        validate_catalog(catalog)
-        validate_product_id(product_id)
+        check_catalog(catalog)
+        check_product_id(product_id)
         return await self._retriever.get(self._models.model, product_id, catalog)
 
     async def delete_catalog(self, catalog: str) -> bool:
-        if not validate_catalog(catalog):
+        if not check_catalog(catalog):
             raise InvalidArgument("name the catalog to delete; the default catalog cannot be deleted")
         try:
             return await self._retriever.drop_catalog(self._models.model, catalog)
@@ -407,10 +412,12 @@ def _with_category(spec: FilterSpec, category: str) -> FilterSpec | None:
 
 
 def _outcome_to_json(hits: list[Hit], prediction: CategoryPrediction | None) -> bytes:
-    return json.dumps({
-        "hits": [dataclasses.asdict(hit) for hit in hits],
-        "prediction": dataclasses.asdict(prediction) if prediction else None,
-    }).encode()
+    return json.dumps(
+        {
+            "hits": [dataclasses.asdict(hit) for hit in hits],
+            "prediction": dataclasses.asdict(prediction) if prediction else None,
+        }
+    ).encode()
 
 
 def _outcome_from_json(raw: bytes) -> tuple[list[Hit], CategoryPrediction | None]:

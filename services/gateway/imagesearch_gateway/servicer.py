@@ -1,7 +1,8 @@
 """Thin SearchService servicer: protobuf in, plain types to the cores, protobuf out."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 
@@ -15,7 +16,9 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         # The cores exist once the backend has connected; until then `cores()` raises UNAVAILABLE.
         self._cores = cores
 
-    async def Search(self, request: search_pb2.SearchRequest, context: grpc.aio.ServicerContext) -> search_pb2.SearchResponse:
+    async def Search(
+        self, request: search_pb2.SearchRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.SearchResponse:
         which = request.WhichOneof("query")
         query = SearchQuery(
             image=request.image if which == "image" else None,
@@ -80,7 +83,9 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         deleted, not_found = await self._cores()[1].delete(list(request.product_ids), request.catalog)
         return search_pb2.DeleteProductsResponse(deleted=deleted, not_found=not_found)
 
-    async def GetProduct(self, request: search_pb2.GetProductRequest, context: grpc.aio.ServicerContext) -> common_pb2.Product:
+    async def GetProduct(
+        self, request: search_pb2.GetProductRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.Product:
         return convert.product_to_pb(await self._cores()[1].get(request.product_id, request.catalog))
 
     async def DeleteCatalog(

@@ -1,4 +1,5 @@
 """Run the retriever: `python -m imagesearch_retriever` (or `imagesearch-retriever`)."""
+
 from __future__ import annotations
 
 import argparse

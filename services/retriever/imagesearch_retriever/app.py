@@ -1,4 +1,5 @@
 """Wires the retriever: the Milvus client is built at connect() and closed at close()."""
+
 from __future__ import annotations
 
 import grpc

@@ -5,48 +5,52 @@ so a search over-fetches images, keeps each product's best-scoring image and
 asks again with a larger limit when a full page still left the answer
 uncertain (see `_ranked`).
 """
+
 from __future__ import annotations
 
-import math
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from imagesearch.common.errors import InvalidArgument, NotFound
-from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, validate_catalog
+from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord
+from imagesearch.contracts.limits import MAX_TOP_K, check_catalog, check_min_score, check_top_k
 from imagesearch_retriever.filters import build_expression
 from imagesearch_retriever.milvus_store import MAX_SEARCH_LIMIT, Image, ImageMatch, validate_model
 
-DEFAULT_TOP_K = 10
 # Images fetched per wanted product on the first try: catalogs have a few images per product.
 OVERFETCH = 4
 GROWTH = 4
 
 
 class VectorStore(Protocol):
-    async def upsert(self, model: ModelId, products: Sequence[tuple[ProductRecord, Sequence[Image]]]) -> tuple[int, int]: ...
+    async def upsert(
+        self, model: ModelId, products: Sequence[tuple[ProductRecord, Sequence[Image]]]
+    ) -> tuple[int, int]: ...
     async def delete(self, model: ModelId, product_ids: Sequence[str]) -> tuple[list[str], list[str]]: ...
     async def get(self, model: ModelId, product_id: str) -> ProductRecord: ...
     async def product_vectors(self, model: ModelId, product_id: str) -> list[tuple[str, np.ndarray]]: ...
-    async def search(self, model: ModelId, vectors: Sequence[np.ndarray], limit: int, expr: str) -> list[list[ImageMatch]]: ...
+    async def search(
+        self, model: ModelId, vectors: Sequence[np.ndarray], limit: int, expr: str
+    ) -> list[list[ImageMatch]]: ...
     async def drop(self, model: ModelId) -> bool: ...
-    def scoped(self, catalog: str) -> "VectorStore": ...
+    def scoped(self, catalog: str) -> VectorStore: ...
 
 
 class RetrieverCore:
-    def __init__(self, store: VectorStore, max_top_k: int = 100, default_top_k: int = DEFAULT_TOP_K) -> None:
+    def __init__(self, store: VectorStore, max_top_k: int = MAX_TOP_K) -> None:
         self._store = store
         self._max_top_k = max_top_k
-        self._default_top_k = min(default_top_k, max_top_k)
 
-    def for_catalog(self, catalog: str) -> "RetrieverCore":
+    def for_catalog(self, catalog: str) -> RetrieverCore:
         """The same behaviour over one named catalog's collections ("" = the default catalog)."""
-        if not validate_catalog(catalog):
+        if not check_catalog(catalog):
             return self
-        return RetrieverCore(self._store.scoped(catalog), self._max_top_k, self._default_top_k)
+        return RetrieverCore(self._store.scoped(catalog), self._max_top_k)
 
     async def drop_catalog(self, model: ModelId, catalog: str) -> bool:
-        if not validate_catalog(catalog):
+        if not check_catalog(catalog):
             raise InvalidArgument("the default catalog cannot be dropped; delete its products instead")
         return await self._store.scoped(catalog).drop(model)
 
@@ -60,11 +64,8 @@ class RetrieverCore:
     ) -> list[Hit]:
         """One hit per product, best first. `query` is a vector, or a product id for "more like this"."""
         validate_model(model)
-        top_k = top_k or self._default_top_k
-        if not 1 <= top_k <= self._max_top_k:
-            raise InvalidArgument(f"top_k must be between 1 and {self._max_top_k}, got {top_k}")
-        if not math.isfinite(min_score) or not -1.0 <= min_score <= 1.0:
-            raise InvalidArgument(f"min_score must lie in [-1, 1], got {min_score}")
+        top_k = check_top_k(top_k, self._max_top_k)
+        check_min_score(min_score)
         if isinstance(query, str):
             if not query:
                 raise InvalidArgument("product_id of a more-like-this query must not be empty")
@@ -78,7 +79,9 @@ class RetrieverCore:
             vectors = [np.asarray(query, dtype=np.float32)]
         return await self._ranked(model, vectors, top_k, expr, min_score)
 
-    async def _ranked(self, model: ModelId, vectors: list[np.ndarray], top_k: int, expr: str, min_score: float) -> list[Hit]:
+    async def _ranked(
+        self, model: ModelId, vectors: list[np.ndarray], top_k: int, expr: str, min_score: float
+    ) -> list[Hit]:
         """Best image per product across all query vectors, re-fetching until the top_k is settled.
 
         After a fetch of `limit` images per vector, any (product, vector) pair
@@ -107,7 +110,9 @@ class RetrieverCore:
             limit = min(limit * GROWTH, MAX_SEARCH_LIMIT)
         return [_hit(m) for m in qualified[:top_k]]
 
-    async def upsert(self, model: ModelId, products: Sequence[tuple[ProductRecord, Sequence[Image]]]) -> tuple[int, int]:
+    async def upsert(
+        self, model: ModelId, products: Sequence[tuple[ProductRecord, Sequence[Image]]]
+    ) -> tuple[int, int]:
         validate_model(model)
         return await self._store.upsert(model, products)
 

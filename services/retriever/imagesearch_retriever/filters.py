@@ -21,53 +21,26 @@ Values are rejected (InvalidArgument) rather than escaped when they carry
 control characters other than tab/newline/CR, lone surrogates, or more bytes
 than the stored field can hold; attribute keys must match `[A-Za-z0-9_.-]{1,64}`.
 """
+
 from __future__ import annotations
 
 import math
-import re
 
 from imagesearch.common.errors import InvalidArgument
 from imagesearch.common.types import FilterSpec
+from imagesearch.contracts.limits import (
+    MAX_ATTRIBUTE_CLAUSES,
+    MAX_ATTRIBUTE_VALUE_BYTES,
+    MAX_BRAND_BYTES,
+    MAX_CATEGORY_BYTES,
+    MAX_VALUES_PER_CLAUSE,
+    check_attribute_key,
+    check_product_id,
+    check_text,
+)
 
-MAX_VALUES_PER_CLAUSE = 256
-MAX_ATTRIBUTE_CLAUSES = 32
-# Stored field sizes (bytes of UTF-8); a longer filter value could never match.
-MAX_PRODUCT_ID_BYTES = 256
-MAX_CATEGORY_BYTES = 256
-MAX_BRAND_BYTES = 256
-MAX_ATTRIBUTE_VALUE_BYTES = 256
 MAX_EXPRESSION_CHARS = 512 * 1024
-ATTRIBUTE_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-# Unicode category Cc (C0, DEL, C1) except tab, newline and CR; and lone surrogates (Cs).
-_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _SIMPLE_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _show(value: str, limit: int = 40) -> str:
-    """A short, escaped rendering of a caller's value for error messages."""
-    return repr(value if len(value) <= limit else value[:limit] + "...")
-
-
-def check_text(value: str, what: str, max_bytes: int, *, allow_empty: bool = True) -> None:
-    """Reject strings that cannot be stored or matched faithfully."""
-    if not isinstance(value, str):
-        raise InvalidArgument(f"{what} must be a string")
-    if not value and not allow_empty:
-        raise InvalidArgument(f"{what} must not be empty")
-    bad = _FORBIDDEN.search(value)
-    if bad is not None:
-        raise InvalidArgument(
-            f"{what} contains a non-printable character U+{ord(bad.group()):04X} at position {bad.start()}: {_show(value)}"
-        )
-    size = len(value.encode("utf-8"))
-    if size > max_bytes:
-        raise InvalidArgument(f"{what} is {size} bytes long; at most {max_bytes} bytes (UTF-8) are allowed: {_show(value)}")
-
-
-def check_attribute_key(key: str, what: str = "attribute key") -> None:
-    if not isinstance(key, str) or not ATTRIBUTE_KEY_RE.match(key):
-        raise InvalidArgument(f"{what} must match [A-Za-z0-9_.-]{{1,64}}, got {_show(str(key))}")
 
 
 def quote(value: str) -> str:
@@ -124,11 +97,15 @@ def build_expression(spec: FilterSpec, exclude_product_id: str | None = None) ->
     for key, values in spec.attributes:
         check_attribute_key(key, "attribute filter key")
         # Keys are restricted to a safe charset above, and quoted anyway.
-        clauses.append(_in_clause(f"attributes[{quote(key)}]", tuple(values), f"attribute {key!r}", MAX_ATTRIBUTE_VALUE_BYTES))
+        clauses.append(
+            _in_clause(f"attributes[{quote(key)}]", tuple(values), f"attribute {key!r}", MAX_ATTRIBUTE_VALUE_BYTES)
+        )
     if exclude_product_id is not None:
-        check_text(exclude_product_id, "product_id", MAX_PRODUCT_ID_BYTES, allow_empty=False)
+        check_product_id(exclude_product_id)
         clauses.append(f"(product_id != {quote(exclude_product_id)})")
     expression = " && ".join(clauses)
     if len(expression) > MAX_EXPRESSION_CHARS:
-        raise InvalidArgument(f"filter is too large ({len(expression)} characters once encoded; at most {MAX_EXPRESSION_CHARS})")
+        raise InvalidArgument(
+            f"filter is too large ({len(expression)} characters once encoded; at most {MAX_EXPRESSION_CHARS})"
+        )
     return expression

@@ -28,6 +28,7 @@ back. Reads then use consistency_level="Session" by default
 a Strong read costs up to one tick (200 ms by default), a Session read ~3 ms.
 The queries of the write path are always Strong: they decide what to delete.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,9 +41,10 @@ import logging
 import math
 import re
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -60,25 +62,25 @@ from imagesearch.common.errors import (
     Unavailable,
 )
 from imagesearch.common.types import ModelId, ProductRecord
-from imagesearch_retriever.filters import (
+from imagesearch.contracts.limits import (
+    MAX_ATTRIBUTE_VALUE_BYTES,
+    MAX_ATTRIBUTES,
     MAX_BRAND_BYTES,
     MAX_CATEGORY_BYTES,
+    MAX_IMAGE_URI_BYTES,
     MAX_PRODUCT_ID_BYTES,
+    MAX_ROWS_PER_PRODUCT,
+    MAX_TITLE_BYTES,
     check_attribute_key,
+    check_product_id,
     check_text,
-    quote,
 )
+from imagesearch_retriever.filters import quote
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
-MAX_TITLE_BYTES = 2048
-MAX_IMAGE_URI_BYTES = 2048
-MAX_ATTRIBUTE_VALUE_BYTES = 256
-MAX_ATTRIBUTES = 64
-# Rows per product: the gateway indexes each catalog image twice (as sent, and trimmed to its object).
-MAX_IMAGES_PER_PRODUCT = 128
 MAX_IMAGE_ID_BYTES = MAX_PRODUCT_ID_BYTES + 1 + 4  # "<product_id>#<index>"
 MAX_DIMENSION = 32768  # Milvus' FLOAT_VECTOR limit
 MAX_MODEL_FIELD_CHARS = 128
@@ -162,11 +164,15 @@ def normalised(vector: np.ndarray, dimension: int, what: str) -> np.ndarray:
 def validate_product(product: ProductRecord, images: Sequence[Image], dimension: int) -> list[tuple[str, np.ndarray]]:
     """Check a product against the schema limits; return its images with unit vectors."""
     pid = product.product_id
-    check_text(pid, "product_id", MAX_PRODUCT_ID_BYTES, allow_empty=False)
+    check_product_id(pid)
     check_text(product.title, f"product {pid!r}: title", MAX_TITLE_BYTES)
     check_text(product.category, f"product {pid!r}: category", MAX_CATEGORY_BYTES)
     check_text(product.brand, f"product {pid!r}: brand", MAX_BRAND_BYTES)
-    if isinstance(product.price, bool) or not isinstance(product.price, (int, float)) or not math.isfinite(product.price):
+    if (
+        isinstance(product.price, bool)
+        or not isinstance(product.price, (int, float))
+        or not math.isfinite(product.price)
+    ):
         raise InvalidArgument(f"product {pid!r}: price must be a finite number, got {product.price!r}")
     if len(product.attributes) > MAX_ATTRIBUTES:
         raise InvalidArgument(f"product {pid!r}: {len(product.attributes)} attributes; at most {MAX_ATTRIBUTES}")
@@ -175,8 +181,8 @@ def validate_product(product: ProductRecord, images: Sequence[Image], dimension:
         check_text(value, f"product {pid!r}: attribute {key!r}", MAX_ATTRIBUTE_VALUE_BYTES)
     if not images:
         raise InvalidArgument(f"product {pid!r} has no images; a product is indexed through its images")
-    if len(images) > MAX_IMAGES_PER_PRODUCT:
-        raise InvalidArgument(f"product {pid!r} has {len(images)} images; at most {MAX_IMAGES_PER_PRODUCT}")
+    if len(images) > MAX_ROWS_PER_PRODUCT:
+        raise InvalidArgument(f"product {pid!r} has {len(images)} images; at most {MAX_ROWS_PER_PRODUCT}")
     checked = []
     for index, (uri, vector) in enumerate(images):
         check_text(uri, f"product {pid!r}: image {index} uri", MAX_IMAGE_URI_BYTES)
@@ -193,14 +199,14 @@ def _image_index(image_id: str) -> int:
 
 def _product_from_row(row: dict[str, Any]) -> dict[str, Any]:
     attributes = row.get("attributes") or {}
-    return dict(
-        product_id=row["product_id"],
-        title=row.get("title", ""),
-        category=row.get("category", ""),
-        brand=row.get("brand", ""),
-        price=float(row.get("price", 0.0)),
-        attributes={str(k): str(v) for k, v in attributes.items()} if isinstance(attributes, dict) else {},
-    )
+    return {
+        "product_id": row["product_id"],
+        "title": row.get("title", ""),
+        "category": row.get("category", ""),
+        "brand": row.get("brand", ""),
+        "price": float(row.get("price", 0.0)),
+        "attributes": {str(k): str(v) for k, v in attributes.items()} if isinstance(attributes, dict) else {},
+    }
 
 
 def _in_list(field_name: str, values: Sequence[str]) -> str:
@@ -250,11 +256,11 @@ class MilvusStore:
         with self._span("milvus.connect", None, 0):
             try:
                 client = MilvusClient(uri=self.uri, token=self._token, db_name=self._db_name, timeout=self._timeout)
-            except Exception as err:  # noqa: BLE001 - pymilvus raises assorted types here
+            except Exception as err:
                 raise Unavailable(f"milvus unavailable at {self.uri}: {_describe(err)}") from err
             try:
                 client.list_collections(timeout=self._timeout)
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 client.close()
                 raise self._translate(err, None) from err
         old, self._client = self._client, client
@@ -272,7 +278,7 @@ class MilvusStore:
 
     # ---- operations
 
-    def scoped(self, catalog: str) -> "MilvusStore":
+    def scoped(self, catalog: str) -> MilvusStore:
         """This store as seen by one catalog: same client and caches, its own collections.
 
         The default catalog ("") keeps the plain `<prefix>_...` names; a named one
@@ -301,7 +307,9 @@ class MilvusStore:
         self._forget(name)
         return True
 
-    async def upsert(self, model: ModelId, products: Sequence[tuple[ProductRecord, Sequence[Image]]]) -> tuple[int, int]:
+    async def upsert(
+        self, model: ModelId, products: Sequence[tuple[ProductRecord, Sequence[Image]]]
+    ) -> tuple[int, int]:
         """Write products with their images; each replaces every earlier version of itself."""
         validate_model(model)
         if not products:
@@ -323,17 +331,19 @@ class MilvusStore:
         rows: list[dict[str, Any]] = []
         for product, images in prepared:
             for index, (uri, vector) in enumerate(images):
-                rows.append({
-                    "image_id": f"{product.product_id}#{index}",
-                    "product_id": product.product_id,
-                    "title": product.title,
-                    "category": product.category,
-                    "brand": product.brand,
-                    "price": float(product.price),
-                    "attributes": dict(product.attributes),
-                    "image_uri": uri,
-                    "embedding": vector.tolist(),
-                })
+                rows.append(
+                    {
+                        "image_id": f"{product.product_id}#{index}",
+                        "product_id": product.product_id,
+                        "title": product.title,
+                        "category": product.category,
+                        "brand": product.brand,
+                        "price": float(product.price),
+                        "attributes": dict(product.attributes),
+                        "image_uri": uri,
+                        "embedding": vector.tolist(),
+                    }
+                )
         try:
             # New rows first (upsert replaces rows with the same image_id), then the
             # leftovers of longer earlier versions: the product never disappears in between.
@@ -343,12 +353,21 @@ class MilvusStore:
             keep = {row["image_id"] for row in rows}
             for group in _chunks(prepared, _QUERY_BATCH_IDS):
                 pids = [p.product_id for p, _ in group]
-                existing = self._call("milvus.query", name, len(pids), client.query, name,
-                                      filter=_in_list("product_id", pids), output_fields=["image_id"],
-                                      consistency_level="Strong")
+                existing = self._call(
+                    "milvus.query",
+                    name,
+                    len(pids),
+                    client.query,
+                    name,
+                    filter=_in_list("product_id", pids),
+                    output_fields=["image_id"],
+                    consistency_level="Strong",
+                )
                 stale = sorted(r["image_id"] for r in existing if r["image_id"] not in keep)
                 if stale:  # by primary key: cheaper than an expression Milvus must evaluate first
-                    self._call("milvus.delete", name, len(stale), client.delete, name, filter=_in_list("image_id", stale))
+                    self._call(
+                        "milvus.delete", name, len(stale), client.delete, name, filter=_in_list("image_id", stale)
+                    )
             self._barrier(client, name)
         except _CollectionGone:
             raise Unavailable(f"collection {name} was dropped during the write; retry") from None
@@ -359,7 +378,7 @@ class MilvusStore:
         validate_model(model)
         ids = list(dict.fromkeys(product_ids))
         for pid in ids:
-            check_text(pid, "product_id", MAX_PRODUCT_ID_BYTES, allow_empty=False)
+            check_product_id(pid)
         if not ids:
             return [], []
         return await self._run(self._delete, model, ids)
@@ -373,13 +392,26 @@ class MilvusStore:
         try:
             for batch in _chunks(ids, _QUERY_BATCH_IDS):
                 # Ask first, so the caller learns which ids were unknown.
-                rows = self._call("milvus.query", name, len(batch), client.query, name,
-                                  filter=_in_list("product_id", batch), output_fields=["product_id"],
-                                  consistency_level="Strong")
+                rows = self._call(
+                    "milvus.query",
+                    name,
+                    len(batch),
+                    client.query,
+                    name,
+                    filter=_in_list("product_id", batch),
+                    output_fields=["product_id"],
+                    consistency_level="Strong",
+                )
                 found = {row["product_id"] for row in rows}
                 if found:
-                    self._call("milvus.delete", name, len(found), client.delete, name,
-                               filter=_in_list("product_id", sorted(found)))
+                    self._call(
+                        "milvus.delete",
+                        name,
+                        len(found),
+                        client.delete,
+                        name,
+                        filter=_in_list("product_id", sorted(found)),
+                    )
                 present |= found
             if present:
                 self._barrier(client, name)
@@ -389,12 +421,20 @@ class MilvusStore:
 
     def _barrier(self, client: Any, name: str) -> None:
         """Wait until the query nodes have applied every write made so far (see module doc)."""
-        self._call("milvus.barrier", name, 0, client.query, name, filter='image_id in [""]',
-                   output_fields=["image_id"], consistency_level="Strong")
+        self._call(
+            "milvus.barrier",
+            name,
+            0,
+            client.query,
+            name,
+            filter='image_id in [""]',
+            output_fields=["image_id"],
+            consistency_level="Strong",
+        )
 
     async def get(self, model: ModelId, product_id: str) -> ProductRecord:
         validate_model(model)
-        check_text(product_id, "product_id", MAX_PRODUCT_ID_BYTES, allow_empty=False)
+        check_product_id(product_id)
         rows = await self._run(self._product_rows, model, product_id, [*PRODUCT_FIELDS, "image_id", "image_uri"])
         if not rows:
             raise NotFound(f"product {product_id!r} not found (model {model.name} v{model.version})")
@@ -406,7 +446,7 @@ class MilvusStore:
     async def product_vectors(self, model: ModelId, product_id: str) -> list[tuple[str, np.ndarray]]:
         """The (uri, vector) of each indexed image of a product; [] when it is unknown."""
         validate_model(model)
-        check_text(product_id, "product_id", MAX_PRODUCT_ID_BYTES, allow_empty=False)
+        check_product_id(product_id)
         rows = await self._run(self._product_rows, model, product_id, ["image_id", "image_uri", "embedding"])
         rows.sort(key=lambda r: _image_index(r["image_id"]))
         return [(r["image_uri"], np.asarray(r["embedding"], dtype=np.float32)) for r in rows]
@@ -417,12 +457,24 @@ class MilvusStore:
             return []
         client = self._require_client()
         try:
-            return list(self._call("milvus.query", name, 1, client.query, name, filter=f"product_id == {quote(product_id)}",
-                                   output_fields=fields, consistency_level=self._consistency))
+            return list(
+                self._call(
+                    "milvus.query",
+                    name,
+                    1,
+                    client.query,
+                    name,
+                    filter=f"product_id == {quote(product_id)}",
+                    output_fields=fields,
+                    consistency_level=self._consistency,
+                )
+            )
         except _CollectionGone:
             return []
 
-    async def search(self, model: ModelId, vectors: Sequence[np.ndarray], limit: int, expr: str) -> list[list[ImageMatch]]:
+    async def search(
+        self, model: ModelId, vectors: Sequence[np.ndarray], limit: int, expr: str
+    ) -> list[list[ImageMatch]]:
         """Nearest images for each query vector (best first), `limit` per vector, restricted by `expr`."""
         validate_model(model)
         if not 1 <= limit <= MAX_SEARCH_LIMIT:
@@ -439,9 +491,19 @@ class MilvusStore:
         client = self._require_client()
         params = {"metric_type": "IP", "params": {"ef": max(self._hnsw.ef_search, limit)}}
         try:
-            pages = self._call("milvus.search", name, len(queries), client.search, name,
-                               data=[q.tolist() for q in queries], limit=limit, filter=expr,
-                               output_fields=_HIT_FIELDS, search_params=params, consistency_level=self._consistency)
+            pages = self._call(
+                "milvus.search",
+                name,
+                len(queries),
+                client.search,
+                name,
+                data=[q.tolist() for q in queries],
+                limit=limit,
+                filter=expr,
+                output_fields=_HIT_FIELDS,
+                search_params=params,
+                consistency_level=self._consistency,
+            )
         except _CollectionGone:
             return [[] for _ in queries]
         result: list[list[ImageMatch]] = []
@@ -491,11 +553,14 @@ class MilvusStore:
         return name
 
     def _create_collection(self, client: MilvusClient, name: str, model: ModelId) -> None:
-        description = json.dumps({
-            "imagesearch_schema": SCHEMA_VERSION,
-            "model": {"name": model.name, "version": model.version, "dimension": model.dimension},
-            "catalog": self._catalog,
-        }, sort_keys=True)
+        description = json.dumps(
+            {
+                "imagesearch_schema": SCHEMA_VERSION,
+                "model": {"name": model.name, "version": model.version, "dimension": model.dimension},
+                "catalog": self._catalog,
+            },
+            sort_keys=True,
+        )
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description=description)
         schema.add_field("image_id", DataType.VARCHAR, is_primary=True, max_length=MAX_IMAGE_ID_BYTES)
         schema.add_field("product_id", DataType.VARCHAR, max_length=MAX_PRODUCT_ID_BYTES)
@@ -507,15 +572,27 @@ class MilvusStore:
         schema.add_field("image_uri", DataType.VARCHAR, max_length=MAX_IMAGE_URI_BYTES)
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=model.dimension)
         index = client.prepare_index_params()
-        index.add_index(field_name="embedding", index_type="HNSW", metric_type="IP",
-                        params={"M": self._hnsw.m, "efConstruction": self._hnsw.ef_construction})
+        index.add_index(
+            field_name="embedding",
+            index_type="HNSW",
+            metric_type="IP",
+            params={"M": self._hnsw.m, "efConstruction": self._hnsw.ef_construction},
+        )
         log.info("creating collection %s for model %s v%s (%dd)", name, model.name, model.version, model.dimension)
         try:
-            self._call("milvus.create_collection", name, 0, client.create_collection, name, schema=schema,
-                       index_params=index, consistency_level="Strong")  # the collection's default
+            self._call(
+                "milvus.create_collection",
+                name,
+                0,
+                client.create_collection,
+                name,
+                schema=schema,
+                index_params=index,
+                consistency_level="Strong",
+            )  # the collection's default
         except DomainError:
             raise
-        except Exception:  # noqa: BLE001 - another replica may have created it first
+        except Exception:
             if not self._call("milvus.has_collection", name, 0, client.has_collection, name):
                 raise
 
@@ -527,7 +604,9 @@ class MilvusStore:
             found = ModelId(str(recorded["name"]), str(recorded["version"]), int(recorded["dimension"]))
             catalog = str(described.get("catalog", ""))
         except (ValueError, KeyError, TypeError):
-            raise FailedPrecondition(f"collection {name} exists but was not created by the retriever (no model in its description)") from None
+            raise FailedPrecondition(
+                f"collection {name} exists but was not created by the retriever (no model in its description)"
+            ) from None
         if catalog != self._catalog:
             raise FailedPrecondition(f"collection {name} belongs to catalog {catalog!r}, not {self._catalog!r}")
         dims = [f.get("params", {}).get("dim") for f in info.get("fields", []) if f.get("name") == "embedding"]
@@ -557,12 +636,14 @@ class MilvusStore:
             attributes["milvus.collection"] = collection
         return self._tracer.start_as_current_span(span_name, attributes=attributes)
 
-    def _call(self, span_name: str, collection: str | None, rows: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _call(
+        self, span_name: str, collection: str | None, rows: int, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
         """One Milvus call: a child span, the deadline, and errors translated to domain errors."""
         with self._span(span_name, collection, rows) as span:
             try:
                 return fn(*args, timeout=self._timeout, **kwargs)
-            except Exception as err:  # noqa: BLE001 - translated below
+            except Exception as err:
                 translated = self._translate(err, collection)
                 span.set_status(Status(StatusCode.ERROR, _describe(err)))
                 if isinstance(translated, _CollectionGone) and collection is not None:

@@ -1,4 +1,5 @@
 """Thin RetrieverService servicer: protobuf in, plain types to the core, protobuf out."""
+
 from __future__ import annotations
 
 import grpc
@@ -34,7 +35,9 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
         )
         return retriever_pb2.VectorSearchResponse(hits=[convert.hit_to_pb(hit) for hit in hits])
 
-    async def Upsert(self, request: retriever_pb2.UpsertRequest, context: grpc.aio.ServicerContext) -> retriever_pb2.UpsertResponse:
+    async def Upsert(
+        self, request: retriever_pb2.UpsertRequest, context: grpc.aio.ServicerContext
+    ) -> retriever_pb2.UpsertResponse:
         products = [
             (
                 convert.product_from_pb(item.product),
@@ -42,15 +45,23 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
             )
             for item in request.products
         ]
-        written, images = await self._core.for_catalog(request.catalog).upsert(convert.model_from_pb(request.model), products)
+        written, images = await self._core.for_catalog(request.catalog).upsert(
+            convert.model_from_pb(request.model), products
+        )
         return retriever_pb2.UpsertResponse(products=written, images=images)
 
-    async def Delete(self, request: retriever_pb2.DeleteRequest, context: grpc.aio.ServicerContext) -> retriever_pb2.DeleteResponse:
-        deleted, not_found = await self._core.for_catalog(request.catalog).delete(convert.model_from_pb(request.model), list(request.product_ids))
+    async def Delete(
+        self, request: retriever_pb2.DeleteRequest, context: grpc.aio.ServicerContext
+    ) -> retriever_pb2.DeleteResponse:
+        deleted, not_found = await self._core.for_catalog(request.catalog).delete(
+            convert.model_from_pb(request.model), list(request.product_ids)
+        )
         return retriever_pb2.DeleteResponse(deleted=deleted, not_found=not_found)
 
     async def Get(self, request: retriever_pb2.GetRequest, context: grpc.aio.ServicerContext) -> common_pb2.Product:
-        product = await self._core.for_catalog(request.catalog).get(convert.model_from_pb(request.model), request.product_id)
+        product = await self._core.for_catalog(request.catalog).get(
+            convert.model_from_pb(request.model), request.product_id
+        )
         return convert.product_to_pb(product)
 
     async def DropCatalog(

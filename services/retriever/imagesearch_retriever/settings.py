@@ -1,11 +1,13 @@
 """Retriever settings, read once from the environment in main() and passed in."""
+
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from imagesearch.common.config import SettingsError, env_float, env_int, env_str
+from imagesearch.contracts.limits import MAX_TOP_K
 
 # (variable, default, meaning) — also rendered by `--help`.
 ENV_VARS: tuple[tuple[str, str, str], ...] = (
@@ -15,14 +17,17 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("MILVUS_TOKEN", "", "Milvus credentials, 'user:password' or an API key; empty without auth"),
     ("MILVUS_DB", "", "Milvus database; empty for the default one"),
     ("RETRIEVER_COLLECTION_PREFIX", "imagesearch", "first part of every collection name ([A-Za-z_][A-Za-z0-9_]*)"),
-    ("RETRIEVER_MAX_TOP_K", "100", "largest top_k a search may ask for"),
+    ("RETRIEVER_MAX_TOP_K", str(MAX_TOP_K), "largest top_k a search may ask for"),
     ("HNSW_M", "16", "HNSW graph degree of new collections"),
     ("HNSW_EF_CONSTRUCTION", "200", "HNSW build-time candidate list of new collections"),
     ("HNSW_EF_SEARCH", "128", "HNSW search-time candidate list (raised to the fetch size when larger)"),
-    ("RETRIEVER_READ_CONSISTENCY", "Session",
-     "Session: reads do not wait (every write already ends with a Strong barrier, so it is visible to later "
-     "reads when its call returns). Strong: every read also waits for Milvus' next time tick "
-     "(~1.5 x proxy.timeTickInterval), for Milvus deployments with several query replicas"),
+    (
+        "RETRIEVER_READ_CONSISTENCY",
+        "Session",
+        "Session: reads do not wait (every write already ends with a Strong barrier, so it is visible to later "
+        "reads when its call returns). Strong: every read also waits for Milvus' next time tick "
+        "(~1.5 x proxy.timeTickInterval), for Milvus deployments with several query replicas",
+    ),
     ("RETRIEVER_TIMEOUT_SECONDS", "10", "deadline of each Milvus call, retries included"),
     ("RETRIEVER_MAX_MESSAGE_BYTES", str(64 * 1024 * 1024), "largest gRPC request accepted (upserts carry vectors)"),
     ("RETRIEVER_GRACE_SECONDS", "20", "drain time for in-flight calls on SIGTERM"),
@@ -44,7 +49,7 @@ class RetrieverSettings:
     milvus_token: str = ""
     milvus_db: str = ""
     collection_prefix: str = "imagesearch"
-    max_top_k: int = 100
+    max_top_k: int = MAX_TOP_K
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 128
@@ -72,7 +77,7 @@ class RetrieverSettings:
             raise SettingsError("MILVUS_URI must not be empty")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "RetrieverSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RetrieverSettings:
         e = environ
         return cls(
             host=env_str("RETRIEVER_HOST", cls.host, e),

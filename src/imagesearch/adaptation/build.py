@@ -10,13 +10,15 @@ Then fit the learned whitening on the fitting views, and the same-product
 calibration on the extra views scored against the whitened catalog, as searches
 would score them.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -24,7 +26,7 @@ from PIL import Image
 from imagesearch.adaptation.embedding import BaseModel, framers
 from imagesearch.adaptation.synthetic import cutout, make_view, query_crop
 from imagesearch.adaptation.whitening import Whitening, fit_learned_whitening
-from imagesearch.evaluation.calibration import fit_logistic, log_loss
+from imagesearch.contracts.calibration import ScoreCalibration
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -54,7 +56,7 @@ class AdaptOptions:
 @dataclass
 class Adaptation:
     whitening: Whitening
-    calibration: tuple[float, float]
+    calibration: ScoreCalibration
     items: int
     views: int
     seconds: dict[str, float] = field(default_factory=dict)
@@ -118,7 +120,9 @@ def adapt(
                 clutter.extend(r[1] for _, r in ok)
             tick(len(chunk))
     if len(kept) < 2:
-        raise AdaptationError(f"only {len(kept)} catalog images could be read; need at least 2: " + "; ".join(skipped[:5]))
+        raise AdaptationError(
+            f"only {len(kept)} catalog images could be read; need at least 2: " + "; ".join(skipped[:5])
+        )
     index = np.concatenate(clean_vectors)
     seconds["catalog shots"] = time.perf_counter() - started
 
@@ -162,15 +166,15 @@ def adapt(
     top = np.argsort(-scores, axis=1)[:, :CALIBRATION_TOP]
     example_scores = np.take_along_axis(scores, top, axis=1).ravel()
     labels = (top == np.arange(len(kept))[:, None]).ravel().astype(np.float64)
-    slope, intercept = fit_logistic(example_scores, labels)
+    calibration = ScoreCalibration.fit(example_scores, labels)
     seconds["fit"] = time.perf_counter() - started
     return Adaptation(
         whitening=whitening,
-        calibration=(slope, intercept),
+        calibration=calibration,
         items=len(kept),
         views=int(fit_views.shape[0]),
         seconds=seconds,
         synthetic_recall_at_1=(before, after),
-        calibration_log_loss=log_loss(example_scores, labels, slope, intercept),
+        calibration_log_loss=calibration.log_loss(example_scores, labels),
         skipped=skipped,
     )

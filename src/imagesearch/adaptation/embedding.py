@@ -5,14 +5,14 @@ onnxruntime directly avoids needing a running stack. The pixels must be exactly
 what the embedder service would send to Triton, so framing goes through the
 service's own Preprocessor (decode, EXIF, colour management, letterbox/crop).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-INPUT = "IMAGE"
-EMBEDDING = "EMBEDDING"
+from imagesearch.contracts.model import EMBEDDING, INPUT
 
 
 class BaseModel:

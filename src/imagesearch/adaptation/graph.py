@@ -6,16 +6,17 @@ EMBEDDING (d-d). Every other output (LOGITS, SALIENCY) is untouched, so query
 localisation works the same. The extra work is one D x d matrix product per
 image: negligible next to the CNN.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
 from imagesearch.adaptation.whitening import Whitening
+from imagesearch.contracts.model import EMBEDDING
 
-EMBEDDING = "EMBEDDING"
 # The base model's embedding, kept inside the graph under this name.
 BASE_EMBEDDING = "imagesearch/base_embedding"
 
@@ -49,22 +50,36 @@ def append_whitening(base: Path, whitening: Whitening, out: Path, metadata: Mapp
         node.input[:] = [BASE_EMBEDDING if name == EMBEDDING else name for name in node.input]
 
     prefix = "imagesearch/whitening/"
-    graph.initializer.extend([
-        numpy_helper.from_array(whitening.mean.astype(np.float32), prefix + "mean"),
-        numpy_helper.from_array(whitening.projection.astype(np.float32), prefix + "projection"),
-        numpy_helper.from_array(np.array(1e-12, dtype=np.float32), prefix + "epsilon"),
-    ])
-    graph.node.extend([
-        helper.make_node("Sub", [BASE_EMBEDDING, prefix + "mean"], [prefix + "centred"], name=prefix + "centre"),
-        helper.make_node("MatMul", [prefix + "centred", prefix + "projection"], [prefix + "projected"], name=prefix + "project"),
-        # ReduceL2 takes `axes` as an attribute up to opset 17 (the base model's opset).
-        helper.make_node("ReduceL2", [prefix + "projected"], [prefix + "norm"], axes=[1], keepdims=1, name=prefix + "norm"),
-        helper.make_node("Max", [prefix + "norm", prefix + "epsilon"], [prefix + "safe_norm"], name=prefix + "clamp"),
-        helper.make_node("Div", [prefix + "projected", prefix + "safe_norm"], [EMBEDDING], name=prefix + "normalise"),
-    ])
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(whitening.mean.astype(np.float32), prefix + "mean"),
+            numpy_helper.from_array(whitening.projection.astype(np.float32), prefix + "projection"),
+            numpy_helper.from_array(np.array(1e-12, dtype=np.float32), prefix + "epsilon"),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("Sub", [BASE_EMBEDDING, prefix + "mean"], [prefix + "centred"], name=prefix + "centre"),
+            helper.make_node(
+                "MatMul", [prefix + "centred", prefix + "projection"], [prefix + "projected"], name=prefix + "project"
+            ),
+            # ReduceL2 takes `axes` as an attribute up to opset 17 (the base model's opset).
+            helper.make_node(
+                "ReduceL2", [prefix + "projected"], [prefix + "norm"], axes=[1], keepdims=1, name=prefix + "norm"
+            ),
+            helper.make_node(
+                "Max", [prefix + "norm", prefix + "epsilon"], [prefix + "safe_norm"], name=prefix + "clamp"
+            ),
+            helper.make_node(
+                "Div", [prefix + "projected", prefix + "safe_norm"], [EMBEDDING], name=prefix + "normalise"
+            ),
+        ]
+    )
     position = list(outputs).index(EMBEDDING)
     batch = shape[0]
-    new_output = helper.make_tensor_value_info(EMBEDDING, TensorProto.FLOAT, [batch.dim_param or None, whitening.dimension])
+    new_output = helper.make_tensor_value_info(
+        EMBEDDING, TensorProto.FLOAT, [batch.dim_param or None, whitening.dimension]
+    )
     graph.output.remove(outputs[EMBEDDING])
     graph.output.insert(position, new_output)
 

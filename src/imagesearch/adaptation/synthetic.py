@@ -9,11 +9,12 @@ generic ones phones produce: scale (object 25-95 % of the frame), rotation
 a soft shadow, an illumination gradient, colour and white-balance shifts, blur
 and/or noise, JPEG quality 30-85, landscape/portrait/square frames.
 """
+
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
@@ -59,7 +60,9 @@ def background(rng: np.random.Generator, width: int, height: int, clutter: Seque
     if kind == 0:
         im = _value_noise(rng, width, height, int(rng.integers(2, 6)))
         for _ in range(int(rng.integers(1, 3))):
-            im = Image.blend(im, _value_noise(rng, width, height, int(rng.integers(6, 40))), float(rng.uniform(0.2, 0.5)))
+            im = Image.blend(
+                im, _value_noise(rng, width, height, int(rng.integers(6, 40))), float(rng.uniform(0.2, 0.5))
+            )
     elif kind == 1:
         c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
         t = np.linspace(0, 1, width)[None, :, None] if rng.random() < 0.5 else np.linspace(0, 1, height)[:, None, None]
@@ -79,9 +82,13 @@ def background(rng: np.random.Generator, width: int, height: int, clutter: Seque
         for _ in range(int(rng.integers(3, 9)) if clutter else 0):
             item = clutter[int(rng.integers(len(clutter)))]
             scale = float(rng.uniform(0.15, 0.6)) * max(width, height) / max(item.size)
-            item = item.resize((max(1, int(item.width * scale)), max(1, int(item.height * scale))), Image.Resampling.BILINEAR)
+            item = item.resize(
+                (max(1, int(item.width * scale)), max(1, int(item.height * scale))), Image.Resampling.BILINEAR
+            )
             item = item.rotate(float(rng.uniform(-180, 180)), expand=True, resample=Image.Resampling.BILINEAR)
-            im.paste(item, (int(rng.integers(-item.width // 2, width)), int(rng.integers(-item.height // 2, height))), item)
+            im.paste(
+                item, (int(rng.integers(-item.width // 2, width)), int(rng.integers(-item.height // 2, height))), item
+            )
         im = im.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 2.5))))
     if kind != 1:
         im = ImageEnhance.Color(im.convert("RGB")).enhance(float(rng.uniform(0.2, 0.9)))
@@ -107,7 +114,9 @@ def _warp(obj: Image.Image, rng: np.random.Generator) -> Image.Image:
     dx, dy = -min(p[0] for p in moved), -min(p[1] for p in moved)
     moved = [(x + dx, y + dy) for x, y in moved]
     size = (int(max(p[0] for p in moved)) + 1, int(max(p[1] for p in moved)) + 1)
-    obj = obj.transform(size, Image.Transform.PERSPECTIVE, _perspective_coefficients(corners, moved), Image.Resampling.BICUBIC)
+    obj = obj.transform(
+        size, Image.Transform.PERSPECTIVE, _perspective_coefficients(corners, moved), Image.Resampling.BICUBIC
+    )
     obj = obj.rotate(float(rng.uniform(-35, 35)), expand=True, resample=Image.Resampling.BICUBIC)
     return obj.crop(obj.getbbox() or (0, 0, obj.width, obj.height))
 
@@ -126,7 +135,9 @@ def _photographic(im: Image.Image, rng: np.random.Generator) -> Image.Image:
     pixels = np.asarray(im).astype(np.float32) * rng.uniform(0.9, 1.1, 3)  # white balance
     pick = rng.random()
     if pick < 0.7:
-        blurred = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(float(rng.uniform(0.2, 1.0))))
+        blurred = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).filter(
+            ImageFilter.GaussianBlur(float(rng.uniform(0.2, 1.0)))
+        )
         pixels = np.asarray(blurred).astype(np.float32)
     if pick > 0.4:
         pixels = pixels + rng.normal(0, rng.uniform(2, 9), pixels.shape)
@@ -140,7 +151,9 @@ def make_view(obj: Image.Image, rng: np.random.Generator, clutter: Sequence[Imag
     warped = _warp(obj, rng)
     extent = float(rng.uniform(0.25, 0.95))
     scale = extent / max(warped.width / width, warped.height / height)
-    warped = warped.resize((max(1, int(warped.width * scale)), max(1, int(warped.height * scale))), Image.Resampling.BICUBIC)
+    warped = warped.resize(
+        (max(1, int(warped.width * scale)), max(1, int(warped.height * scale))), Image.Resampling.BICUBIC
+    )
     x = int(rng.integers(0, max(1, width - warped.width + 1)))
     y = int(rng.integers(0, max(1, height - warped.height + 1)))
     if rng.random() < 0.5:  # soft drop shadow
@@ -153,15 +166,23 @@ def make_view(obj: Image.Image, rng: np.random.Generator, clutter: Sequence[Imag
     if clutter and rng.random() < 0.4:  # another item partly in front of the product
         item = clutter[int(rng.integers(len(clutter)))]
         scale = float(rng.uniform(0.2, 0.5)) * max(warped.size) / max(item.size)
-        item = item.resize((max(1, int(item.width * scale)), max(1, int(item.height * scale))), Image.Resampling.BILINEAR)
-        scene.paste(item, (x + int(rng.uniform(-0.3, 0.9) * warped.width), y + int(rng.uniform(-0.3, 0.9) * warped.height)), item)
+        item = item.resize(
+            (max(1, int(item.width * scale)), max(1, int(item.height * scale))), Image.Resampling.BILINEAR
+        )
+        scene.paste(
+            item,
+            (x + int(rng.uniform(-0.3, 0.9) * warped.width), y + int(rng.uniform(-0.3, 0.9) * warped.height)),
+            item,
+        )
     photo = _photographic(scene, rng)
     buffer = io.BytesIO()
     photo.save(buffer, "JPEG", quality=int(rng.integers(30, 86)))
     return View(buffer.getvalue(), width, height, (x, y, x + warped.width, y + warped.height))
 
 
-def query_crop(view: View, rng: np.random.Generator, whole_photo_share: float = 0.25) -> tuple[float, float, float, float]:
+def query_crop(
+    view: View, rng: np.random.Generator, whole_photo_share: float = 0.25
+) -> tuple[float, float, float, float]:
     """The relative box a query's localisation would plausibly find: the true box, jittered
     (each side -5..+25 % of the object, shifted up to 8 %), or the whole photo `whole_photo_share` of the time
     (localisation sometimes finds nothing better). Training on imperfect boxes is what makes it robust."""

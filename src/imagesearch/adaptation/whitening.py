@@ -10,6 +10,7 @@ products differ from each other. y = l2n((x - mean) @ projection).
 Offline on the dev benchmark (docs/quality.md) this beat plain PCA-whitening by
 1-3 points R@1 and 4-5 points category P@10, on products the fit never saw too.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,7 +54,9 @@ def fit_learned_whitening(
     view_item = np.asarray(view_item)
     n, width = clean.shape
     if views.ndim != 2 or views.shape[1] != width or len(views) != len(view_item):
-        raise WhiteningError(f"views {views.shape} and view_item {view_item.shape} do not match clean shots of width {width}")
+        raise WhiteningError(
+            f"views {views.shape} and view_item {view_item.shape} do not match clean shots of width {width}"
+        )
     if not 1 <= dimension <= width:
         raise WhiteningError(f"dimension must lie in [1, {width}], got {dimension}")
     if n < 2 or len(views) < 2:

@@ -14,6 +14,7 @@ image_embedding/<N>/, with adaptation.json saying how it was made). Triton serve
 the newest version at its next start; the new vectors go to a new collection, so
 index the catalog again after adapting.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,7 @@ from tqdm import tqdm
 
 from imagesearch.cli.catalog import CatalogError, load_catalog
 from imagesearch.cli.common import CliError
-
-MODEL = "image_embedding"
+from imagesearch.contracts.model import MODEL_NAME, model_dir
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -52,18 +52,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("catalogs", nargs="+", type=Path, metavar="CATALOG",
-                   help="a dataset folder (catalog.csv, and distractors.csv if present), a catalog CSV or an image folder")
-    p.add_argument("--views", type=int, default=3, help="synthetic photos per catalog image for the fit (default: %(default)s)")
-    p.add_argument("--dimension", type=int, default=512, help="dimensions of the adapted embedding (default: %(default)s)")
-    p.add_argument("--shrinkage", type=float, default=0.5,
-                   help="eigenvalue shrinkage, x the mean eigenvalue; higher is more conservative (default: %(default)s)")
-    p.add_argument("--image-size", type=int, default=int(os.environ.get("EMBEDDER_IMAGE_SIZE", "256")),
-                   help="input size the embedder uses (default: $EMBEDDER_IMAGE_SIZE or 256)")
-    p.add_argument("--resize-mode", choices=("crop", "pad"), default=os.environ.get("EMBEDDER_RESIZE_MODE", "crop"),
-                   help="how the embedder frames catalog images (default: $EMBEDDER_RESIZE_MODE or crop)")
+    p.add_argument(
+        "catalogs",
+        nargs="+",
+        type=Path,
+        metavar="CATALOG",
+        help="a dataset folder (catalog.csv, and distractors.csv if present), a catalog CSV or an image folder",
+    )
+    p.add_argument(
+        "--views", type=int, default=3, help="synthetic photos per catalog image for the fit (default: %(default)s)"
+    )
+    p.add_argument(
+        "--dimension", type=int, default=512, help="dimensions of the adapted embedding (default: %(default)s)"
+    )
+    p.add_argument(
+        "--shrinkage",
+        type=float,
+        default=0.5,
+        help="eigenvalue shrinkage, x the mean eigenvalue; higher is more conservative (default: %(default)s)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=int(os.environ.get("EMBEDDER_IMAGE_SIZE", "256")),
+        help="input size the embedder uses (default: $EMBEDDER_IMAGE_SIZE or 256)",
+    )
+    p.add_argument(
+        "--resize-mode",
+        choices=("crop", "pad"),
+        default=os.environ.get("EMBEDDER_RESIZE_MODE", "crop"),
+        help="how the embedder frames catalog images (default: $EMBEDDER_RESIZE_MODE or crop)",
+    )
     p.add_argument("--model-repo", type=Path, help="Triton model repository (default: model_repo/ of the checkout)")
-    p.add_argument("--base-version", type=int, help="version to adapt (default: the newest version that is not adapted)")
+    p.add_argument(
+        "--base-version", type=int, help="version to adapt (default: the newest version that is not adapted)"
+    )
     p.add_argument("--version", type=int, help="version number to write (default: the next free one)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic views (default: %(default)s)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="threads making views (default: CPU count)")
@@ -77,7 +100,9 @@ def catalog_images(sources: list[Path]) -> list[tuple[str, Path]]:
     images: list[tuple[str, Path]] = []
     for source in sources:
         if source.is_dir() and (source / "catalog.csv").is_file():
-            files = [source / "catalog.csv"] + ([source / "distractors.csv"] if (source / "distractors.csv").is_file() else [])
+            files = [source / "catalog.csv"] + (
+                [source / "distractors.csv"] if (source / "distractors.csv").is_file() else []
+            )
         else:
             files = [source]
         for path in files:
@@ -95,11 +120,11 @@ def catalog_images(sources: list[Path]) -> list[tuple[str, Path]]:
 
 def _model_dir(args: argparse.Namespace) -> Path:
     if args.model_repo is not None:
-        return args.model_repo / MODEL
+        return model_dir(args.model_repo)
     from imagesearch.stack.local import StackError, find_repo_root
 
     try:
-        return find_repo_root() / "model_repo" / MODEL
+        return model_dir(find_repo_root() / "model_repo")
     except StackError as err:
         raise CliError(f"{err}; or pass --model-repo", exit_code=2) from None
 
@@ -111,18 +136,25 @@ def run(args: argparse.Namespace) -> int:
     from imagesearch.adaptation.whitening import WhiteningError
 
     started = time.perf_counter()
-    model_dir = _model_dir(args)
+    directory = _model_dir(args)
     try:
-        base_version, base_path = base_model(model_dir, args.base_version)
+        base_version, base_path = base_model(directory, args.base_version)
     except RepositoryError as err:
         raise CliError(str(err)) from None
     images = catalog_images(args.catalogs)
     options = AdaptOptions(
-        views=args.views, dimension=args.dimension, shrinkage=args.shrinkage, image_size=args.image_size,
-        resize_mode=args.resize_mode, seed=args.seed, workers=max(1, args.workers),
+        views=args.views,
+        dimension=args.dimension,
+        shrinkage=args.shrinkage,
+        image_size=args.image_size,
+        resize_mode=args.resize_mode,
+        seed=args.seed,
+        workers=max(1, args.workers),
     )
-    print(f"adapting {MODEL} v{base_version} to {len(images)} catalog images "
-          f"({options.views} synthetic views each + 1 to calibrate, {options.image_size} px, -> {options.dimension} dims)")
+    print(
+        f"adapting {MODEL_NAME} v{base_version} to {len(images)} catalog images "
+        f"({options.views} synthetic views each + 1 to calibrate, {options.image_size} px, -> {options.dimension} dims)"
+    )
     bars: list[tqdm] = []
 
     def progress(what: str, total: int):  # -> Callable[[int], None]
@@ -142,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     for line in result.skipped:
         print(f"  skipped {line}")
     before, after = result.synthetic_recall_at_1
-    slope, intercept = result.calibration
+    calibration = result.calibration
     record = {
         "base_version": base_version,
         "catalogs": [str(c) for c in args.catalogs],
@@ -150,8 +182,8 @@ def run(args: argparse.Namespace) -> int:
         "views": result.views,
         "options": vars(options),
         "method": "learned whitening (intra-item covariance of synthetic view - clean shot differences, "
-                  "shrinkage x mean eigenvalue, then PCA of the whitened shots)",
-        "same_product_calibration": [round(slope, 4), round(intercept, 4)],
+        "shrinkage x mean eigenvalue, then PCA of the whitened shots)",
+        "same_product_calibration": [round(calibration.slope, 4), round(calibration.intercept, 4)],
         "calibration_views": result.items,
         "calibration_log_loss": round(result.calibration_log_loss, 4),
         "synthetic_recall_at_1": {"base": round(before, 4), "adapted": round(after, 4)},
@@ -160,13 +192,21 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         version, target = write_version(
-            model_dir, base_version, base_path, result.whitening, result.calibration, record, args.version
+            directory, base_version, base_path, result.whitening, result.calibration, record, args.version
         )
     except RepositoryError as err:
         raise CliError(str(err)) from None
-    print(json.dumps({"synthetic_recall_at_1": record["synthetic_recall_at_1"],
-                      "same_product_calibration": record["same_product_calibration"]}))
-    print(f"wrote {MODEL} version {version} ({target}) in {time.perf_counter() - started:.0f} s: "
-          f"{result.whitening.input_dimension} -> {result.whitening.dimension} dims")
+    print(
+        json.dumps(
+            {
+                "synthetic_recall_at_1": record["synthetic_recall_at_1"],
+                "same_product_calibration": record["same_product_calibration"],
+            }
+        )
+    )
+    print(
+        f"wrote {MODEL_NAME} version {version} ({target}) in {time.perf_counter() - started:.0f} s: "
+        f"{result.whitening.input_dimension} -> {result.whitening.dimension} dims"
+    )
     print("next: restart the stack (imagesearch up) so Triton serves it, then index the catalog again")
     return 0

@@ -10,14 +10,15 @@ A folder is walked recursively: every .jpg/.jpeg/.png/.webp becomes a product
 whose id and title are the file's stem and whose category is its parent folder
 relative to the root ("" for files at the root).
 """
+
 from __future__ import annotations
 
 import csv
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 REQUIRED_COLUMNS = ("product_id", "image")
@@ -52,6 +53,7 @@ def load_catalog(path: str | Path) -> list[CatalogItem]:
 
 
 # --- CSV -------------------------------------------------------------------
+
 
 def load_csv(path: Path) -> list[CatalogItem]:
     base = path.resolve().parent
@@ -142,9 +144,11 @@ def parse_attributes(text: str, where: str) -> dict[str, str]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise CatalogError(f"{where}: attributes is not valid JSON ({err.msg} at column {err.colno}): {text!r}") from None
+        raise CatalogError(
+            f"{where}: attributes is not valid JSON ({err.msg} at column {err.colno}): {text!r}"
+        ) from None
     if not isinstance(value, dict):
-        raise CatalogError(f"{where}: attributes must be a JSON object like {{\"color\": \"red\"}}, got {text!r}")
+        raise CatalogError(f'{where}: attributes must be a JSON object like {{"color": "red"}}, got {text!r}')
     return {key: _attribute_value(key, v, where) for key, v in value.items()}
 
 
@@ -155,19 +159,24 @@ def _attribute_value(key: str, value: object, where: str) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return str(value)
-    raise CatalogError(
-        f"{where}: attribute {key!r} must be a string, number or boolean, got {json.dumps(value)}"
-    )
+    raise CatalogError(f"{where}: attribute {key!r} must be a string, number or boolean, got {json.dumps(value)}")
 
 
 def _with_images(item: CatalogItem, images: tuple[Path, ...]) -> CatalogItem:
     return CatalogItem(
-        product_id=item.product_id, images=images, title=item.title, category=item.category,
-        brand=item.brand, price=item.price, attributes=item.attributes, source=item.source,
+        product_id=item.product_id,
+        images=images,
+        title=item.title,
+        category=item.category,
+        brand=item.brand,
+        price=item.price,
+        attributes=item.attributes,
+        source=item.source,
     )
 
 
 # --- folder ----------------------------------------------------------------
+
 
 def load_folder(root: Path) -> list[CatalogItem]:
     items: dict[str, CatalogItem] = {}
@@ -181,8 +190,11 @@ def load_folder(root: Path) -> list[CatalogItem]:
                 f"{items[product_id].source} and {rel.as_posix()}; rename one, or use a CSV"
             )
         items[product_id] = CatalogItem(
-            product_id=product_id, images=(image.resolve(),), title=image.stem,
-            category=category, source=rel.as_posix(),
+            product_id=product_id,
+            images=(image.resolve(),),
+            title=image.stem,
+            category=category,
+            source=rel.as_posix(),
         )
     if not items:
         raise CatalogError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -192,7 +204,8 @@ def load_folder(root: Path) -> list[CatalogItem]:
 def _image_files(root: Path) -> list[Path]:
     """Image files below `root`, sorted, skipping hidden files and folders."""
     return sorted(
-        p for p in root.rglob("*")
+        p
+        for p in root.rglob("*")
         if p.is_file()
         and p.suffix.lower() in IMAGE_SUFFIXES
         and not any(part.startswith(".") for part in p.relative_to(root).parts)

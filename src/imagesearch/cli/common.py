@@ -1,11 +1,12 @@
 """What the `imagesearch` commands share: the gateway channel, error lines, text tables."""
+
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import grpc
 
@@ -38,8 +39,12 @@ def gateway_option() -> argparse.ArgumentParser:
     does not repeat the option.
     """
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--gateway", default=argparse.SUPPRESS, metavar="HOST:PORT",
-                        help="gateway address (default: $IMAGESEARCH_GATEWAY or %s)" % DEFAULT_GATEWAY)
+    parent.add_argument(
+        "--gateway",
+        default=argparse.SUPPRESS,
+        metavar="HOST:PORT",
+        help=f"gateway address (default: $IMAGESEARCH_GATEWAY or {DEFAULT_GATEWAY})",
+    )
     return parent
 
 
@@ -47,7 +52,7 @@ def normalise_target(address: str) -> str:
     """Accept `host:port` as well as the `grpc://host:port` people paste from docs."""
     for prefix in ("grpc://", "http://", "dns:///"):
         if address.startswith(prefix):
-            return address[len(prefix):].rstrip("/")
+            return address[len(prefix) :].rstrip("/")
     return address
 
 
@@ -92,7 +97,7 @@ def truncate(text: str, width: int, from_left: bool = False) -> str:
         return text
     if width == 1:
         return "…"
-    return "…" + text[-(width - 1):] if from_left else text[: width - 1] + "…"
+    return "…" + text[-(width - 1) :] if from_left else text[: width - 1] + "…"
 
 
 def format_table(

@@ -5,6 +5,7 @@ with UpsertProducts into a catalog of their own (so the live catalog neither
 helps nor hurts, and is left as it was), every query goes through Search, and
 the catalog is dropped at the end, also when the run fails or is interrupted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("dataset", type=Path, help="dataset folder")
-    p.add_argument("--out", type=Path, default=Path("eval-results.json"), metavar="FILE",
-                   help="JSON result file (default eval-results.json); the misses sheet goes beside it as .misses.png")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("eval-results.json"),
+        metavar="FILE",
+        help="JSON result file (default eval-results.json); the misses sheet goes beside it as .misses.png",
+    )
     p.add_argument("--queries", type=int, default=0, metavar="N", help="only the first N queries (default: all)")
     p.add_argument("--concurrency", type=int, default=4, metavar="N", help="searches in flight (default 4)")
     p.add_argument("--keep", action="store_true", help="keep the evaluation catalog afterwards (its name is printed)")
@@ -63,33 +69,54 @@ def _catalog_items(dataset: Dataset) -> list[CatalogItem]:
     ]
 
 
-def _search_all(stub, dataset: Dataset, catalog: str, limit: int, concurrency: int, progress: bool) -> list[QueryOutcome]:  # type: ignore[no-untyped-def]
+def _search_all(
+    stub, dataset: Dataset, catalog: str, limit: int, concurrency: int, progress: bool
+) -> list[QueryOutcome]:  # type: ignore[no-untyped-def]
     queries = dataset.queries[:limit] if limit else dataset.queries
 
     def one(query) -> QueryOutcome:  # type: ignore[no-untyped-def]
-        request = search_pb2.SearchRequest(image=query.image.read_bytes(), top_k=DEPTH, skip_cache=True, catalog=catalog)
+        request = search_pb2.SearchRequest(
+            image=query.image.read_bytes(), top_k=DEPTH, skip_cache=True, catalog=catalog
+        )
         started = time.perf_counter()
         reply = stub.Search(request, timeout=60)
         latency = (time.perf_counter() - started) * 1000
-        return QueryOutcome(query.query_id, query.product_id, [(h.product_id, h.score, h.category) for h in reply.hits],
-                            latency, reply.predicted_category.category)
+        return QueryOutcome(
+            query.query_id,
+            query.product_id,
+            [(h.product_id, h.score, h.category) for h in reply.hits],
+            latency,
+            reply.predicted_category.category,
+        )
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        return list(tqdm(pool.map(one, queries), total=len(queries), unit="query", desc="searching",
-                         disable=not progress, file=sys.stderr, dynamic_ncols=True))
+        return list(
+            tqdm(
+                pool.map(one, queries),
+                total=len(queries),
+                unit="query",
+                desc="searching",
+                disable=not progress,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+        )
 
 
 def format_report(report: Report) -> str:
-    return "\n".join([
-        f"queries               {report.queries}",
-        f"Recall@1              {report.recall_at_1:.3f}",
-        f"Recall@5              {report.recall_at_5:.3f}",
-        f"Recall@10             {report.recall_at_10:.3f}",
-        f"MRR                   {report.mrr:.3f}" + (f"  (lower bound: {report.beyond_depth} beyond top {DEPTH})" if report.beyond_depth else ""),
-        f"category P@10         {report.category_precision_at_10:.3f}",
-        f"predicted category    {report.category_prediction_accuracy:.3f} correct",
-        f"search latency        p50 {report.latency_p50_ms:.1f} ms, p95 {report.latency_p95_ms:.1f} ms",
-    ])
+    return "\n".join(
+        [
+            f"queries               {report.queries}",
+            f"Recall@1              {report.recall_at_1:.3f}",
+            f"Recall@5              {report.recall_at_5:.3f}",
+            f"Recall@10             {report.recall_at_10:.3f}",
+            f"MRR                   {report.mrr:.3f}"
+            + (f"  (lower bound: {report.beyond_depth} beyond top {DEPTH})" if report.beyond_depth else ""),
+            f"category P@10         {report.category_precision_at_10:.3f}",
+            f"predicted category    {report.category_prediction_accuracy:.3f} correct",
+            f"search latency        p50 {report.latency_p50_ms:.1f} ms, p95 {report.latency_p95_ms:.1f} ms",
+        ]
+    )
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -98,19 +125,25 @@ def run_eval(args: argparse.Namespace) -> int:
     except DatasetError as err:
         raise CliError(str(err)) from None
     catalog = f"eval_{secrets.token_hex(4)}"
-    print(f"evaluating {args.dataset}: {len(dataset.items)} indexed items, {len(dataset.queries)} queries; "
-          f"catalog {catalog} via {args.gateway}", file=sys.stderr)
+    print(
+        f"evaluating {args.dataset}: {len(dataset.items)} indexed items, {len(dataset.queries)} queries; "
+        f"catalog {catalog} via {args.gateway}",
+        file=sys.stderr,
+    )
     progress = not args.no_progress
     with open_channel(args.gateway) as channel:
         stub = search_stub(channel)
         try:
             started = time.perf_counter()
-            indexed = index_catalog(args.gateway, _catalog_items(dataset), 16, 2, RetryPolicy(), progress=progress,
-                                    catalog=catalog)
+            indexed = index_catalog(
+                args.gateway, _catalog_items(dataset), 16, 2, RetryPolicy(), progress=progress, catalog=catalog
+            )
             index_seconds = time.perf_counter() - started
             if indexed.failures:
-                raise CliError(f"{len(indexed.failures)} item(s) failed to index, first: "
-                               f"{indexed.failures[0].product_id}: {indexed.failures[0].message}")
+                raise CliError(
+                    f"{len(indexed.failures)} item(s) failed to index, first: "
+                    f"{indexed.failures[0].product_id}: {indexed.failures[0].message}"
+                )
             outcomes = _search_all(stub, dataset, catalog, args.queries, args.concurrency, progress)
         finally:
             if args.keep:
@@ -125,15 +158,28 @@ def run_eval(args: argparse.Namespace) -> int:
     sheet = args.out.with_suffix(".misses.png")
     drawn = render_misses(dataset, outcomes, sheet)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "dataset": str(dataset.root),
-        "indexed_items": len(dataset.items),
-        "index_seconds": round(index_seconds, 2),
-        "report": asdict(report),
-        "queries": [{"query_id": o.query_id, "product_id": o.product_id, "rank": o.rank(),
-                     "latency_ms": round(o.latency_ms, 2), "predicted_category": o.predicted_category,
-                     # The whole ranked list (DEPTH deep): re-ranking ideas can be tried on it offline.
-                     "top": [[h[0], round(h[1], 5)] for h in o.hits]} for o in outcomes],
-    }, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {
+                "dataset": str(dataset.root),
+                "indexed_items": len(dataset.items),
+                "index_seconds": round(index_seconds, 2),
+                "report": asdict(report),
+                "queries": [
+                    {
+                        "query_id": o.query_id,
+                        "product_id": o.product_id,
+                        "rank": o.rank(),
+                        "latency_ms": round(o.latency_ms, 2),
+                        "predicted_category": o.predicted_category,
+                        # The whole ranked list (DEPTH deep): re-ranking ideas can be tried on it offline.
+                        "top": [[h[0], round(h[1], 5)] for h in o.hits],
+                    }
+                    for o in outcomes
+                ],
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {args.out} and {sheet} ({drawn} misses drawn)", file=sys.stderr)
     return 0

@@ -9,16 +9,17 @@ indexed, unchanged) or in the failure report, and a batch whose RPC keeps
 failing is reported product by product after a few retries with back-off.
 Upsert is idempotent by product_id, so re-running after a failure is safe.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import grpc
 from tqdm import tqdm
@@ -37,9 +38,13 @@ from imagesearch.v1 import common_pb2, search_pb2, search_pb2_grpc
 
 _REASON_PREFIX = "IMAGE_ERROR_REASON_"
 # Failures that describe the endpoint, not the request: every later batch would fail alike.
-_ENDPOINT_CODES = frozenset({
-    grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
-})
+_ENDPOINT_CODES = frozenset(
+    {
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class BatchOutcome:
     failures: list[Failure] = field(default_factory=list)
     failed_products: set[str] = field(default_factory=set)
 
-    def merge(self, other: "BatchOutcome") -> None:
+    def merge(self, other: BatchOutcome) -> None:
         self.indexed += other.indexed
         self.skipped += other.skipped
         self.images += other.images
@@ -100,12 +105,17 @@ def image_uri(path: Path) -> str:
 
 # --- building requests -----------------------------------------------------
 
+
 def product_pb(item: CatalogItem) -> search_pb2.ProductInput:
     """Metadata only; images are attached by `read_images`."""
     return search_pb2.ProductInput(
         product=common_pb2.Product(
-            product_id=item.product_id, title=item.title, category=item.category,
-            brand=item.brand, price=item.price, attributes=item.attributes,
+            product_id=item.product_id,
+            title=item.title,
+            category=item.category,
+            brand=item.brand,
+            price=item.price,
+            attributes=item.attributes,
         )
     )
 
@@ -128,6 +138,7 @@ def read_images(item: CatalogItem, outcome: BatchOutcome) -> search_pb2.ProductI
 
 
 # --- calling the gateway ---------------------------------------------------
+
 
 def call_with_retry(
     call: Callable[[], search_pb2.UpsertProductsResponse],
@@ -219,8 +230,10 @@ def already_indexed(
     it", since upsert is idempotent anyway. The look-ups go out together, as
     each is a store query of its own.
     """
-    calls = [stub.GetProduct.future(search_pb2.GetProductRequest(product_id=i.product_id, catalog=catalog), timeout=timeout)
-             for i in items]
+    calls = [
+        stub.GetProduct.future(search_pb2.GetProductRequest(product_id=i.product_id, catalog=catalog), timeout=timeout)
+        for i in items
+    ]
     return [_unchanged(item, call) for item, call in zip(items, calls)]
 
 
@@ -231,8 +244,11 @@ def _unchanged(item: CatalogItem, call: grpc.Future) -> bool:
         return False
     wanted = product_pb(item).product
     return (
-        stored.title == wanted.title and stored.category == wanted.category and stored.brand == wanted.brand
-        and abs(stored.price - wanted.price) < 1e-9 and dict(stored.attributes) == dict(wanted.attributes)
+        stored.title == wanted.title
+        and stored.category == wanted.category
+        and stored.brand == wanted.brand
+        and abs(stored.price - wanted.price) < 1e-9
+        and dict(stored.attributes) == dict(wanted.attributes)
         and sorted(stored.image_uris) == sorted(image_uri(p) for p in item.images)
     )
 
@@ -268,7 +284,7 @@ def index_batch(
 
 def batches(items: Sequence[CatalogItem], size: int) -> Iterable[Sequence[CatalogItem]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def index_catalog(
@@ -289,16 +305,26 @@ def index_catalog(
     total = BatchOutcome()
     stop = threading.Event()
     circuit = Circuit()
-    with open_channel(gateway) as channel, ThreadPoolExecutor(max_workers=concurrency) as pool, tqdm(
-        total=sum(len(i.images) for i in items), unit="img", desc="indexing", disable=not progress,
-        dynamic_ncols=True, file=sys.stderr,
-    ) as bar:
+    with (
+        open_channel(gateway) as channel,
+        ThreadPoolExecutor(max_workers=concurrency) as pool,
+        tqdm(
+            total=sum(len(i.images) for i in items),
+            unit="img",
+            desc="indexing",
+            disable=not progress,
+            dynamic_ncols=True,
+            file=sys.stderr,
+        ) as bar,
+    ):
         stub = search_stub(channel)
         pending: set[Future[BatchOutcome]] = set()
         queue = iter(batches(items, batch_size))
         try:
             for batch in queue:
-                pending.add(pool.submit(_guarded, stop, index_batch, stub, batch, policy, skip_existing, circuit, catalog))
+                pending.add(
+                    pool.submit(_guarded, stop, index_batch, stub, batch, policy, skip_existing, circuit, catalog)
+                )
                 if len(pending) >= 2 * concurrency:
                     pending = _collect(pending, total, bar)
             while pending:
@@ -329,6 +355,7 @@ def _collect(pending: set[Future[BatchOutcome]], total: BatchOutcome, bar: tqdm)
 
 # --- reporting -------------------------------------------------------------
 
+
 def failure_report(failures: Sequence[Failure], limit: int | None = None) -> str:
     """The failures in full (no truncation: this is what someone will act on), the first `limit` of them."""
     shown = failures if limit is None else failures[:limit]
@@ -357,6 +384,7 @@ def summary_line(outcome: BatchOutcome) -> str:
 
 # --- commands --------------------------------------------------------------
 
+
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "index",
@@ -367,9 +395,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
             "Send products to the gateway (UpsertProducts) in batches.\n\n"
             "SOURCE is either a CSV with columns product_id,title,category,brand,price,image,attributes\n"
             "(only product_id and image are required; image is relative to the CSV's folder;\n"
-            "attributes is a JSON object such as {\"color\": \"red\"}; repeat a product_id on several\n"
+            'attributes is a JSON object such as {"color": "red"}; repeat a product_id on several\n'
             "rows to give it several images), or a folder of .jpg/.png/.webp images: product id and\n"
-            "title are the file name without extension, category the sub-folder (\"\" at the top).\n\n"
+            'title are the file name without extension, category the sub-folder ("" at the top).\n\n'
             "Images are sent with their absolute path as uri, which is what search results show.\n"
             "Re-running is safe: upsert replaces products by id. Failed products are listed at the\n"
             "end with the reason, and the exit status is 1 when anything failed."
@@ -385,12 +413,24 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=_positive_int, default=16, metavar="N", help="products per request (default 16)")
     p.add_argument("--concurrency", type=_positive_int, default=2, metavar="N", help="requests in flight (default 2)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="seconds per request (default 120)")
-    p.add_argument("--retries", type=_positive_int, default=5, metavar="N",
-                   help="attempts per batch while the gateway is UNAVAILABLE or times out (default 5)")
-    p.add_argument("--skip-existing", action="store_true",
-                   help="skip products the gateway already has with the same metadata and image paths")
-    p.add_argument("--catalog", default="", metavar="NAME",
-                   help="named catalog to write to ([a-z0-9_]; default: the default catalog)")
+    p.add_argument(
+        "--retries",
+        type=_positive_int,
+        default=5,
+        metavar="N",
+        help="attempts per batch while the gateway is UNAVAILABLE or times out (default 5)",
+    )
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip products the gateway already has with the same metadata and image paths",
+    )
+    p.add_argument(
+        "--catalog",
+        default="",
+        metavar="NAME",
+        help="named catalog to write to ([a-z0-9_]; default: the default catalog)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in CI logs)")
     p.set_defaults(func=run_index)
 
@@ -427,8 +467,14 @@ def run_index(args: argparse.Namespace) -> int:
     policy = RetryPolicy(attempts=args.retries, timeout=args.timeout)
     started = time.perf_counter()
     outcome = index_catalog(
-        args.gateway, items, args.batch, args.concurrency, policy,
-        skip_existing=args.skip_existing, progress=not args.no_progress, catalog=args.catalog,
+        args.gateway,
+        items,
+        args.batch,
+        args.concurrency,
+        policy,
+        skip_existing=args.skip_existing,
+        progress=not args.no_progress,
+        catalog=args.catalog,
     )
     elapsed = time.perf_counter() - started
     return report(outcome, elapsed)

@@ -1,9 +1,10 @@
 """Entry point of the `imagesearch` command (see `imagesearch --help`)."""
+
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import grpc
 
@@ -52,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--gateway", default=default_gateway(), metavar="HOST:PORT",
+        "--gateway",
+        default=default_gateway(),
+        metavar="HOST:PORT",
         help=f"gateway address (default: $IMAGESEARCH_GATEWAY or {DEFAULT_GATEWAY})",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

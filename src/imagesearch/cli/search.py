@@ -1,4 +1,5 @@
 """`imagesearch search`: find the catalog products that look like a photo."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,22 +7,24 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
 from imagesearch.cli.common import CliError, display_path, format_table, gateway_option, open_channel, search_stub
 from imagesearch.cli.sheet import local_image_path, render_contact_sheet
+from imagesearch.common.errors import InvalidArgument
+from imagesearch.common.types import Region
+from imagesearch.contracts.limits import MAX_TOP_K
 from imagesearch.v1 import common_pb2, search_pb2
-
-MAX_TOP_K = 100
-
 
 # --- argument types ----------------------------------------------------------
 
+
 def parse_region(text: str) -> tuple[float, float, float, float]:
-    """`x0,y0,x1,y1` as fractions of the image's width and height (0..1)."""
+    """`x0,y0,x1,y1` as fractions of the image's width and height (0..1), checked as the services check it."""
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 4:
         raise argparse.ArgumentTypeError(
@@ -31,12 +34,10 @@ def parse_region(text: str) -> tuple[float, float, float, float]:
         x0, y0, x1, y1 = (float(p) for p in parts)
     except ValueError:
         raise argparse.ArgumentTypeError(f"region coordinates must be numbers, got {text!r}") from None
-    if not all(math.isfinite(c) and 0.0 <= c <= 1.0 for c in (x0, y0, x1, y1)):
-        raise argparse.ArgumentTypeError(
-            f"region coordinates are fractions of the image size and must lie in [0, 1], got {text!r}"
-        )
-    if x1 <= x0 or y1 <= y0:
-        raise argparse.ArgumentTypeError(f"region needs x0 < x1 and y0 < y1, got {text!r}")
+    try:
+        Region(x0, y0, x1, y1).validate()
+    except InvalidArgument as err:
+        raise argparse.ArgumentTypeError(err.message) from None
     return x0, y0, x1, y1
 
 
@@ -69,6 +70,7 @@ def parse_price(text: str) -> float:
 
 
 # --- request -----------------------------------------------------------------
+
 
 def build_filter(
     categories: Sequence[str] = (),
@@ -119,14 +121,18 @@ def read_query_image(path: Path) -> bytes:
 
 # --- output ------------------------------------------------------------------
 
+
 def results_table(hits: Sequence[common_pb2.SearchHit]) -> str:
     rows = [
         [str(rank), f"{h.score:.3f}", h.product_id, h.title, h.category, _price(h.price), _image(h.image_uri)]
         for rank, h in enumerate(hits, 1)
     ]
     return format_table(
-        ["#", "score", "product_id", "title", "category", "price", "image"], rows,
-        flexible=(3, 6, 4), right_aligned=(0, 1, 5), left_truncated=(6,),
+        ["#", "score", "product_id", "title", "category", "price", "image"],
+        rows,
+        flexible=(3, 6, 4),
+        right_aligned=(0, 1, 5),
+        left_truncated=(6,),
     )
 
 
@@ -180,6 +186,7 @@ def _liked_image(stub: Any, product_id: str) -> str | None:
 
 # --- command -----------------------------------------------------------------
 
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "search",
@@ -204,21 +211,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("image", nargs="?", type=Path, help="query photo (omit when using --like)")
     p.add_argument("--like", metavar="PRODUCT_ID", help="search with an indexed product's images instead of a photo")
-    p.add_argument("--top-k", "-k", type=parse_top_k, default=10, metavar="N",
-                   help=f"number of products to return, 1..{MAX_TOP_K} (default 10)")
+    p.add_argument(
+        "--top-k",
+        "-k",
+        type=parse_top_k,
+        default=10,
+        metavar="N",
+        help=f"number of products to return, 1..{MAX_TOP_K} (default 10)",
+    )
     p.add_argument("--category", action="append", metavar="C", help="only this category (repeat for several)")
     p.add_argument("--brand", action="append", metavar="B", help="only this brand (repeat for several)")
     p.add_argument("--price-min", type=parse_price, metavar="P", help="lowest price, inclusive")
     p.add_argument("--price-max", type=parse_price, metavar="P", help="highest price, inclusive")
-    p.add_argument("--attr", action="append", type=parse_attr, metavar="KEY=VALUE",
-                   help="only products whose attribute KEY is VALUE (repeat; same KEY twice = either value)")
+    p.add_argument(
+        "--attr",
+        action="append",
+        type=parse_attr,
+        metavar="KEY=VALUE",
+        help="only products whose attribute KEY is VALUE (repeat; same KEY twice = either value)",
+    )
     p.add_argument("--min-score", type=float, metavar="S", help="drop hits with a cosine score below S (0..1)")
-    p.add_argument("--region", type=parse_region, metavar="X0,Y0,X1,Y1",
-                   help="search only this box of the photo, as fractions of its width/height (0..1)")
+    p.add_argument(
+        "--region",
+        type=parse_region,
+        metavar="X0,Y0,X1,Y1",
+        help="search only this box of the photo, as fractions of its width/height (0..1)",
+    )
     p.add_argument("--no-cache", action="store_true", help="bypass the gateway's result cache")
-    p.add_argument("--catalog", default="", metavar="NAME", help="search a named catalog (default: the default catalog)")
-    p.add_argument("--same-category", action="store_true",
-                   help="only products of the query's predicted category (printed with the results)")
+    p.add_argument(
+        "--catalog", default="", metavar="NAME", help="search a named catalog (default: the default catalog)"
+    )
+    p.add_argument(
+        "--same-category",
+        action="store_true",
+        help="only products of the query's predicted category (printed with the results)",
+    )
     p.add_argument("--json", action="store_true", help="print the response as JSON instead of a table")
     p.add_argument("--sheet", type=Path, metavar="OUT.png", help="also write a contact sheet (query + result images)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait (default 30)")

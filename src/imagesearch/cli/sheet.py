@@ -7,13 +7,15 @@ readable local file (`imagesearch index` stores absolute paths); anything
 else (a URL, the default "<product_id>#<n>", a file that moved) becomes a
 grey placeholder, so a sheet always renders.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 from urllib.parse import unquote, urlparse
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
@@ -39,8 +41,8 @@ class HitLike(Protocol):
 
 @dataclass(frozen=True)
 class SheetLayout:
-    tile: int = 200            # square image area of a result tile, px
-    query_width: int = 360     # the query panel's image box, px
+    tile: int = 200  # square image area of a result tile, px
+    query_width: int = 360  # the query panel's image box, px
     margin: int = 16
     gap: int = 12
     caption_lines: int = 3
@@ -77,7 +79,7 @@ def load_image(uri_or_path: str | Path | None) -> Image.Image | None:
 _PREFERRED_FONTS = {False: "DejaVuSans.ttf", True: "DejaVuSans-Bold.ttf"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def font(size: int, bold: bool = False) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.truetype(_PREFERRED_FONTS[bold], size)
@@ -189,9 +191,16 @@ def build_sheet(
 
 
 def _paste_query(
-    sheet: Image.Image, draw: ImageDraw.ImageDraw, query: str | Path | Image.Image | None,
-    region: Sequence[float] | None, label: str, at: tuple[int, int], layout: SheetLayout,
-    body: ImageFont.ImageFont, small: ImageFont.ImageFont, line_h: int,
+    sheet: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    query: str | Path | Image.Image | None,
+    region: Sequence[float] | None,
+    label: str,
+    at: tuple[int, int],
+    layout: SheetLayout,
+    body: ImageFont.ImageFont,
+    small: ImageFont.ImageFont,
+    line_h: int,
 ) -> None:
     x, y = at
     box = layout.query_width
@@ -209,8 +218,15 @@ def _paste_query(
 
 
 def _paste_tile(
-    sheet: Image.Image, draw: ImageDraw.ImageDraw, rank: int, hit: HitLike, at: tuple[int, int],
-    layout: SheetLayout, body: ImageFont.ImageFont, small: ImageFont.ImageFont, line_h: int,
+    sheet: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    rank: int,
+    hit: HitLike,
+    at: tuple[int, int],
+    layout: SheetLayout,
+    body: ImageFont.ImageFont,
+    small: ImageFont.ImageFont,
+    line_h: int,
 ) -> None:
     x, y = at
     size = layout.tile

@@ -3,6 +3,7 @@
 All the work is in `imagesearch.stack.local.LocalStack`; this module is the
 command line around it: options, the demo catalog, the banner, the wait.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,22 +49,43 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "  LOG_LEVEL            services' log level (or --log-level)"
         ),
     )
-    p.add_argument("--demo", action=argparse.BooleanOptionalAction, default=True,
-                   help="index demo/catalog.csv once the stack is up (default: on)")
-    p.add_argument("--repo", type=Path, help="the checkout (pyproject.toml + model_repo/); default: $IMAGESEARCH_HOME or found")
-    p.add_argument("--model-repo", type=Path, default=os.environ.get("IMAGESEARCH_MODEL_REPO") or None,
-                   help="Triton model repository to serve (default: $IMAGESEARCH_MODEL_REPO or <repo>/model_repo)")
+    p.add_argument(
+        "--demo",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="index demo/catalog.csv once the stack is up (default: on)",
+    )
+    p.add_argument(
+        "--repo", type=Path, help="the checkout (pyproject.toml + model_repo/); default: $IMAGESEARCH_HOME or found"
+    )
+    p.add_argument(
+        "--model-repo",
+        type=Path,
+        default=os.environ.get("IMAGESEARCH_MODEL_REPO") or None,
+        help="Triton model repository to serve (default: $IMAGESEARCH_MODEL_REPO or <repo>/model_repo)",
+    )
     p.add_argument("--runtime-dir", type=Path, help="data and logs (default: <repo>/var)")
     p.add_argument("--host", default="127.0.0.1", help="interface the services listen on (default 127.0.0.1)")
-    p.add_argument("--gateway-port", type=int, default=50051, metavar="PORT", help="public gateway port (default 50051)")
+    p.add_argument(
+        "--gateway-port", type=int, default=50051, metavar="PORT", help="public gateway port (default 50051)"
+    )
     p.add_argument("--embedder-port", type=int, default=0, metavar="PORT", help="default: a free port")
     p.add_argument("--retriever-port", type=int, default=0, metavar="PORT", help="default: a free port")
     p.add_argument("--triton-port", type=int, default=0, metavar="PORT", help="Triton gRPC port (default: a free port)")
     p.add_argument("--milvus-port", type=int, default=0, metavar="PORT", help="default: a free port")
-    p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper,
-                   help="services' log level (default: $LOG_LEVEL or INFO)")
-    p.add_argument("--timeout", type=float, default=300.0, metavar="S",
-                   help="seconds to wait for everything to become ready (default 300)")
+    p.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        type=str.upper,
+        help="services' log level (default: $LOG_LEVEL or INFO)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="seconds to wait for everything to become ready (default 300)",
+    )
     p.set_defaults(func=run)
 
 
@@ -85,11 +107,18 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(err)) from None
     runtime = (args.runtime_dir or repo / "var").resolve()
     config = StackConfig(
-        repo_root=repo, runtime_dir=runtime, host=args.host, gateway_port=args.gateway_port,
+        repo_root=repo,
+        runtime_dir=runtime,
+        host=args.host,
+        gateway_port=args.gateway_port,
         model_repo=Path(args.model_repo).resolve() if args.model_repo else None,
-        embedder_port=args.embedder_port, retriever_port=args.retriever_port,
-        triton_grpc_port=args.triton_port, milvus_port=args.milvus_port,
-        redis_url=os.environ.get("REDIS_URL") or None, log_level=args.log_level, ready_timeout=args.timeout,
+        embedder_port=args.embedder_port,
+        retriever_port=args.retriever_port,
+        triton_grpc_port=args.triton_port,
+        milvus_port=args.milvus_port,
+        redis_url=os.environ.get("REDIS_URL") or None,
+        log_level=args.log_level,
+        ready_timeout=args.timeout,
     )
     # pymilvus (imported by the Milvus launcher) warns about its own use of pkg_resources.
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
@@ -135,8 +164,10 @@ def _index_demo(repo: Path, gateway: str) -> None:
 
 
 def _print_banner(stack: LocalStack, repo: Path) -> None:
-    rows = [[name, address, display_path(note) if note.startswith("/") else note]
-            for name, address, note in stack.endpoints()]
+    rows = [
+        [name, address, display_path(note) if note.startswith("/") else note]
+        for name, address, note in stack.endpoints()
+    ]
     print()
     print(format_table(["part", "address", "log / data"], rows, flexible=(2,), left_truncated=(2,)))
     print()

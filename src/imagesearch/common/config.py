@@ -1,8 +1,9 @@
 """Small helpers for reading typed settings from environment variables."""
+
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 
 class SettingsError(ValueError):
@@ -27,7 +28,9 @@ def env_int(name: str, default: int, environ: Mapping[str, str] | None = None, m
     return value
 
 
-def env_float(name: str, default: float, environ: Mapping[str, str] | None = None, minimum: float | None = None) -> float:
+def env_float(
+    name: str, default: float, environ: Mapping[str, str] | None = None, minimum: float | None = None
+) -> float:
     raw = env_str(name, "", environ)
     if not raw:
         return default

@@ -1,7 +1,9 @@
 """Mapping between the wire types (imagesearch.v1) and the plain domain types."""
+
 from __future__ import annotations
 
-from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region, ScoreCalibration
+from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region
+from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.v1 import common_pb2
 
 

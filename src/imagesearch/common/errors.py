@@ -4,6 +4,7 @@ Cores raise these plain-Python exceptions; `ErrorMappingInterceptor` (see
 `imagesearch.common.interceptors`) turns them into statuses, so no handler
 deals with gRPC codes itself.
 """
+
 from __future__ import annotations
 
 import grpc

@@ -1,8 +1,10 @@
 """Server interceptor that maps exceptions to gRPC statuses in one place."""
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 
@@ -37,7 +39,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 log.info("%s -> %s: %s", method, code.name, message)
             except grpc.aio.AbortError:
                 raise
-            except Exception:  # noqa: BLE001 - the last line of defence for one request
+            except Exception:
                 log.exception("%s failed unexpectedly", method)
                 code, message = grpc.StatusCode.INTERNAL, "internal error; see the server log"
             await context.abort(code, message)

@@ -8,14 +8,16 @@ While serving it re-checks the dependencies and flips health accordingly.
 in-flight calls finish within `grace`, then closes the backend's clients.
 `serve_until_signalled` wires SIGTERM/SIGINT to that drain.
 """
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -91,8 +93,11 @@ class ServiceServer:
         self._backend.register(self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
-            [*self._backend.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME],
+            [
+                *self._backend.service_names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
             self._server,
         )
         await self._set_health(NOT_SERVING)

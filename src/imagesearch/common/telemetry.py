@@ -9,10 +9,11 @@ turns tracing off. The sampler follows OTEL_TRACES_SAMPLER, read by the SDK.
 The provider is returned, not installed globally, so several services can
 share one process (as in the tests) each with its own service name.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor

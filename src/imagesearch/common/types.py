@@ -3,8 +3,10 @@
 Cores never see protobuf messages; `imagesearch.common.convert` maps these
 to and from the wire types at the servicer and client edges.
 """
+
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field
 
@@ -20,37 +22,16 @@ class ModelId:
     dimension: int
 
 
-@dataclass(frozen=True)
-class ScoreCalibration:
-    """Logistic map from a model's cosine score to a calibrated "same product" probability.
+class ImageErrorReason(enum.IntEnum):
+    """Why an image was refused: imagesearch.v1.ImageErrorReason, number for number, without protobuf."""
 
-    p = 1 / (1 + exp(-(slope * score + intercept))), slope > 0 so it is monotone in the
-    score. Each model version has its own score scale (a whitened version's differs
-    entirely), so a fit belongs to one version and travels beside its ModelId, never
-    inside it: ModelId keys collections and caches, and a refit is not another model.
-    """
-
-    slope: float
-    intercept: float
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.slope) and self.slope > 0 and math.isfinite(self.intercept)):
-            raise ValueError(
-                f"needs a finite slope > 0 and a finite intercept, got slope {self.slope}, intercept {self.intercept}"
-            )
-
-    @classmethod
-    def parse(cls, text: str) -> "ScoreCalibration":
-        """'slope,intercept', e.g. '30.80,-21.80'; a ValueError says what is wrong."""
-        try:
-            slope, intercept = (float(part) for part in text.split(","))
-        except ValueError:
-            raise ValueError(f"must be 'slope,intercept' (two numbers), got {text!r}") from None
-        return cls(slope, intercept)
-
-    def probability(self, score: float) -> float:
-        z = self.slope * score + self.intercept
-        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+    UNSPECIFIED = 0
+    EMPTY = 1
+    TOO_LARGE = 2
+    UNSUPPORTED_FORMAT = 3
+    BAD_DIMENSIONS = 4
+    CORRUPT = 5
+    BAD_REGION = 6
 
 
 @dataclass(frozen=True)
@@ -108,17 +89,3 @@ class Hit:
     image_uri: str
     attributes: dict[str, str] = field(default_factory=dict)
     same_product_probability: float = 0.0
-
-
-DEFAULT_CATALOG = ""
-_CATALOG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
-MAX_CATALOG_CHARS = 48
-
-
-def validate_catalog(name: str) -> str:
-    """A catalog name: "" (the default catalog) or 1-48 characters of [a-z0-9_]."""
-    if name and (len(name) > MAX_CATALOG_CHARS or not set(name) <= _CATALOG_CHARS):
-        raise InvalidArgument(
-            f"catalog must be 1-{MAX_CATALOG_CHARS} characters of a-z, 0-9 and _ (or empty for the default), got {name[:64]!r}"
-        )
-    return name

@@ -1,8 +1,9 @@
 """The benchmark dataset format (see ../shared/datasets/dev/README.md).
 
-    catalog.csv, distractors.csv   product_id,title,category,image
-    queries.csv                    query_id,image,product_id
+catalog.csv, distractors.csv   product_id,title,category,image
+queries.csv                    query_id,image,product_id
 """
+
 from __future__ import annotations
 
 import csv
@@ -60,7 +61,9 @@ def load_dataset(root: Path) -> Dataset:
         if distractor and not path.exists():
             continue  # distractors are optional
         for row in _rows(path, ("product_id", "category", "image")):
-            items.append(Item(row["product_id"], row.get("title", ""), row["category"], root / row["image"], distractor))
+            items.append(
+                Item(row["product_id"], row.get("title", ""), row["category"], root / row["image"], distractor)
+            )
     known = {item.product_id for item in items}
     queries = [
         Query(row["query_id"], root / row["image"], row["product_id"])

@@ -12,11 +12,12 @@ Recall@k (k <= depth) and contributes 0 to MRR, which makes the reported MRR
 a lower bound by at most (misses / (depth + 1)) / queries; the report states
 how many queries fell beyond the depth.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import median
-from typing import Sequence
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ def evaluate(outcomes: Sequence[QueryOutcome], categories: dict[str, str]) -> Re
         beyond_depth=sum(1 for r in ranks if r is None),
         category_prediction_accuracy=sum(
             1 for o in outcomes if o.predicted_category and o.predicted_category == categories.get(o.product_id)
-        ) / n,
+        )
+        / n,
         latency_p50_ms=median(latencies),
         latency_p95_ms=percentile(latencies, 0.95),
     )

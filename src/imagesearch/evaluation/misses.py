@@ -1,8 +1,9 @@
 """A contact sheet of the worst misses: query | expected product | what came back instead."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image, ImageDraw
 
@@ -21,7 +22,9 @@ def _tile(image: Image.Image | None, label: str, sub: str, colour: str) -> Image
     body = contain(image, TILE) if image is not None else placeholder(TILE, "no image", font(12))
     tile.paste(body, ((TILE - body.width) // 2, (TILE - body.height) // 2))
     draw = ImageDraw.Draw(tile)
-    draw.text((4, TILE + 2), fit_text(draw, label, font(12, bold=True), TILE - 8), fill=colour, font=font(12, bold=True))
+    draw.text(
+        (4, TILE + 2), fit_text(draw, label, font(12, bold=True), TILE - 8), fill=colour, font=font(12, bold=True)
+    )
     draw.text((4, TILE + 17), fit_text(draw, sub, font(11), TILE - 8), fill="#666666", font=font(11))
     return tile
 
@@ -45,7 +48,12 @@ def render_misses(dataset: Dataset, outcomes: Sequence[QueryOutcome], out: Path,
         rank = outcome.rank()
         tiles = [
             _tile(load_image(queries.get(outcome.query_id)), outcome.query_id, f"expected rank {rank or '-'}", "black"),
-            _tile(load_image(images.get(outcome.product_id)), titles.get(outcome.product_id, ""), outcome.product_id, "#1a7f37"),
+            _tile(
+                load_image(images.get(outcome.product_id)),
+                titles.get(outcome.product_id, ""),
+                outcome.product_id,
+                "#1a7f37",
+            ),
         ]
         for pid, score, _ in outcome.hits[:3]:
             tiles.append(_tile(load_image(images.get(pid)), f"{score:.3f} {titles.get(pid, pid)}", pid, "#b42318"))

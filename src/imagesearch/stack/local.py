@@ -11,6 +11,7 @@ and raises `StackError` with the log tail of the part that failed.
 calls while its backends still answer), then retriever and embedder, then
 Triton, Milvus and Redis.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,10 +20,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Callable, Mapping
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -47,18 +48,18 @@ class StackError(RuntimeError):
 class StackConfig:
     repo_root: Path
     runtime_dir: Path
-    host: str = "127.0.0.1"          # loopback: a dev stack is not for the network
+    host: str = "127.0.0.1"  # loopback: a dev stack is not for the network
     gateway_port: int = 50051
-    embedder_port: int = 0           # 0 = a free port
+    embedder_port: int = 0  # 0 = a free port
     retriever_port: int = 0
     triton_grpc_port: int = 0
     milvus_port: int = 0
-    redis_url: str | None = None     # an existing Redis to use; None = start a private one
-    log_level: str | None = None     # None = the services' default (or LOG_LEVEL from `environ`)
-    ready_timeout: float = 300.0     # first start unpacks Milvus and loads the model
-    grace: float = 20.0              # per service, for draining on stop
+    redis_url: str | None = None  # an existing Redis to use; None = start a private one
+    log_level: str | None = None  # None = the services' default (or LOG_LEVEL from `environ`)
+    ready_timeout: float = 300.0  # first start unpacks Milvus and loads the model
+    grace: float = 20.0  # per service, for draining on stop
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    model_repo: Path | None = None   # None = <repo_root>/model_repo
+    model_repo: Path | None = None  # None = <repo_root>/model_repo
 
     @property
     def model_repository(self) -> Path:
@@ -102,7 +103,9 @@ def health_status(address: str, timeout: float = 1.0) -> int | None:
     """The service's overall grpc.health.v1 status, or None when it does not answer."""
     try:
         with grpc.insecure_channel(address) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
         return reply.status
     except grpc.RpcError:
         return None
@@ -122,7 +125,7 @@ class LocalStack:
 
     # --- start ---------------------------------------------------------------
 
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         try:
             self._check_gateway_port()
             self._start_redis()
@@ -162,7 +165,8 @@ class LocalStack:
             raise StackError(f"model repository {cfg.model_repository} not found")
         self._progress("triton: starting (loading the model)")
         self.triton = TritonServer(
-            model_repository=cfg.model_repository, runtime_dir=cfg.runtime_dir / "triton",
+            model_repository=cfg.model_repository,
+            runtime_dir=cfg.runtime_dir / "triton",
             grpc_port=cfg.triton_grpc_port,
         )
         self.triton.start()
@@ -208,19 +212,27 @@ class LocalStack:
             env.update(RETRIEVER_HOST=cfg.host, RETRIEVER_PORT=str(svc[name].port), MILVUS_URI=self.milvus.uri)
         else:
             env.update(
-                GATEWAY_HOST=cfg.host, GATEWAY_PORT=str(svc[name].port), REDIS_URL=self.redis_url,
-                EMBEDDER_ADDR=svc["embedder"].address, RETRIEVER_ADDR=svc["retriever"].address,
+                GATEWAY_HOST=cfg.host,
+                GATEWAY_PORT=str(svc[name].port),
+                REDIS_URL=self.redis_url,
+                EMBEDDER_ADDR=svc["embedder"].address,
+                RETRIEVER_ADDR=svc["retriever"].address,
             )
         return env
 
     def _spawn(self, svc: ServiceProcess) -> None:
         with open(svc.log_path, "wb") as log:  # a fresh log per run: the tail is about this run
             svc.proc = subprocess.Popen(
-                [sys.executable, "-m", svc.module], env=self.service_env(svc.name), cwd=self.config.repo_root,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", svc.module],
+                env=self.service_env(svc.name),
+                cwd=self.config.repo_root,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 # Own session: a Ctrl-C in the terminal reaches only us, and we stop
                 # the children in order instead of all at once.
-                start_new_session=True, preexec_fn=die_with_parent,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl(), async-signal-safe
             )
 
     def _wait_serving(self) -> None:
@@ -237,10 +249,13 @@ class LocalStack:
                     waiting.discard(name)
             if waiting and time.monotonic() > deadline:
                 name = sorted(waiting, key=SERVICES.index)[0]  # the most upstream one is the likely cause
-                raise StackError(self._failure(
-                    name, f"{name} did not become SERVING within {self.config.ready_timeout:.0f} s "
-                          f"(it waits for {_DEPENDENCY_OF[name]})",
-                ))
+                raise StackError(
+                    self._failure(
+                        name,
+                        f"{name} did not become SERVING within {self.config.ready_timeout:.0f} s "
+                        f"(it waits for {_DEPENDENCY_OF[name]})",
+                    )
+                )
             if waiting:
                 time.sleep(0.5)
 
@@ -326,10 +341,12 @@ class LocalStack:
                 self._progress(f"{label}: stop failed: {err}")
         self.triton = self.milvus = self.redis = None
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 

@@ -19,6 +19,7 @@ Why not just `MilvusServer().start()`:
     stop, quicker restarts, and a 50 ms time tick, which is what a
     Strong-consistency read waits for (~55 ms per search instead of ~300 ms).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -31,13 +32,21 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from imagesearch.stack.process import die_with_parent, log_tail
 from imagesearch.stack.ports import free_ports
+from imagesearch.stack.process import die_with_parent, log_tail
 
 # Every `*_port` item of the package's config template: all must be free.
 _CONFIG_PORT_KEYS = (
-    "proxy_port", "proxy_internal_port", "etcd_port", "root_coord_port", "query_coord_port",
-    "query_node_port", "index_coord_port", "index_node_port", "data_coord_port", "data_node_port",
+    "proxy_port",
+    "proxy_internal_port",
+    "etcd_port",
+    "root_coord_port",
+    "query_coord_port",
+    "query_node_port",
+    "index_coord_port",
+    "index_node_port",
+    "data_coord_port",
+    "data_node_port",
 )
 _LOG_NAME = "milvus.log"
 # Edits to the package's config template for a private single-machine server:
@@ -66,10 +75,6 @@ class MilvusStartError(RuntimeError):
 
 class _QuickFailure(MilvusStartError):
     """A start that failed fast (likely a port race): worth another try with fresh ports."""
-
-
-
-
 
 
 class LocalMilvus:
@@ -111,7 +116,7 @@ class LocalMilvus:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self) -> "LocalMilvus":
+    def start(self) -> LocalMilvus:
         if self.running:
             return self
         self.base_dir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +131,7 @@ class LocalMilvus:
                     raise MilvusStartError(str(err)) from err
         raise AssertionError("unreachable")
 
-    def _start_once(self) -> "LocalMilvus":
+    def _start_once(self) -> LocalMilvus:
         try:
             command, env = self._prepare()
         except RuntimeError as err:  # the package's "set proxy_port=..., but bind failed"
@@ -135,8 +140,14 @@ class LocalMilvus:
             raise _QuickFailure(str(err)) from err
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                command, cwd=self.base_dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
+                command,
+                cwd=self.base_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl(), async-signal-safe
             )
         atexit.register(self.stop)
         try:
@@ -153,7 +164,7 @@ class LocalMilvus:
 
         ports = free_ports(len(_CONFIG_PORT_KEYS) + 2)
         if self._requested_port:
-            ports = [self._requested_port] + [p for p in ports if p != self._requested_port][: len(ports) - 1]
+            ports = [self._requested_port, *[p for p in ports if p != self._requested_port][: len(ports) - 1]]
         config_ports = dict(zip(_CONFIG_PORT_KEYS, ports))
         etcd_peer_port, health_port = ports[-2:]
         self.port = config_ports["proxy_port"]
@@ -217,10 +228,12 @@ class LocalMilvus:
                 except Exception as err:  # noqa: BLE001 - any failure means "not ready yet"
                     last_error = str(err)
             time.sleep(0.2)
-        raise MilvusStartError(self._failure(
-            f"milvus did not become ready on {self.uri} within {self._start_timeout:.0f} s"
-            + (f" (last error: {last_error})" if last_error else "")
-        ))
+        raise MilvusStartError(
+            self._failure(
+                f"milvus did not become ready on {self.uri} within {self._start_timeout:.0f} s"
+                + (f" (last error: {last_error})" if last_error else "")
+            )
+        )
 
     def _healthz(self) -> bool:
         try:
@@ -255,8 +268,10 @@ class LocalMilvus:
             proc.kill()
             proc.wait()
 
-    def __enter__(self) -> "LocalMilvus":
+    def __enter__(self) -> LocalMilvus:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

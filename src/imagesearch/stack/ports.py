@@ -4,6 +4,7 @@ A port picked here is only *probably* free: another process can take it
 between our probe and the server's bind. Launchers therefore treat a bind
 failure at start-up as retryable rather than trusting the port blindly.
 """
+
 from __future__ import annotations
 
 import socket

@@ -1,6 +1,8 @@
 """What every launcher of the local stack needs for its child processes."""
+
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -19,10 +21,8 @@ def die_with_parent() -> None:
     """
     if os.uname().sysname != "Linux":
         return
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

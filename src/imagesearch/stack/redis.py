@@ -4,6 +4,7 @@ The gateway's result cache only needs a plain Redis; for local runs we start
 our own `redis-server` (from PATH) on a free loopback port, with persistence
 off: a cache that survives a restart would only hide stale answers.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -17,14 +18,10 @@ from types import TracebackType
 
 import redis
 
-from imagesearch.stack.process import die_with_parent, log_tail
 from imagesearch.stack.ports import free_port
+from imagesearch.stack.process import die_with_parent, log_tail
 
 _START_ATTEMPTS = 3  # a port picked by free_port() can be taken by someone else before we bind it
-
-
-
-
 
 
 def redis_reachable(url: str, timeout: float = 1.0) -> bool:
@@ -73,7 +70,7 @@ class LocalRedis:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, timeout: float = 15.0) -> "LocalRedis":
+    def start(self, timeout: float = 15.0) -> LocalRedis:
         if self.running:
             return self
         binary = shutil.which(self._binary)
@@ -105,18 +102,29 @@ class LocalRedis:
         assert self.dir is not None and self.log_path is not None
         args = [
             binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",           # no RDB snapshots: a cache must not outlive its stack
-            "--appendonly", "no",
-            "--dir", str(self.dir),
-            "--daemonize", "no",    # we own the process and stop it ourselves
-            "--protected-mode", "yes",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",  # no RDB snapshots: a cache must not outlive its stack
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dir),
+            "--daemonize",
+            "no",  # we own the process and stop it ourselves
+            "--protected-mode",
+            "yes",
         ]
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=die_with_parent,
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl(), async-signal-safe
             )
 
     def _wait_ready(self, timeout: float) -> None:
@@ -128,7 +136,9 @@ class LocalRedis:
             if self._answers_as_ours():
                 return
             time.sleep(0.1)
-        raise RedisStartError(self._failure(f"redis-server did not answer PING on port {self.port} within {timeout:.0f} s"))
+        raise RedisStartError(
+            self._failure(f"redis-server did not answer PING on port {self.port} within {timeout:.0f} s")
+        )
 
     def _answers_as_ours(self) -> bool:
         """True when *our* process answers on the port.
@@ -168,8 +178,10 @@ class LocalRedis:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
-    def __enter__(self) -> "LocalRedis":
+    def __enter__(self) -> LocalRedis:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -24,9 +24,11 @@ What it takes to run that binary outside pytriton, all handled here:
   * two servers on one host collide on the backend's shared-memory names, so
     each gets its own `shm-region-prefix-name`.
 """
+
 from __future__ import annotations
 
 import atexit
+import contextlib
 import glob
 import os
 import shutil
@@ -39,10 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from imagesearch.stack.process import die_with_parent, log_tail
+from imagesearch.contracts.model import MODEL_NAME
 from imagesearch.stack.ports import free_ports
+from imagesearch.stack.process import die_with_parent, log_tail
 
-MODEL_NAME = "image_embedding"
 TRITON_ENV_VAR = "IMAGESEARCH_TRITON_ENV"
 _LOG_NAME = "triton.log"
 _BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
@@ -164,10 +166,6 @@ def check_model_repository(model_repository: Path) -> None:
             )
 
 
-
-
-
-
 class TritonServer:
     """tritonserver as a child process serving `model_repository` on loopback ports.
 
@@ -251,8 +249,14 @@ class TritonServer:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
             log.flush()
             self._proc = subprocess.Popen(
-                command, cwd=self.runtime_dir, env=self._environment(install), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
+                command,
+                cwd=self.runtime_dir,
+                env=self._environment(install),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl(), async-signal-safe
             )
         self._started_at = time.monotonic()
         atexit.register(self.stop)
@@ -300,10 +304,12 @@ class TritonServer:
             if condition():
                 return
             if time.monotonic() > deadline:
-                raise TritonStartError(self._failure(
-                    f"tritonserver on {self.grpc_url}: gave up waiting for {what} "
-                    f"after {time.monotonic() - self._started_at:.0f} s"
-                ))
+                raise TritonStartError(
+                    self._failure(
+                        f"tritonserver on {self.grpc_url}: gave up waiting for {what} "
+                        f"after {time.monotonic() - self._started_at:.0f} s"
+                    )
+                )
             time.sleep(0.1)
 
     def _grpc_port_open(self) -> bool:
@@ -358,10 +364,8 @@ class TritonServer:
                 proc.wait(grace)
             except subprocess.TimeoutExpired:
                 # Kill the whole process group: the Python-backend stubs are Triton's children.
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 proc.wait()
         self._proc = None
         atexit.unregister(self.stop)
@@ -372,10 +376,8 @@ class TritonServer:
         if not self._shm_prefix:
             return
         for path in glob.glob(f"/dev/shm/{glob.escape(self._shm_prefix)}*"):
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(path)
-            except OSError:
-                pass
 
     def __enter__(self) -> TritonServer:
         self.start()
@@ -418,8 +420,11 @@ class TritonServer:
         if self.metrics_port is None:
             command.append("--allow-metrics=false")
         else:
-            command += [f"--metrics-port={self.metrics_port}", "--metrics-address=127.0.0.1",
-                        "--allow-gpu-metrics=false"]
+            command += [
+                f"--metrics-port={self.metrics_port}",
+                "--metrics-address=127.0.0.1",
+                "--allow-gpu-metrics=false",
+            ]
         if self.model_config_name:
             command.append(f"--model-config-name={self.model_config_name}")
         return command
