@@ -6,7 +6,7 @@
 
 Draft mode lets libjpeg scale by 1/2, 1/4 or 1/8 inside the IDCT, as long as the
 region of interest keeps at least the model's size on its shorter side. It runs
-exactly what the service runs (`imagesearch_embedder.imaging.Preprocessor`), on
+exactly what the service runs (`imagesearch.imaging.frame.Preprocessor`), on
 bytes already in memory, so disk reads are not measured.
 """
 
@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imagesearch_embedder.imaging import Limits, Preprocessor, ResizeMode
+from imagesearch.imaging.decode import ResizeMode
+from imagesearch.imaging.frame import Preprocessor
+from imagesearch.imaging.sniff import Limits
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = str(REPO.parent / "shared" / "datasets" / "dev" / "queries" / "*.jpg")

@@ -13,7 +13,7 @@ order: background load on a shared machine hits every index alike):
   * real: the dev benchmark's catalog + distractors (1,495 images) as the
     collection and its 299 shopper photos as queries, embedded once here with
     raw onnxruntime on model_repo/image_embedding/<version>/model.onnx and the
-    embedder's own preprocessing (imagesearch_embedder.imaging.Preprocessor,
+    embedder's own preprocessing (imagesearch.imaging.frame.Preprocessor,
     default settings: 224 px centre crop). Besides recall against FLAT it
     reports the product Recall@1/@10 against the dev set's ground truth;
   * random: N L2-normalised Gaussian vectors (--dim, 1280 by default) with
@@ -168,15 +168,10 @@ def embed_dev_set(dev: Path, cache: Path | None) -> tuple[np.ndarray, list[str],
             return data["items"], item_ids, data["queries"], query_truth
     import onnxruntime as ort
 
-    from imagesearch_embedder.imaging import Limits, Preprocessor, ResizeMode
-    from imagesearch_embedder.settings import EmbedderSettings
+    from imagesearch.imaging.frame import Preprocessor
+    from imagesearch.imaging.sniff import Limits
 
-    settings = EmbedderSettings()
-    pre = Preprocessor(
-        Limits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels),
-        (224, 224),
-        ResizeMode(settings.resize_mode),
-    )
+    pre = Preprocessor(Limits(), (224, 224))  # the embedder's default limits and resize mode
     options = ort.SessionOptions()  # as model_repo/image_embedding/<version>/model.py sets them
     options.intra_op_num_threads = 0
     options.inter_op_num_threads = 1

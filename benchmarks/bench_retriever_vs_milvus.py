@@ -182,7 +182,7 @@ def main() -> None:
     from pymilvus import MilvusClient
 
     from imagesearch.common.convert import model_from_pb
-    from imagesearch_retriever.milvus_store import collection_name
+    from imagesearch_retriever.milvus.schema import collection_name
 
     with tempfile.TemporaryDirectory(prefix="bench-retriever-") as tmp:
         milvus = None

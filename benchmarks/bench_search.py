@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import dataclasses
 import json
 import os
 import platform
@@ -233,25 +232,25 @@ class RawEngines:
         import onnxruntime as ort
         from pymilvus import MilvusClient
 
-        from imagesearch_embedder.imaging import Limits, Preprocessor, ResizeMode
+        from imagesearch.imaging.decode import ResizeMode
+        from imagesearch.imaging.framing import Framing
+        from imagesearch.imaging.sniff import Limits
         from imagesearch_embedder.settings import EmbedderSettings
         from imagesearch_retriever.core import OVERFETCH
-        from imagesearch_retriever.milvus_store import PRODUCT_FIELDS
+        from imagesearch_retriever.milvus.schema import PRODUCT_FIELDS
         from imagesearch_retriever.settings import RetrieverSettings
 
         emb = EmbedderSettings.from_env(env)
-        size = (emb.image_size, emb.image_size)
-        self.preprocess = Preprocessor(
-            Limits(max_bytes=emb.max_image_bytes, max_pixels=emb.max_pixels), size, ResizeMode(emb.resize_mode)
-        )
         # The query pipeline the gateway runs by default (GATEWAY_LOCALIZE_QUERIES): the photo
         # letterboxed at the localisation size, its SALIENCY map, the subject's box, then that crop
-        # letterboxed at the embedding size, exactly as the embedder does (same modules).
-        self.localize = env.get("GATEWAY_LOCALIZE_QUERIES", "true").lower() in ("1", "true", "yes", "on")
-        self.locate = dataclasses.replace(
-            self.preprocess, size=(emb.localize_size, emb.localize_size), mode=ResizeMode.PAD, use_draft=False
+        # letterboxed at the embedding size, exactly as the embedder does (the same Framing).
+        self.framing = Framing(
+            limits=Limits(max_bytes=emb.max_image_bytes, max_pixels=emb.max_pixels),
+            size=(emb.image_size, emb.image_size),
+            locate_size=(emb.localize_size, emb.localize_size),
+            mode=ResizeMode(emb.resize_mode),
         )
-        self.pad = ResizeMode.PAD
+        self.localize = env.get("GATEWAY_LOCALIZE_QUERIES", "true").lower() in ("1", "true", "yes", "on")
         options = ort.SessionOptions()  # as model_repo/image_embedding/<version>/model.py sets them
         options.intra_op_num_threads = 0
         options.inter_op_num_threads = 1
@@ -267,24 +266,20 @@ class RawEngines:
         self.collection = collection
 
     def decode(self, data: bytes) -> np.ndarray:
-        return self.preprocess(data)
+        return self.framing.plain(data)
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         return self.session.run(["EMBEDDING"], {"IMAGE": pixels[None]})[0][0]
 
     def localized_vector(self, data: bytes) -> tuple[np.ndarray, float, float]:
         """The two-pass query vector; returns (vector, ms of CPU-side image work, ms of onnxruntime)."""
-        from imagesearch_embedder.localize import subject_box
-
         t0 = time.perf_counter()
-        decoded = self.locate.decode(data)
-        first = self.locate.frame(decoded, (0.0, 0.0, 1.0, 1.0), self.pad)
+        photo = self.framing.decode_photo(data)
+        first = self.framing.whole_photo(photo)
         t1 = time.perf_counter()
         saliency = self.session.run(["SALIENCY"], {"IMAGE": first[None]})[0][0]
         t2 = time.perf_counter()
-        crop = self.preprocess.frame(
-            decoded, subject_box(saliency, decoded.image.width, decoded.image.height), self.pad
-        )
+        crop = self.framing.localized(photo, saliency)
         t3 = time.perf_counter()
         vector = self.embed(crop)
         t4 = time.perf_counter()
@@ -687,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     from pymilvus import MilvusClient
 
     from imagesearch.common.convert import model_from_pb
-    from imagesearch_retriever.milvus_store import collection_name
+    from imagesearch_retriever.milvus.schema import collection_name
     from imagesearch_retriever.settings import RetrieverSettings
 
     args.load_at_start = load_average()

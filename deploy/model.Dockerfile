@@ -9,7 +9,7 @@
 # The final image holds the repository at /models:
 #   /models/image_embedding/config.pbtxt            default config (python backend, local CPU use)
 #   /models/image_embedding/configs/tensorrt.pbtxt  onnxruntime backend + TensorRT (GPU, production)
-#   /models/image_embedding/1/model.onnx            exported here
+#   /models/image_embedding/2/model.onnx            exported here (the base version)
 # Kubernetes copies it into an emptyDir with an initContainer (deploy/k8s/triton.yaml);
 # docker-compose does the same into a named volume (service "model-init").
 # Its default command copies /models/. into $MODEL_REPO_DEST (default /model-repo).

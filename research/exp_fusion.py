@@ -1,105 +1,100 @@
 #!/usr/bin/env python3
 """Can the whole photo's vector (free: the localisation pass computes it) rescue queries whose crop
 misses the product? Reproduces the service's query and index pipeline offline with onnxruntime on a
-model version directory (default: an adapted version), then compares rank fusions of the crop's and
-the whole photo's result lists.
+model version's file, through the product's own framing (`imagesearch.imaging.framing.Framing`,
+exactly what the embedder sends Triton), then compares rank fusions of the crop's and the whole
+photo's result lists.
 
-    python research/exp_fusion.py /path/to/model_repo/image_embedding/3/model.onnx
+    python research/exp_fusion.py model_repo/image_embedding/3/model.onnx [dataset folder]
+
+Not part of the product (research/README.md).
 """
 
+from __future__ import annotations
+
+import argparse
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from imagesearch_embedder.imaging import Limits, Preprocessor, ResizeMode
-from imagesearch_embedder.localize import subject_box
+from imagesearch.adaptation.embedding import BaseModel
+from imagesearch.contracts.model import SALIENCY
+from imagesearch.imaging.framing import Framing
+from imagesearch.imaging.sniff import Limits
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dev"
-model = sys.argv[1]
-session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-limits = Limits(64 << 20, 40_000_000)
-embed_pre = Preprocessor(limits, (256, 256), ResizeMode.CROP)
-locate = Preprocessor(limits, (224, 224), ResizeMode.PAD, use_draft=False)
-crop_pre = Preprocessor(limits, (256, 256), ResizeMode.PAD, use_draft=False)
 
 
-def run(batch, outputs=("EMBEDDING",)):
-    return session.run(list(outputs), {"IMAGE": np.stack(batch)})
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
 
-rows = []
-for name in ("catalog.csv", "distractors.csv"):
-    rows += list(csv.DictReader(open(DEV / name)))
-cats = [r["category"] for r in rows]
-index, owner = [], []
-for start in range(0, len(rows), 32):
-    chunk = [(DEV / r["image"]).read_bytes() for r in rows[start : start + 32]]
-    index.append(run([embed_pre(c) for c in chunk])[0])
-    index.append(run([embed_pre.trimmed_to_object(c) for c in chunk])[0])
-    owner += list(range(start, start + len(chunk))) * 2
-index = np.concatenate(index)
-owner = np.array(owner)
-ids = [r["product_id"] for r in rows]
-queries = list(csv.DictReader(open(DEV / "queries.csv")))
-truth = np.array([ids.index(q["product_id"]) for q in queries])
-crop_v, whole_v = [], []
-for q in queries:
-    data = (DEV / q["image"]).read_bytes()
-    decoded = locate.decode(data)
-    whole, saliency = run([locate.frame(decoded, (0, 0, 1, 1), ResizeMode.PAD)], ("EMBEDDING", "SALIENCY"))
-    box = subject_box(saliency[0], decoded.image.width, decoded.image.height)
-    crop_v.append(run([crop_pre.frame(decoded, box, ResizeMode.PAD)])[0][0])
-    whole_v.append(whole[0])
-
-
-def product_scores(vectors):
-    s = np.asarray(vectors) @ index.T
-    out = np.full((len(vectors), len(rows)), -9.0)
-    for j in range(len(rows)):
-        out[:, j] = s[:, owner == j].max(1)
+def product_scores(vectors: np.ndarray, index: np.ndarray, owner: np.ndarray, items: int) -> np.ndarray:
+    """Each product's best image score, per query."""
+    scores = vectors @ index.T
+    out = np.full((len(vectors), items), -9.0)
+    for item in range(items):
+        out[:, item] = scores[:, owner == item].max(1)
     return out
 
 
-crop_s, whole_s = product_scores(crop_v), product_scores(whole_v)
-
-
-def report(name, scores):
+def report(name: str, scores: np.ndarray, truth: np.ndarray) -> None:
     order = np.argsort(-scores, 1)
     rank = np.array([list(order[i]).index(truth[i]) for i in range(len(truth))])
     print(f"{name:45s} R@1 {np.mean(rank < 1):.3f} R@5 {np.mean(rank < 5):.3f} R@10 {np.mean(rank < 10):.3f}")
 
 
-report("crop (service)", crop_s)
-report("whole photo", whole_s)
-for w in (0.1, 0.2, 0.3, 0.5):
-    report(f"score fusion crop + {w} x whole", crop_s + w * whole_s)
-for k in (60,):
-    rc = np.argsort(np.argsort(-crop_s, 1), 1)
-    rw = np.argsort(np.argsort(-whole_s, 1), 1)
-    for w in (0.25, 0.5, 1.0):
-        report(f"RRF k={k} whole weight {w}", 1 / (k + rc) + w / (k + rw))
-# keep the crop's top 7, then fill 8..10 with the whole photo's best not already listed
-order_c, order_w = np.argsort(-crop_s, 1), np.argsort(-whole_s, 1)
-for keep in (5, 7, 8, 9):
-    hit10 = 0
-    for i in range(len(truth)):
-        top = list(order_c[i][:keep])
-        for j in order_w[i]:
-            if len(top) == 10:
-                break
-            if j not in top:
-                top.append(j)
-        hit10 += truth[i] in top
-    print(f"crop top {keep} + whole-photo fill to 10:       R@10 {hit10 / len(truth):.3f}")
-(Path(__file__).resolve().parent / "cache").mkdir(exist_ok=True)
-np.savez(
-    Path(__file__).resolve().parent / "cache" / "fusion.npz",
-    crop=crop_s,
-    whole=whole_s,
-    truth=truth,
-    cats=np.array(cats),
-    ids=np.array(ids),
-)
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", type=Path, help="a version's model.onnx")
+    parser.add_argument("dataset", type=Path, nargs="?", default=DEV, help=f"dataset folder (default {DEV})")
+    args = parser.parse_args()
+    model = BaseModel(args.model)
+    framing = Framing(limits=Limits(max_bytes=64 << 20))
+    rows = read_rows(args.dataset / "catalog.csv") + read_rows(args.dataset / "distractors.csv")
+    index_parts, owners = [], []
+    for start in range(0, len(rows), 32):
+        chunk = [(args.dataset / r["image"]).read_bytes() for r in rows[start : start + 32]]
+        index_parts.append(model.embed(np.stack([framing.plain(c) for c in chunk])))
+        index_parts.append(model.embed(np.stack([framing.trimmed(c) for c in chunk])))
+        owners += list(range(start, start + len(chunk))) * 2
+    index, owner = np.concatenate(index_parts), np.array(owners)
+    ids = [r["product_id"] for r in rows]
+    queries = read_rows(args.dataset / "queries.csv")
+    truth = np.array([ids.index(q["product_id"]) for q in queries])
+    crop_vectors, whole_vectors = [], []
+    for query in queries:
+        photo = framing.decode_photo((args.dataset / query["image"]).read_bytes())
+        whole, saliency = model.run(framing.whole_photo(photo)[None], SALIENCY)
+        crop_vectors.append(model.embed(framing.localized(photo, saliency[0])[None])[0])
+        whole_vectors.append(whole[0])
+    crop_s = product_scores(np.array(crop_vectors), index, owner, len(rows))
+    whole_s = product_scores(np.array(whole_vectors), index, owner, len(rows))
+
+    report("crop (service)", crop_s, truth)
+    report("whole photo", whole_s, truth)
+    for weight in (0.1, 0.2, 0.3, 0.5):
+        report(f"score fusion crop + {weight} x whole", crop_s + weight * whole_s, truth)
+    rank_crop = np.argsort(np.argsort(-crop_s, 1), 1)
+    rank_whole = np.argsort(np.argsort(-whole_s, 1), 1)
+    for weight in (0.25, 0.5, 1.0):
+        report(f"RRF k=60 whole weight {weight}", 1 / (60 + rank_crop) + weight / (60 + rank_whole), truth)
+    # keep the crop's top k, then fill up to 10 with the whole photo's best not already listed
+    order_c, order_w = np.argsort(-crop_s, 1), np.argsort(-whole_s, 1)
+    for keep in (5, 7, 8, 9):
+        hits = 0
+        for i in range(len(truth)):
+            top = list(order_c[i][:keep])
+            for j in order_w[i]:
+                if len(top) == 10:
+                    break
+                if j not in top:
+                    top.append(j)
+            hits += truth[i] in top
+        print(f"crop top {keep} + whole-photo fill to 10:       R@10 {hits / len(truth):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-"""Append experiment results to research/results.jsonl and render the markdown table."""
+"""Append experiment results to research/results.jsonl and render the markdown table (not part of the product)."""
 
 import json
 import sys
@@ -35,7 +35,8 @@ def record(group, name, m, cost, ms=None, note="", extra=None):
 
 
 def table(group=None):
-    rows = [json.loads(l) for l in open(RES)]
+    with open(RES) as handle:
+        rows = [json.loads(line) for line in handle]
     seen = {}
     for r in rows:  # last result wins for a (group, name)
         seen[(r["group"], r["name"])] = r

@@ -19,9 +19,11 @@ import pytest
 from PIL import Image
 
 from imagesearch.cli import main as cli_main
-from imagesearch.cli.catalog import CatalogError, load_catalog, load_csv, load_folder
-from imagesearch.cli.common import format_table, normalise_target, truncate
-from imagesearch.cli.index import (
+from imagesearch.cli.common import format_table, truncate
+from imagesearch.cli.search import build_request, parse_region, results_table, summary
+from imagesearch.client.catalog import CatalogError, load_catalog, load_csv, load_folder
+from imagesearch.client.channel import normalise_target
+from imagesearch.client.indexer import (
     BatchOutcome,
     Circuit,
     RetryPolicy,
@@ -31,8 +33,8 @@ from imagesearch.cli.index import (
     read_images,
     record_results,
 )
-from imagesearch.cli.search import build_request, parse_region, results_table, summary
-from imagesearch.cli.sheet import SheetLayout, build_sheet, local_image_path, render_contact_sheet
+from imagesearch.client.sheet import SheetLayout, build_sheet, local_image_path, render_contact_sheet
+from imagesearch.common import probe
 from imagesearch.v1 import common_pb2, search_pb2, search_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
@@ -839,7 +841,7 @@ def test_local_stack_wires_starts_watches_and_stops_in_order(stand_ins) -> None:
     stack.start()
     try:
         for name in ("embedder", "retriever", "gateway"):
-            assert local.health_status(stack.services[name].address) == 1  # SERVING
+            assert probe.status(stack.services[name].address) == probe.SERVING
         logs = stack.config.log_dir
         embedder, retriever, gateway = (service_env(logs / f"{n}.log") for n in ("embedder", "retriever", "gateway"))
         assert embedder["OTEL_SERVICE_NAME"] == "imagesearch-embedder" and embedder["TRITON_URL"] == "triton:1"

@@ -29,7 +29,8 @@ import pytest
 from conftest import base_model_repository
 from PIL import Image
 
-from imagesearch.stack.local import SERVICES, health_status, port_available
+from imagesearch.common.probe import status as health_status
+from imagesearch.stack.local import SERVICES, port_available
 from imagesearch.stack.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]

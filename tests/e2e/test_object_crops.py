@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 from pymilvus import MilvusClient
 
+from imagesearch.imaging.objects import object_box
 from imagesearch.v1 import common_pb2, search_pb2
-from imagesearch_embedder.imaging import object_box
-from imagesearch_retriever.milvus_store import collection_name
+from imagesearch_retriever.milvus.schema import collection_name
 
 from .helpers import product_input, read_rows
 
@@ -74,7 +74,7 @@ def tight_crop(path: Path) -> bytes:
 
 
 async def test_every_image_is_two_rows_under_one_uri(fleet) -> None:  # type: ignore[no-untyped-def]
-    name = collection_name(f"e2e_c_{CATALOG}", fleet.gateway_backend.model)
+    name = collection_name(f"e2e_c_{CATALOG}", fleet.gateway_backend.models.current.id)
     client = MilvusClient(uri=fleet.milvus_uri)
     try:
         rows = client.query(

@@ -11,8 +11,9 @@ from imagesearch.common.config import SettingsError
 from imagesearch.common.errors import InvalidArgument, NotFound
 from imagesearch.common.types import FilterSpec, ModelId, ProductRecord
 from imagesearch_retriever.core import RetrieverCore
-from imagesearch_retriever.milvus_store import ImageMatch, collection_name
+from imagesearch_retriever.milvus.schema import collection_name
 from imagesearch_retriever.settings import RetrieverSettings
+from imagesearch_retriever.store import ImageMatch
 
 MODEL = ModelId("m", "1", 4)
 
@@ -20,41 +21,48 @@ MODEL = ModelId("m", "1", 4)
 class FakeStore:
     """Exact search over (product_id, vector) images, recording the limits asked for."""
 
+    max_search_limit = 16384
+
     def __init__(self, images: list[tuple[str, np.ndarray]]) -> None:
         self.images = [(pid, v / np.linalg.norm(v)) for pid, v in images]
         self.limits: list[int] = []
-        self.exprs: list[str] = []
+        self.excluded: list[str | None] = []
 
     async def search(
-        self, model: ModelId, vectors: Sequence[np.ndarray], limit: int, expr: str
+        self,
+        catalog: str,
+        model: ModelId,
+        vectors: Sequence[np.ndarray],
+        limit: int,
+        spec: FilterSpec,
+        exclude_product_id: str | None = None,
     ) -> list[list[ImageMatch]]:
         self.limits.append(limit)
-        self.exprs.append(expr)
+        self.excluded.append(exclude_product_id)
         pages = []
         for q in vectors:
             q = q / np.linalg.norm(q)
             scored = sorted(
-                (
-                    (float(v @ q), pid, i)
-                    for i, (pid, v) in enumerate(self.images)
-                    if f'product_id != "{pid}"' not in expr
-                ),
+                ((float(v @ q), pid, i) for i, (pid, v) in enumerate(self.images) if pid != exclude_product_id),
                 reverse=True,
             )
             pages.append([ImageMatch(product_id=pid, score=s, image_uri=f"{pid}/{i}") for s, pid, i in scored[:limit]])
         return pages
 
-    async def product_vectors(self, model: ModelId, product_id: str) -> list[tuple[str, np.ndarray]]:
+    async def product_vectors(self, catalog: str, model: ModelId, product_id: str) -> list[tuple[str, np.ndarray]]:
         return [(f"{pid}/{i}", v) for i, (pid, v) in enumerate(self.images) if pid == product_id]
 
-    async def upsert(self, model, products):  # type: ignore[no-untyped-def]
+    async def upsert(self, catalog, model, products):  # type: ignore[no-untyped-def]
         raise NotImplementedError
 
-    async def delete(self, model, product_ids):  # type: ignore[no-untyped-def]
+    async def delete(self, catalog, model, product_ids):  # type: ignore[no-untyped-def]
         raise NotImplementedError
 
-    async def get(self, model: ModelId, product_id: str) -> ProductRecord:
-        raise NotFound(product_id)
+    async def get(self, catalog: str, model: ModelId, product_id: str) -> ProductRecord | None:
+        return None
+
+    async def drop(self, catalog: str, model: ModelId) -> bool:
+        return False
 
 
 def v(*xs: float) -> np.ndarray:
@@ -67,14 +75,14 @@ async def test_a_product_with_many_images_does_not_crowd_out_the_others() -> Non
     images = [("big", v(1, 0, 0, 0) + 0.01 * rng.standard_normal(4).astype(np.float32)) for _ in range(30)]
     images += [("b", v(0.8, 0.6, 0, 0)), ("c", v(0.6, 0.8, 0, 0))]
     store = FakeStore(images)
-    hits = await RetrieverCore(store).search(MODEL, v(1, 0, 0, 0), top_k=3, min_score=-1)
+    hits = await RetrieverCore(store).search("", MODEL, v(1, 0, 0, 0), top_k=3, min_score=-1)
     assert [h.product_id for h in hits] == ["big", "b", "c"]
     assert store.limits == [12, 48]  # the first page (4 x top_k) held only "big": asked again, larger
 
 
 async def test_no_refetch_when_the_page_was_not_full() -> None:
     store = FakeStore([("a", v(1, 0, 0, 0)), ("a", v(0.9, 0.1, 0, 0)), ("b", v(0, 1, 0, 0))])
-    hits = await RetrieverCore(store).search(MODEL, v(1, 0, 0, 0), top_k=5, min_score=-1)
+    hits = await RetrieverCore(store).search("", MODEL, v(1, 0, 0, 0), top_k=5, min_score=-1)
     assert [h.product_id for h in hits] == ["a", "b"]
     assert hits[0].image_uri == "a/0"
     assert store.limits == [20]
@@ -84,19 +92,19 @@ async def test_no_refetch_when_min_score_already_cuts_the_rest() -> None:
     # A full page whose last score is below min_score: nothing unseen can qualify.
     images = [("a", v(1, 0, 0, 0))] + [(f"n{i}", v(0.1, 1, 0, 0)) for i in range(20)]
     store = FakeStore(images)
-    hits = await RetrieverCore(store).search(MODEL, v(1, 0, 0, 0), top_k=2, min_score=0.5)
+    hits = await RetrieverCore(store).search("", MODEL, v(1, 0, 0, 0), top_k=2, min_score=0.5)
     assert [h.product_id for h in hits] == ["a"]
     assert store.limits == [8]
 
 
 async def test_more_like_this_uses_every_image_and_excludes_itself() -> None:
     store = FakeStore([("q", v(1, 0, 0, 0)), ("q", v(0, 1, 0, 0)), ("x", v(0, 1, 0, 0)), ("y", v(0.9, 0.1, 0, 0))])
-    hits = await RetrieverCore(store).search(MODEL, "q", top_k=5, min_score=-1)
+    hits = await RetrieverCore(store).search("", MODEL, "q", top_k=5, min_score=-1)
     assert [h.product_id for h in hits][:2] == ["x", "y"]
     assert hits[0].score == pytest.approx(1.0)
-    assert 'product_id != "q"' in store.exprs[0]
+    assert store.excluded == ["q"]
     with pytest.raises(NotFound, match="ghost"):
-        await RetrieverCore(store).search(MODEL, "ghost")
+        await RetrieverCore(store).search("", MODEL, "ghost")
 
 
 @pytest.mark.parametrize(
@@ -104,19 +112,19 @@ async def test_more_like_this_uses_every_image_and_excludes_itself() -> None:
 )
 async def test_top_k_bounds(top_k: int, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
-        await RetrieverCore(FakeStore([])).search(MODEL, v(1, 0, 0, 0), top_k=top_k)
+        await RetrieverCore(FakeStore([])).search("", MODEL, v(1, 0, 0, 0), top_k=top_k)
 
 
 @pytest.mark.parametrize("min_score", [1.01, -1.5, float("nan"), float("inf")])
 async def test_min_score_bounds(min_score: float) -> None:
     with pytest.raises(InvalidArgument, match="min_score"):
-        await RetrieverCore(FakeStore([])).search(MODEL, v(1, 0, 0, 0), min_score=min_score)
+        await RetrieverCore(FakeStore([])).search("", MODEL, v(1, 0, 0, 0), min_score=min_score)
 
 
 async def test_bad_filter_is_rejected_before_the_store_is_asked() -> None:
     store = FakeStore([("a", v(1, 0, 0, 0))])
     with pytest.raises(InvalidArgument):
-        await RetrieverCore(store).search(MODEL, v(1, 0, 0, 0), filter_spec=FilterSpec(categories=("\x00",)))
+        await RetrieverCore(store).search("", MODEL, v(1, 0, 0, 0), filter_spec=FilterSpec(categories=("\x00",)))
     assert store.limits == []
 
 

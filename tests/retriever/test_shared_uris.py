@@ -7,10 +7,8 @@ import numpy as np
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from imagesearch.common.errors import InvalidArgument
 from imagesearch.common.types import ModelId, ProductRecord
-from imagesearch.contracts.limits import MAX_ROWS_PER_PRODUCT
-from imagesearch_retriever.milvus_store import MilvusStore, validate_product
+from imagesearch_retriever.milvus.store import MilvusStore
 
 DIM = 8
 MODEL = ModelId("shared-uri-test", "1", DIM)
@@ -28,18 +26,10 @@ async def test_a_uri_shared_by_rows_is_listed_once_in_order(milvus_uri: str, uni
     await store.connect()
     try:
         rows = [("front.jpg", unit(rng)), ("back.jpg", unit(rng)), ("front.jpg", unit(rng)), ("back.jpg", unit(rng))]
-        assert await store.upsert(MODEL, [(ProductRecord("p1", title="t"), rows)]) == (1, 4)
-        assert (await store.get(MODEL, "p1")).image_uris == ("front.jpg", "back.jpg")
+        assert await store.upsert("", MODEL, [(ProductRecord("p1", title="t"), rows)]) == (1, 4)
+        product = await store.get("", MODEL, "p1")
+        assert product is not None and product.image_uris == ("front.jpg", "back.jpg")
         # Every row is still there to match (and to seed more-like-this).
-        assert [uri for uri, _ in await store.product_vectors(MODEL, "p1")] == [uri for uri, _ in rows]
+        assert [uri for uri, _ in await store.product_vectors("", MODEL, "p1")] == [uri for uri, _ in rows]
     finally:
         await store.close()
-
-
-def test_a_product_may_have_two_rows_for_each_of_64_images() -> None:
-    rng = np.random.default_rng(6)
-    assert MAX_ROWS_PER_PRODUCT == 128
-    rows = [(f"u{i % 64}", unit(rng)) for i in range(128)]
-    assert len(validate_product(ProductRecord("p1"), rows, DIM)) == 128
-    with pytest.raises(InvalidArgument, match="129 images; at most 128"):
-        validate_product(ProductRecord("p1"), [*rows, ("u", unit(rng))], DIM)

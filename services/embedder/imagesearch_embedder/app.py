@@ -1,4 +1,8 @@
-"""Wires the embedder: Triton client and decode thread pool built at connect(), closed at close()."""
+"""Wires the embedder: the Triton adapter, the decode thread pool, the core and the servicer.
+
+Built in __init__ (no I/O, no threads yet); the Triton client connects in connect() and closes in
+close(). Until connect() succeeds every call fails UNAVAILABLE, from the adapter itself.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,27 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
 
-from imagesearch.common.errors import Unavailable
-from imagesearch.common.server import ServerOptions, ServiceServer
+from imagesearch.common import service
+from imagesearch.common.server import ServiceServer
+from imagesearch.imaging.decode import ResizeMode, check_pillow_is_strict
+from imagesearch.imaging.sniff import Limits
 from imagesearch.v1 import embedder_pb2_grpc
-from imagesearch_embedder.core import EmbedderCore
-from imagesearch_embedder.imaging import check_pillow_is_strict
+from imagesearch_embedder.core import EmbedderCore, EmbedOptions
 from imagesearch_embedder.servicer import EmbedderServicer
 from imagesearch_embedder.settings import EmbedderSettings
 from imagesearch_embedder.triton import TritonEmbedder
 
 log = logging.getLogger(__name__)
+
+
+def options(settings: EmbedderSettings) -> EmbedOptions:
+    return EmbedOptions(
+        max_batch_images=settings.max_batch_images,
+        limits=Limits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels),
+        resize_mode=ResizeMode(settings.resize_mode),
+        image_size=settings.image_size,
+        localize_size=settings.localize_size,
+    )
 
 
 class EmbedderBackend:
@@ -26,74 +41,46 @@ class EmbedderBackend:
     service_names = ("imagesearch.v1.EmbedderService",)
 
     def __init__(self, settings: EmbedderSettings, tracer_provider: TracerProvider) -> None:
+        s = settings
         self._settings = settings
-        self._provider = tracer_provider
-        self._triton: TritonEmbedder | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._core: EmbedderCore | None = None
+        self.triton = TritonEmbedder(
+            s.triton_url,
+            s.triton_model,
+            s.triton_model_version,
+            s.triton_timeout_seconds,
+            tracer_provider,
+            probe_size=s.image_size,
+        )
+        self._executor = ThreadPoolExecutor(max_workers=s.decode_workers, thread_name_prefix="embedder-decode")
+        self.core = EmbedderCore(
+            self.triton, options(s), self._executor, tracer_provider.get_tracer("imagesearch_embedder")
+        )
 
     def register(self, server: grpc.aio.Server) -> None:
         embedder_pb2_grpc.add_EmbedderServiceServicer_to_server(EmbedderServicer(self.core), server)
 
-    def core(self) -> EmbedderCore:
-        if self._core is None:
-            raise Unavailable(
-                f"embedder is starting: waiting for model {self._settings.triton_model!r} on triton at {self._settings.triton_url}"
-            )
-        return self._core
-
     async def connect(self) -> None:
-        s = self._settings
         check_pillow_is_strict()  # a process-wide Pillow misconfiguration must keep us NOT_SERVING
-        if self._triton is None:
-            self._triton = TritonEmbedder(
-                s.triton_url,
-                s.triton_model,
-                s.triton_model_version,
-                s.triton_timeout_seconds,
-                self._provider,
-                image_size=s.image_size,
-                localize_size=s.localize_size,
-            )
-        await self._triton.connect()  # raises (and closes its client) on an unready or non-conformant model
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=s.decode_workers, thread_name_prefix="embedder-decode")
-        self._core = EmbedderCore(self._triton, s, self._executor, self._provider.get_tracer("imagesearch_embedder"))
-        model = self._triton.model
+        await self.triton.connect()  # raises (and closes its client) on an unready or non-conformant model
+        served, s = self.triton.served, self._settings
         log.info(
             "embedder: serving %s version %s (%d-d), %d decode threads, resize mode %s",
-            model.name,
-            model.version,
-            model.dimension,
+            served.name,
+            served.version,
+            served.dimension,
             s.decode_workers,
             s.resize_mode,
         )
 
     async def check(self) -> None:
-        if self._triton is None or self._core is None or self._executor is None:
-            raise Unavailable("embedder is not connected")
-        await self._triton.check()
-        if self._core.model != self._triton.model or self._core.input_size != self._triton.input_size:
-            # Triton rolled to another version: preprocess for its input size from now on.
-            self._core = EmbedderCore(
-                self._triton, self._settings, self._executor, self._provider.get_tracer("imagesearch_embedder")
-            )
+        # Follows a rollout: the adapter adopts the version Triton serves now, and the next request uses it.
+        await self.triton.check()
 
     async def close(self) -> None:
-        self._core = None
-        if self._triton is not None:
-            await self._triton.close()
-            self._triton = None
-        if self._executor is not None:
-            # In-flight calls were drained by the server's grace period; don't block the loop on stragglers.
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        await self.triton.close()
+        # In-flight calls were drained by the server's grace period; don't block the loop on stragglers.
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def build_server(settings: EmbedderSettings, tracer_provider: TracerProvider) -> ServiceServer:
-    return ServiceServer(
-        "embedder",
-        EmbedderBackend(settings, tracer_provider),
-        ServerOptions(host=settings.host, port=settings.port, max_message_bytes=settings.max_message_bytes),
-        tracer_provider,
-    )
+    return service.build_server("embedder", EmbedderBackend, settings, tracer_provider)

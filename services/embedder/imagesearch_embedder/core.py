@@ -1,25 +1,31 @@
 """The embedder's use case: a batch of encoded images in, one vector or one rejection per image out.
 
-No gRPC here: the servicer converts messages, the Triton adapter does inference.
+No gRPC here: the servicer converts messages, the Triton adapter does inference. A request reads
+the served model once and keeps that snapshot throughout: it frames for that model's input size,
+infers with exactly that version (pinned, so a rollout mid-request fails it UNAVAILABLE rather
+than mixing versions) and labels every vector with it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 import numpy as np
 from opentelemetry import trace
 
-from imagesearch.common.errors import InvalidArgument, Unavailable
-from imagesearch.common.types import ModelId, Region
+from imagesearch.common.errors import InvalidArgument
+from imagesearch.common.types import ImageErrorReason, ModelId, Region
 from imagesearch.contracts.calibration import ScoreCalibration
-from imagesearch_embedder.imaging import Decoded, ImageErrorReason, ImageRejected, Limits, Preprocessor, ResizeMode
-from imagesearch_embedder.localize import subject_box
-from imagesearch_embedder.settings import EmbedderSettings
+from imagesearch.contracts.limits import MAX_IMAGES_PER_EMBED_REQUEST
+from imagesearch.imaging.decode import Decoded, ResizeMode
+from imagesearch.imaging.errors import ImageRejected
+from imagesearch.imaging.framing import IMAGE_SIZE, LOCALIZE_SIZE, Framing
+from imagesearch.imaging.sniff import Limits
+from imagesearch_embedder.model import ServedModel
 
 
 class ImageItem(NamedTuple):
@@ -27,8 +33,8 @@ class ImageItem(NamedTuple):
 
     content: bytes  # encoded image
     region: Region | None = None  # region of interest, relative, displayed coordinates
-    localize: bool = False  # find the product in a busy photo first (see localize.py)
-    trim_to_object: bool = False  # catalog shot on a plain background: crop to the object (imaging.object_box)
+    localize: bool = False  # find the product in a busy photo first (imagesearch.imaging.localize)
+    trim_to_object: bool = False  # catalog shot on a plain background: crop to the object (imaging.objects)
 
     def framing(self, can_localize: bool) -> ImageItem:
         """The flags that apply: a caller's region wins over both; trimming wins over localising."""
@@ -39,91 +45,78 @@ class ImageItem(NamedTuple):
         return self._replace(localize=self.localize and can_localize)
 
 
-class Embedder(Protocol):
+class Inference(Protocol):
     """What the core needs from the inference adapter (TritonEmbedder, or a fake in tests)."""
 
     @property
-    def model(self) -> ModelId: ...
+    def served(self) -> ServedModel: ...
 
-    @property
-    def calibration(self) -> ScoreCalibration | None: ...
+    async def embed(self, batch: np.ndarray, served: ServedModel) -> np.ndarray: ...
 
-    @property
-    def input_size(self) -> tuple[int, int]: ...
-
-    async def embed(self, batch: np.ndarray) -> np.ndarray: ...
+    async def embed_with_saliency(
+        self, batch: np.ndarray, served: ServedModel
+    ) -> tuple[np.ndarray, np.ndarray | None]: ...
 
 
-def _preprocess_one(
-    preprocess: Preprocessor, locate: Preprocessor, item: ImageItem
-) -> np.ndarray | tuple[np.ndarray, Decoded] | ImageRejected:
+@dataclass(frozen=True)
+class EmbedOptions:
+    max_batch_images: int = MAX_IMAGES_PER_EMBED_REQUEST
+    limits: Limits = field(default_factory=Limits)
+    resize_mode: ResizeMode = ResizeMode.CROP
+    # Used when the model takes any input size; a model with fixed H and W imposes its own.
+    image_size: int = IMAGE_SIZE
+    localize_size: int = LOCALIZE_SIZE
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """One result per item, in order; the whole photo's vector of every localised item, by position;
+    and the model that made every vector, with its calibration."""
+
+    results: list[np.ndarray | ImageRejected]
+    wholes: dict[int, np.ndarray]
+    model: ModelId
+    calibration: ScoreCalibration | None
+
+
+FirstPass = np.ndarray | tuple[np.ndarray, Decoded] | ImageRejected
+
+
+def _first_pass(framing: Framing, item: ImageItem) -> FirstPass:
     """Runs in the thread pool. Only ImageRejected is per-image; anything else is our bug and fails the call.
 
-    For an image to localise: the whole photo letterboxed at the localisation size
-    (the first pass), and the decoded image kept for the second pass.
+    For an image to localise: the whole photo letterboxed at the localisation size (the first
+    pass), and the decoded photo kept for the second.
     """
     try:
         if item.trim_to_object:
-            return preprocess.trimmed_to_object(item.content)
+            return framing.trimmed(item.content)
         if not item.localize:
-            return preprocess(item.content, item.region)
-        decoded = locate.decode(item.content)
-        return locate.frame(decoded, (0.0, 0.0, 1.0, 1.0), ResizeMode.PAD), decoded
+            return framing.plain(item.content, item.region)
+        photo = framing.decode_photo(item.content)
+        return framing.whole_photo(photo), photo
     except ImageRejected as rejected:
         return rejected
 
 
-def _localized_view(preprocess: Preprocessor, decoded: Decoded, saliency: np.ndarray) -> np.ndarray:
-    box = subject_box(saliency, decoded.image.width, decoded.image.height)
-    return preprocess.frame(decoded, box, ResizeMode.PAD)
-
-
 class EmbedderCore:
     def __init__(
-        self,
-        embedder: Embedder,
-        settings: EmbedderSettings,
-        executor: Executor,
-        tracer: trace.Tracer | None = None,
+        self, inference: Inference, options: EmbedOptions, executor: Executor, tracer: trace.Tracer | None = None
     ) -> None:
-        self._embedder = embedder
-        self._settings = settings
+        self._inference = inference
+        self._options = options
         self._executor = executor
         self._tracer = tracer or trace.NoOpTracer()
-        # Snapshots: the preprocessing and the label of every vector belong to this model.
-        self._model = embedder.model
-        self._calibration = embedder.calibration  # belongs to this model version, like the label
-        self._input_size = embedder.input_size
-        self._preprocess = Preprocessor(
-            limits=Limits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels),
-            size=self._input_size,
-            mode=ResizeMode(settings.resize_mode),
-        )
-        # The localisation pass looks at a larger letterboxed photo when the model allows it. No
-        # JPEG draft scaling there: the second pass crops this decode, often to a small part of it.
-        self._locate = dataclasses.replace(
-            self._preprocess,
-            size=getattr(embedder, "localize_input_size", self._input_size),
-            mode=ResizeMode.PAD,
-            use_draft=False,
-        )
+        self._framings: dict[tuple[int, int] | None, Framing] = {}
 
     @property
-    def model(self) -> ModelId:
-        return self._model
-
-    @property
-    def calibration(self) -> ScoreCalibration | None:
-        """The model's same-product calibration, reported beside `model`; None when it carries none."""
-        return self._calibration
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self._input_size
+    def served(self) -> ServedModel:
+        """The model served now (UNAVAILABLE until the adapter has connected)."""
+        return self._inference.served
 
     def check_request(self, count: int) -> None:
         """Request-level limits, checked before any image is looked at."""
-        limit = self._settings.max_batch_images
+        limit = self._options.max_batch_images
         if count == 0:
             raise InvalidArgument(f"the request has no images; send between 1 and {limit}")
         if count > limit:
@@ -131,66 +124,73 @@ class EmbedderCore:
                 f"the request has {count} images; the limit is {limit} per request, split it into smaller batches"
             )
 
-    async def embed_images(self, items: Sequence[ImageItem | ImageRejected]) -> list[np.ndarray | ImageRejected]:
-        """One result per item, in order: an L2-normalised float32 vector, or why that image was rejected.
+    def _framing(self, served: ServedModel) -> Framing:
+        """How to frame for this model: its fixed input size, else the configured sizes."""
+        fixed = served.fixed_size
+        if fixed not in self._framings:
+            o = self._options
+            self._framings[fixed] = Framing(
+                limits=o.limits,
+                size=fixed or (o.image_size, o.image_size),
+                locate_size=fixed or (o.localize_size, o.localize_size),
+                mode=o.resize_mode,
+            )
+        return self._framings[fixed]
 
-        An item may already be an ImageRejected (the servicer rejects a malformed
-        region while converting); it keeps its slot and is passed through.
-        """
-        results, _ = await self.embed_images_with_whole(items)
-        return results
+    async def embed(self, items: Sequence[ImageItem | ImageRejected]) -> Embedded:
+        """Embed each item; an item may already be an ImageRejected (the servicer rejects a malformed
+        region while converting): it keeps its slot and is passed through.
 
-    async def embed_images_with_whole(
-        self, items: Sequence[ImageItem | ImageRejected]
-    ) -> tuple[list[np.ndarray | ImageRejected], dict[int, np.ndarray]]:
-        """embed_images(), plus the whole photo's vector of every localised item, by position.
-
-        The localisation pass embeds the whole photo anyway: returning it costs nothing, and
-        lets the caller hedge when the crop may have missed the product.
+        The localisation pass embeds the whole photo anyway: returning its vector costs nothing,
+        and lets the caller hedge when the crop may have missed the product.
         """
         self.check_request(len(items))
-        wholes: dict[int, np.ndarray] = {}
-        decoded = await self._decode_all(items)
+        served = self._inference.served
+        framing = self._framing(served)
+        decoded = await self._decode_all(items, framing, served.can_localize)
         kept: dict[int, Decoded] = {}
         first_pass: dict[int, np.ndarray] = {}
         for i, outcome in enumerate(decoded):
-            if isinstance(outcome, tuple):  # an image to localise: (first-pass view, decoded image)
+            if isinstance(outcome, tuple):  # an image to localise: (first-pass view, decoded photo)
                 first_pass[i], kept[i] = outcome
         plain = [i for i, outcome in enumerate(decoded) if isinstance(outcome, np.ndarray)]
-        results: list[np.ndarray | ImageRejected] = [
-            outcome if not isinstance(outcome, tuple) else outcome[0] for outcome in decoded
-        ]
-        if not plain and not kept:
-            return results, wholes
-        if self._embedder.model != self._model:
-            # Triton rolled to another version while we decoded: never label its vectors with ours.
-            raise Unavailable(f"the model changed from version {self._model.version} during the request; retry")
+        results: list[np.ndarray | ImageRejected] = [o if not isinstance(o, tuple) else o[0] for o in decoded]
+        wholes: dict[int, np.ndarray] = {}
+        if plain or kept:
 
-        async def embed_plain() -> np.ndarray | None:
-            # One Triton request for these images; the adapter splits it by the model's max batch size.
-            return await self._embedder.embed(np.stack([decoded[i] for i in plain])) if plain else None  # type: ignore[misc]
+            async def embed_plain() -> np.ndarray | None:
+                # One Triton request for these images; the adapter splits it by the model's max batch size.
+                views = [decoded[i] for i in plain]
+                return await self._inference.embed(np.stack(views), served) if plain else None  # type: ignore[arg-type]
 
-        async def first_pass_maps() -> tuple[np.ndarray, np.ndarray | None] | None:
-            if not kept:
-                return None
-            return await self._embedder.embed_with_saliency(np.stack(list(first_pass.values())))  # type: ignore[attr-defined]
+            async def first_pass_maps() -> tuple[np.ndarray, np.ndarray | None] | None:
+                if not kept:
+                    return None
+                return await self._inference.embed_with_saliency(np.stack(list(first_pass.values())), served)
 
-        vectors, located = await asyncio.gather(embed_plain(), first_pass_maps())
-        for row, index in enumerate(plain):
-            results[index] = self._checked_vector(vectors[row])  # type: ignore[index]
-        if located is not None:
-            whole, maps = located
-            for row, index in enumerate(first_pass):
-                # The whole photo's vector stands if localisation cannot improve on it.
-                results[index] = self._checked_vector(whole[row])
-                if isinstance(results[index], np.ndarray):
-                    wholes[index] = results[index]  # type: ignore[assignment]
-            if maps is not None:
-                await self._localize(results, kept, {index: maps[row] for row, index in enumerate(first_pass)})
-        return results, wholes
+            vectors, located = await asyncio.gather(embed_plain(), first_pass_maps())
+            if vectors is not None:
+                for row, index in enumerate(plain):
+                    results[index] = _checked(vectors[row])
+            if located is not None:
+                whole, maps = located
+                for row, index in enumerate(first_pass):
+                    # The whole photo's vector stands if localisation cannot improve on it.
+                    results[index] = vector = _checked(whole[row])
+                    if isinstance(vector, np.ndarray):
+                        wholes[index] = vector
+                if maps is not None:
+                    saliency = {index: maps[row] for row, index in enumerate(first_pass)}
+                    await self._localize(results, kept, saliency, framing, served)
+        return Embedded(results, wholes, served.id, served.calibration)
 
     async def _localize(
-        self, results: list[np.ndarray | ImageRejected], kept: dict[int, Decoded], maps: dict[int, np.ndarray]
+        self,
+        results: list[np.ndarray | ImageRejected],
+        kept: dict[int, Decoded],
+        maps: dict[int, np.ndarray],
+        framing: Framing,
+        served: ServedModel,
     ) -> None:
         """Second pass: re-embed each photo cropped to where its saliency map says the product is."""
         loop = asyncio.get_running_loop()
@@ -199,38 +199,31 @@ class EmbedderCore:
             return
         with self._tracer.start_as_current_span("embedder.localize", attributes={"images": len(order)}):
             views = await asyncio.gather(
-                *(
-                    loop.run_in_executor(self._executor, _localized_view, self._preprocess, kept[i], maps[i])
-                    for i in order
-                )
+                *(loop.run_in_executor(self._executor, framing.localized, kept[i], maps[i]) for i in order)
             )
-            vectors = await self._embedder.embed(np.stack(views))
+            vectors = await self._inference.embed(np.stack(views), served)
         for row, index in enumerate(order):
-            results[index] = self._checked_vector(vectors[row])
+            results[index] = _checked(vectors[row])
 
     async def _decode_all(
-        self, items: Sequence[ImageItem | ImageRejected]
-    ) -> list[np.ndarray | tuple[np.ndarray, Decoded] | ImageRejected]:
+        self, items: Sequence[ImageItem | ImageRejected], framing: Framing, can_localize: bool
+    ) -> list[FirstPass]:
         loop = asyncio.get_running_loop()
 
-        can_localize = bool(getattr(self._embedder, "can_localize", False))
-
-        async def decode(item: ImageItem | ImageRejected) -> np.ndarray | tuple[np.ndarray, Decoded] | ImageRejected:
+        async def decode(item: ImageItem | ImageRejected) -> FirstPass:
             if isinstance(item, ImageRejected):
                 return item
             framed = ImageItem(*item).framing(can_localize)
-            return await loop.run_in_executor(self._executor, _preprocess_one, self._preprocess, self._locate, framed)
+            return await loop.run_in_executor(self._executor, _first_pass, framing, framed)
 
         with self._tracer.start_as_current_span("embedder.decode", attributes={"images": len(items)}) as span:
             outcomes = await asyncio.gather(*(decode(item) for item in items))
             span.set_attribute("images.rejected", sum(isinstance(o, ImageRejected) for o in outcomes))
         return list(outcomes)
 
-    @staticmethod
-    def _checked_vector(vector: np.ndarray) -> np.ndarray | ImageRejected:
-        # A NaN/inf vector would poison the index and every score computed with it.
-        if not np.all(np.isfinite(vector)):
-            return ImageRejected(
-                ImageErrorReason.UNSPECIFIED, "the model produced a non-finite embedding for this image"
-            )
-        return vector
+
+def _checked(vector: np.ndarray) -> np.ndarray | ImageRejected:
+    # A NaN/inf vector would poison the index and every score computed with it.
+    if not np.all(np.isfinite(vector)):
+        return ImageRejected(ImageErrorReason.UNSPECIFIED, "the model produced a non-finite embedding for this image")
+    return vector

@@ -5,16 +5,15 @@ Errors are raised as DomainErrors; the shared interceptor turns them into status
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import grpc
 import numpy as np
 
 from imagesearch.common.convert import model_to_pb, region_from_pb
 from imagesearch.common.errors import InvalidArgument
+from imagesearch.common.types import ImageErrorReason
+from imagesearch.imaging.errors import ImageRejected
 from imagesearch.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 from imagesearch_embedder.core import EmbedderCore, ImageItem
-from imagesearch_embedder.imaging import ImageErrorReason, ImageRejected
 
 
 def _item(image: embedder_pb2.EmbedImage) -> ImageItem | ImageRejected:
@@ -39,23 +38,21 @@ def _result(outcome: np.ndarray | ImageRejected, whole: np.ndarray | None) -> em
 
 
 class EmbedderServicer(embedder_pb2_grpc.EmbedderServiceServicer):
-    def __init__(self, core: Callable[[], EmbedderCore]) -> None:
-        # A getter, not the core itself: the core exists only once the backend has connected.
+    def __init__(self, core: EmbedderCore) -> None:
         self._core = core
 
     async def Embed(
         self, request: embedder_pb2.EmbedRequest, context: grpc.aio.ServicerContext
     ) -> embedder_pb2.EmbedResponse:
-        core = self._core()
-        core.check_request(len(request.images))  # before converting anything
-        outcomes, wholes = await core.embed_images_with_whole([_item(image) for image in request.images])
+        self._core.check_request(len(request.images))  # before converting anything
+        embedded = await self._core.embed([_item(image) for image in request.images])
         return embedder_pb2.EmbedResponse(
-            results=[_result(o, wholes.get(i)) for i, o in enumerate(outcomes)],
-            model=model_to_pb(core.model, core.calibration),
+            results=[_result(o, embedded.wholes.get(i)) for i, o in enumerate(embedded.results)],
+            model=model_to_pb(embedded.model, embedded.calibration),
         )
 
     async def GetModelInfo(
         self, request: embedder_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.ModelInfo:
-        core = self._core()
-        return model_to_pb(core.model, core.calibration)
+        served = self._core.served
+        return model_to_pb(served.id, served.calibration)

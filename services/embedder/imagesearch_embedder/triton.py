@@ -15,7 +15,6 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -25,9 +24,9 @@ from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 from imagesearch.common.errors import DeadlineExceeded, DomainError, FailedPrecondition, Unavailable
-from imagesearch.common.types import ModelId
-from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.contracts.model import EMBEDDING, INPUT, INPUT_DATATYPE, OUTPUT_DATATYPE, SALIENCY, calibration_of
+from imagesearch.imaging.framing import IMAGE_SIZE
+from imagesearch_embedder.model import ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -39,30 +38,11 @@ class ModelContractError(FailedPrecondition):
     """The model Triton serves is not one this service can drive; the message says what differs."""
 
 
-@dataclass(frozen=True)
-class ModelContract:
-    """What connect() learnt from Triton about the served model."""
-
-    name: str
-    version: str
-    input_height: int
-    input_width: int
-    # Of EMBEDDING. check_contract() leaves 0 when the config declares it -1 (each version has
-    # its own); connect() then fills it in from a probe inference.
-    dimension: int
-    max_batch_size: int
-    # (h, w) of the optional SALIENCY output (where the model's activations are), used to
-    # localise the product in a photo; None when the model has no such output.
-    saliency_size: tuple[int, int] | None = None
-    # The served version's same-product calibration from the model config; None when it has none.
-    calibration: ScoreCalibration | None = None
-
-
 def _dims(values: Sequence[Any]) -> list[int]:
     return [int(v) for v in values]
 
 
-def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -> ModelContract:
+def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -> ServedModel:
     """Validate Triton's ModelMetadataResponse and ModelConfig; collect every mismatch in one message.
 
     Pure (takes the protobuf messages), so it is unit-testable without a server. An EMBEDDING
@@ -129,7 +109,7 @@ def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -
         problems.append(str(err))
     if problems:
         raise ModelContractError(f"model {name!r} does not match the embedder's contract: " + "; ".join(problems))
-    return ModelContract(
+    return ServedModel(
         name=name,
         version=version,
         input_height=height,
@@ -151,19 +131,17 @@ class TritonEmbedder:
         model_version: str,
         timeout_seconds: float,
         tracer_provider: TracerProvider,
-        image_size: int = 256,
-        localize_size: int = 224,
+        probe_size: int = IMAGE_SIZE,
     ) -> None:
-        # Used when the model takes any input size; a model with fixed H and W imposes its own.
-        self._image_size = image_size
-        self._localize_size = localize_size
+        # The probe's image side when the model takes any input size (a fixed H and W win).
+        self._probe_size = probe_size
         self._url = url
         self._model_name = model_name
         self._wanted_version = model_version
         self._timeout = timeout_seconds
         self._tracer = tracer_provider.get_tracer("imagesearch_embedder.triton")
         self._client: InferenceServerClient | None = None
-        self._contract: ModelContract | None = None
+        self._served: ServedModel | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -172,11 +150,11 @@ class TritonEmbedder:
         if self._client is None:
             self._client = InferenceServerClient(self._url)
         try:
-            self._contract = await self._resolve(self._client)
+            self._served = await self._resolve(self._client)
         except BaseException:
             await self.close()  # ServiceServer retries connect(); do not leak a channel per attempt
             raise
-        c = self._contract
+        c = self._served
         log.info(
             "triton at %s serves %s version %s: input %dx%dx3 uint8, %d-d embeddings, max batch %d, "
             "same-product calibration %s",
@@ -197,7 +175,7 @@ class TritonEmbedder:
 
         When no version is pinned by configuration and the one in use went away
         (a rollout), adopt the version Triton serves now if it honours the
-        contract; `model` then reports it, so callers can tell vectors apart.
+        contract; `served` then reports it, so callers can tell vectors apart.
         """
         client, contract = self._require()
         if await self._call(client.is_model_ready(contract.name, contract.version, client_timeout=self._timeout)):
@@ -212,9 +190,9 @@ class TritonEmbedder:
             contract.version,
             latest.version,
         )
-        self._contract = latest
+        self._served = latest
 
-    async def _resolve(self, client: InferenceServerClient) -> ModelContract:
+    async def _resolve(self, client: InferenceServerClient) -> ServedModel:
         """Readiness, then the contract as Triton itself describes the model."""
         name, version, timeout = self._model_name, self._wanted_version, self._timeout
         if not await self._call(client.is_server_ready(client_timeout=timeout)):
@@ -227,7 +205,7 @@ class TritonEmbedder:
         config = await self._call(client.get_model_config(name, version, client_timeout=timeout))
         return await self._probe(client, check_contract(name, version, metadata, config.config))
 
-    async def _probe(self, client: InferenceServerClient, c: ModelContract) -> ModelContract:
+    async def _probe(self, client: InferenceServerClient, c: ServedModel) -> ServedModel:
         """One inference of a black image: the embedding dimension, as the model itself answers.
 
         The config declares EMBEDDING [-1] (each version has its own dimension), so this is
@@ -235,7 +213,7 @@ class TritonEmbedder:
         it. It also warms up the whole path (channel, Triton's scheduler, the backend) before
         the service reports SERVING, so the first real request does not pay for it.
         """
-        height, width = (c.input_height, c.input_width) if c.input_height > 0 else (self._image_size, self._image_size)
+        height, width = (c.input_height, c.input_width) if c.input_height > 0 else (self._probe_size, self._probe_size)
         image = InferInput(INPUT, [1, height, width, 3], INPUT_DATATYPE)
         image.set_data_from_numpy(np.zeros((1, height, width, 3), dtype=np.uint8))
         result = await self._call(
@@ -263,54 +241,26 @@ class TritonEmbedder:
         if client is not None:
             await client.close()
 
-    # ------------------------------------------------------------------ model facts
+    # ------------------------------------------------------------------ the served model
 
     @property
-    def contract(self) -> ModelContract:
+    def served(self) -> ServedModel:
+        """The model served now (UNAVAILABLE before connect); read it once per request."""
         return self._require()[1]
-
-    @property
-    def model(self) -> ModelId:
-        c = self.contract
-        return ModelId(name=c.name, version=c.version, dimension=c.dimension)
-
-    @property
-    def calibration(self) -> ScoreCalibration | None:
-        """The served version's same-product calibration; None when its config carries none."""
-        return self.contract.calibration
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """(height, width) of the images the model embeds."""
-        c = self.contract
-        if c.input_height < 0:
-            return self._image_size, self._image_size
-        return c.input_height, c.input_width
-
-    @property
-    def localize_input_size(self) -> tuple[int, int]:
-        """(height, width) of the localisation pass: larger when the model allows it (finer saliency)."""
-        c = self.contract
-        if c.input_height < 0:
-            return self._localize_size, self._localize_size
-        return c.input_height, c.input_width
 
     # ------------------------------------------------------------------ inference
 
-    @property
-    def can_localize(self) -> bool:
-        return self.contract.saliency_size is not None
-
-    async def embed(self, batch: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 -> (N, D) float32, in chunks of the model's max batch size sent concurrently."""
-        vectors, _ = await self.embed_with_saliency(batch, want_saliency=False)
+    async def embed(self, batch: np.ndarray, served: ServedModel) -> np.ndarray:
+        """(N, H, W, 3) uint8 -> (N, D) float32 with exactly `served`'s version, in chunks of its
+        max batch size sent concurrently. A version Triton no longer serves fails UNAVAILABLE."""
+        vectors, _ = await self.embed_with_saliency(batch, served, want_saliency=False)
         return vectors
 
     async def embed_with_saliency(
-        self, batch: np.ndarray, want_saliency: bool = True
+        self, batch: np.ndarray, served: ServedModel, want_saliency: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Like embed(), plus the (N, h, w) SALIENCY maps when asked for and the model has them."""
-        client, c = self._require()
+        client, c = self._require()[0], served
         want_saliency = want_saliency and c.saliency_size is not None
         fixed = c.input_height > 0
         expected = (c.input_height, c.input_width, 3) if fixed else (batch.shape[1], batch.shape[2], 3)
@@ -325,7 +275,7 @@ class TritonEmbedder:
         return vectors, maps
 
     async def _infer(
-        self, client: InferenceServerClient, c: ModelContract, chunk: np.ndarray, want_saliency: bool
+        self, client: InferenceServerClient, c: ServedModel, chunk: np.ndarray, want_saliency: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
         with self._tracer.start_as_current_span(
             "triton.infer",
@@ -364,10 +314,10 @@ class TritonEmbedder:
 
     # ------------------------------------------------------------------ helpers
 
-    def _require(self) -> tuple[InferenceServerClient, ModelContract]:
-        if self._client is None or self._contract is None:
-            raise Unavailable(f"not connected to triton at {self._url} yet")
-        return self._client, self._contract
+    def _require(self) -> tuple[InferenceServerClient, ServedModel]:
+        if self._client is None or self._served is None:
+            raise Unavailable(f"embedder is starting: waiting for model {self._model_name!r} on triton at {self._url}")
+        return self._client, self._served
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
         """Await a tritonclient call, translating its exceptions into DomainErrors that name Triton."""

@@ -2,38 +2,57 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import grpc
 
 from imagesearch.common import convert
 from imagesearch.v1 import common_pb2, search_pb2, search_pb2_grpc
-from imagesearch_gateway.core import CatalogCore, ProductUpsert, SearchCore, SearchQuery
+from imagesearch_gateway.catalog import CatalogCore, ProductOutcome, ProductUpsert
+from imagesearch_gateway.search import SearchCore, SearchQuery
+
+
+def _query(request: search_pb2.SearchRequest) -> SearchQuery:
+    which = request.WhichOneof("query")
+    if which is None:
+        return SearchQuery(catalog=request.catalog)  # neither image nor product: the core says so
+    return SearchQuery(
+        image=request.image if which == "image" else None,
+        product_id=request.product_id if which == "product_id" else None,
+        region=convert.region_from_pb(request.region) if request.HasField("region") else None,
+        top_k=request.top_k,
+        filter=convert.filter_from_pb(request.filter),
+        min_score=request.min_score,
+        skip_cache=request.skip_cache,
+        catalog=request.catalog,
+        restrict_to_predicted_category=request.restrict_to_predicted_category,
+    )
+
+
+def _result(outcome: ProductOutcome) -> search_pb2.ProductResult:
+    return search_pb2.ProductResult(
+        product_id=outcome.product_id,
+        ok=outcome.ok,
+        error=outcome.error,
+        images_indexed=outcome.images_indexed,
+        possible_duplicates=[
+            search_pb2.PossibleDuplicate(product_id=pid, same_product_probability=p)
+            for pid, p in outcome.possible_duplicates
+        ],
+        image_failures=[
+            search_pb2.ImageFailure(index=f.index, error=common_pb2.ImageError(reason=int(f.reason), message=f.message))
+            for f in outcome.image_failures
+        ],
+    )
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
-    def __init__(self, cores: Callable[[], tuple[SearchCore, CatalogCore]]) -> None:
-        # The cores exist once the backend has connected; until then `cores()` raises UNAVAILABLE.
-        self._cores = cores
+    def __init__(self, search: SearchCore, catalog: CatalogCore) -> None:
+        self._search = search
+        self._catalog = catalog
 
     async def Search(
         self, request: search_pb2.SearchRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.SearchResponse:
-        which = request.WhichOneof("query")
-        query = SearchQuery(
-            image=request.image if which == "image" else None,
-            product_id=request.product_id if which == "product_id" else None,
-            region=convert.region_from_pb(request.region) if request.HasField("region") else None,
-            top_k=request.top_k,
-            filter=convert.filter_from_pb(request.filter),
-            min_score=request.min_score,
-            skip_cache=request.skip_cache,
-            catalog=request.catalog,
-            restrict_to_predicted_category=request.restrict_to_predicted_category,
-        )
-        if which is None:
-            query = SearchQuery(image=None, product_id=None, catalog=request.catalog)  # rejected by the core
-        outcome = await self._cores()[0].search(query)
+        outcome = await self._search.search(_query(request))
         response = search_pb2.SearchResponse(
             hits=[convert.hit_to_pb(hit) for hit in outcome.hits],
             model=convert.model_to_pb(outcome.model),
@@ -54,41 +73,21 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             )
             for item in request.products
         ]
-        outcomes = await self._cores()[1].upsert(items, request.catalog, request.duplicate_threshold)
-        return search_pb2.UpsertProductsResponse(
-            results=[
-                search_pb2.ProductResult(
-                    product_id=o.product_id,
-                    ok=o.ok,
-                    error=o.error,
-                    images_indexed=o.images_indexed,
-                    possible_duplicates=[
-                        search_pb2.PossibleDuplicate(product_id=pid, same_product_probability=p)
-                        for pid, p in o.possible_duplicates
-                    ],
-                    image_failures=[
-                        search_pb2.ImageFailure(
-                            index=f.index, error=common_pb2.ImageError(reason=f.reason, message=f.message)
-                        )
-                        for f in o.image_failures
-                    ],
-                )
-                for o in outcomes
-            ]
-        )
+        outcomes = await self._catalog.upsert(items, request.catalog, request.duplicate_threshold)
+        return search_pb2.UpsertProductsResponse(results=[_result(o) for o in outcomes])
 
     async def DeleteProducts(
         self, request: search_pb2.DeleteProductsRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.DeleteProductsResponse:
-        deleted, not_found = await self._cores()[1].delete(list(request.product_ids), request.catalog)
+        deleted, not_found = await self._catalog.delete(list(request.product_ids), request.catalog)
         return search_pb2.DeleteProductsResponse(deleted=deleted, not_found=not_found)
 
     async def GetProduct(
         self, request: search_pb2.GetProductRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Product:
-        return convert.product_to_pb(await self._cores()[1].get(request.product_id, request.catalog))
+        return convert.product_to_pb(await self._catalog.get(request.product_id, request.catalog))
 
     async def DeleteCatalog(
         self, request: search_pb2.DeleteCatalogRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.DeleteCatalogResponse:
-        return search_pb2.DeleteCatalogResponse(existed=await self._cores()[1].delete_catalog(request.catalog))
+        return search_pb2.DeleteCatalogResponse(existed=await self._catalog.delete_catalog(request.catalog))

@@ -1,14 +1,20 @@
-"""Wires the retriever: the Milvus client is built at connect() and closed at close()."""
+"""Wires the retriever: the Milvus store, the core and the servicer.
+
+Built in __init__ (no I/O); the Milvus client connects in connect() and closes in close(). Until
+connect() succeeds every call fails UNAVAILABLE, from the store itself.
+"""
 
 from __future__ import annotations
 
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
 
-from imagesearch.common.server import ServerOptions, ServiceServer
+from imagesearch.common import service
+from imagesearch.common.server import ServiceServer
 from imagesearch.v1 import retriever_pb2, retriever_pb2_grpc
 from imagesearch_retriever.core import RetrieverCore
-from imagesearch_retriever.milvus_store import HnswParams, MilvusStore
+from imagesearch_retriever.milvus.schema import HnswParams
+from imagesearch_retriever.milvus.store import MilvusStore
 from imagesearch_retriever.servicer import RetrieverServicer
 from imagesearch_retriever.settings import RetrieverSettings
 
@@ -29,7 +35,6 @@ class RetrieverBackend:
             read_consistency=settings.read_consistency,
             tracer_provider=tracer_provider,
         )
-        # Until connect() succeeds every call fails UNAVAILABLE (the store has no client yet).
         self.core = RetrieverCore(self.store, max_top_k=settings.max_top_k)
 
     def register(self, server: grpc.aio.Server) -> None:
@@ -46,5 +51,4 @@ class RetrieverBackend:
 
 
 def build_server(settings: RetrieverSettings, tracer_provider: TracerProvider) -> ServiceServer:
-    options = ServerOptions(host=settings.host, port=settings.port, max_message_bytes=settings.max_message_bytes)
-    return ServiceServer("retriever", RetrieverBackend(settings, tracer_provider), options, tracer_provider)
+    return service.build_server("retriever", RetrieverBackend, settings, tracer_provider)

@@ -26,7 +26,8 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
             query = request.product_id
         else:
             raise InvalidArgument("query must set either vector or product_id")
-        hits = await self._core.for_catalog(request.catalog).search(
+        hits = await self._core.search(
+            request.catalog,
             convert.model_from_pb(request.model),
             query,
             top_k=request.top_k,
@@ -45,27 +46,23 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
             )
             for item in request.products
         ]
-        written, images = await self._core.for_catalog(request.catalog).upsert(
-            convert.model_from_pb(request.model), products
-        )
+        written, images = await self._core.upsert(request.catalog, convert.model_from_pb(request.model), products)
         return retriever_pb2.UpsertResponse(products=written, images=images)
 
     async def Delete(
         self, request: retriever_pb2.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> retriever_pb2.DeleteResponse:
-        deleted, not_found = await self._core.for_catalog(request.catalog).delete(
-            convert.model_from_pb(request.model), list(request.product_ids)
+        deleted, not_found = await self._core.delete(
+            request.catalog, convert.model_from_pb(request.model), list(request.product_ids)
         )
         return retriever_pb2.DeleteResponse(deleted=deleted, not_found=not_found)
 
     async def Get(self, request: retriever_pb2.GetRequest, context: grpc.aio.ServicerContext) -> common_pb2.Product:
-        product = await self._core.for_catalog(request.catalog).get(
-            convert.model_from_pb(request.model), request.product_id
-        )
+        product = await self._core.get(request.catalog, convert.model_from_pb(request.model), request.product_id)
         return convert.product_to_pb(product)
 
     async def DropCatalog(
         self, request: retriever_pb2.DropCatalogRequest, context: grpc.aio.ServicerContext
     ) -> retriever_pb2.DropCatalogResponse:
-        existed = await self._core.drop_catalog(convert.model_from_pb(request.model), request.catalog)
+        existed = await self._core.drop_catalog(request.catalog, convert.model_from_pb(request.model))
         return retriever_pb2.DropCatalogResponse(existed=existed)

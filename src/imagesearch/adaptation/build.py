@@ -23,10 +23,11 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image
 
-from imagesearch.adaptation.embedding import BaseModel, framers
-from imagesearch.adaptation.synthetic import cutout, make_view, query_crop
+from imagesearch.adaptation.embedding import BaseModel, framing
+from imagesearch.adaptation.synthetic import make_view, query_crop
 from imagesearch.adaptation.whitening import Whitening, fit_learned_whitening
 from imagesearch.contracts.calibration import ScoreCalibration
+from imagesearch.imaging.objects import cutout
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -86,7 +87,7 @@ def adapt(
         raise AdaptationError(f"need at least 2 catalog images to adapt to, got {len(images)}")
     if options.views < 1:
         raise AdaptationError(f"views must be >= 1, got {options.views}")
-    catalog_frame, crop_frame = framers(options.image_size, options.resize_mode)
+    frames = framing(options.image_size, options.resize_mode)
     seconds: dict[str, float] = {}
     skipped: list[str] = []
 
@@ -97,7 +98,7 @@ def adapt(
         product_id, path = item
         try:
             data = path.read_bytes()
-            framed = catalog_frame(data)
+            framed = frames.plain(data)
             shot = Image.open(path).convert("RGB")
         except Exception as err:  # noqa: BLE001 - a bad image is reported and left out, not fatal
             skipped.append(f"{product_id} ({path}): {err}")
@@ -139,8 +140,7 @@ def adapt(
             # One generator per (seed, round, item): the same views whatever the thread scheduling.
             rng = np.random.default_rng([options.seed, round_, position])
             view = make_view(obj, rng, clutter)
-            decoded = crop_frame.decode(view.jpeg)
-            out.append(crop_frame.frame(decoded, query_crop(view, rng), crop_frame.mode))
+            out.append(frames.box(frames.decode_photo(view.jpeg), query_crop(view, rng)))
         return out
 
     view_vectors = np.empty((rounds, len(kept), index.shape[1]), dtype=np.float32)

@@ -3,7 +3,7 @@
 `imagesearch adapt` embeds thousands of synthetic views once, offline: calling
 onnxruntime directly avoids needing a running stack. The pixels must be exactly
 what the embedder service would send to Triton, so framing goes through the
-service's own Preprocessor (decode, EXIF, colour management, letterbox/crop).
+same `imagesearch.imaging.framing.Framing` the service uses.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from imagesearch.contracts.model import EMBEDDING, INPUT
+from imagesearch.imaging.decode import ResizeMode
+from imagesearch.imaging.framing import Framing
+from imagesearch.imaging.sniff import Limits
 
 
 class BaseModel:
@@ -34,19 +37,17 @@ class BaseModel:
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 -> (N, D) float32, L2-normalised by the graph."""
-        [vectors] = self._session.run([EMBEDDING], {INPUT: np.ascontiguousarray(batch)})
+        [vectors] = self.run(batch)
         return vectors.astype(np.float32, copy=False)
 
+    def run(self, batch: np.ndarray, *outputs: str) -> list[np.ndarray]:
+        """EMBEDDING, then each output named in `outputs` (e.g. SALIENCY), for one batch."""
+        return list(self._session.run([EMBEDDING, *outputs], {INPUT: np.ascontiguousarray(batch)}))
 
-def framers(image_size: int, resize_mode: str):  # -> tuple[Preprocessor, Preprocessor]
-    """(catalog framing, query-crop framing) at `image_size`, as the embedder service does them.
 
-    Catalog shots are framed with the service's resize mode (EMBEDDER_RESIZE_MODE); a localised
-    query crop is always letterboxed (the service's second pass uses PAD).
-    """
-    from imagesearch_embedder.imaging import Limits, Preprocessor, ResizeMode
-
-    limits = Limits(max_bytes=64 * 1024 * 1024, max_pixels=40_000_000)
-    catalog = Preprocessor(limits=limits, size=(image_size, image_size), mode=ResizeMode(resize_mode))
-    crop = Preprocessor(limits=limits, size=(image_size, image_size), mode=ResizeMode.PAD, use_draft=False)
-    return catalog, crop
+def framing(image_size: int, resize_mode: str) -> Framing:
+    """The embedder's framing at `image_size`: catalog shots as sent with its resize mode
+    (EMBEDDER_RESIZE_MODE), localised query crops letterboxed. Catalog files may be large."""
+    return Framing(
+        limits=Limits(max_bytes=64 * 1024 * 1024), size=(image_size, image_size), mode=ResizeMode(resize_mode)
+    )

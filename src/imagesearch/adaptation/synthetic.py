@@ -19,8 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-# A pixel belongs to the object when one channel differs from the border's median colour by more.
-BACKGROUND_TOLERANCE = 14
 # Views are drawn at about half a phone photo's resolution: the model sees 224-288 px anyway.
 FRAMES = ((320, 240), (240, 320), (256, 256))
 
@@ -33,20 +31,6 @@ class View:
     width: int
     height: int
     box: tuple[float, float, float, float]
-
-
-def cutout(shot: Image.Image, tolerance: int = BACKGROUND_TOLERANCE) -> Image.Image:
-    """The object of a product shot as RGBA, cropped to it: background = the border's median colour."""
-    rgb = shot.convert("RGB")
-    pixels = np.asarray(rgb).astype(np.int16)
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    difference = np.abs(pixels - np.median(border, axis=0)).max(-1)
-    mask = Image.fromarray(((difference > tolerance) * 255).astype(np.uint8))
-    # Close pinholes, then soften the edge so pasted objects do not look cut with scissors.
-    mask = mask.filter(ImageFilter.MaxFilter(3)).filter(ImageFilter.MinFilter(3)).filter(ImageFilter.GaussianBlur(0.8))
-    rgba = rgb.convert("RGBA")
-    rgba.putalpha(mask)
-    return rgba.crop(mask.getbbox() or (0, 0, rgb.width, rgb.height))
 
 
 def _value_noise(rng: np.random.Generator, width: int, height: int, cells: int) -> Image.Image:
@@ -201,4 +185,4 @@ def query_crop(
     return (left / view.width, top / view.height, right / view.width, bottom / view.height)
 
 
-__all__ = ["View", "background", "cutout", "make_view", "query_crop"]
+__all__ = ["View", "background", "make_view", "query_crop"]

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from imagesearch.cli.catalog import CatalogError, load_catalog
 from imagesearch.cli.common import CliError
+from imagesearch.client.catalog import CatalogError, load_catalog
 from imagesearch.contracts.model import MODEL_NAME, model_dir
 
 

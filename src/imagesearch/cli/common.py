@@ -1,23 +1,14 @@
-"""What the `imagesearch` commands share: the gateway channel, error lines, text tables."""
+"""What the `imagesearch` commands share: the --gateway option, error lines, text tables."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 from collections.abc import Sequence
-from pathlib import Path
 
 import grpc
 
-from imagesearch.v1 import search_pb2_grpc
-
-DEFAULT_GATEWAY = "127.0.0.1:50051"
-# Upsert batches carry raw images; the gateway's own cap decides, not ours.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-# Codes worth another try: the gateway or one of its dependencies is briefly away.
-RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED})
+from imagesearch.client.channel import DEFAULT_GATEWAY
 
 
 class CliError(Exception):
@@ -26,10 +17,6 @@ class CliError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-def default_gateway() -> str:
-    return os.environ.get("IMAGESEARCH_GATEWAY", "").strip() or DEFAULT_GATEWAY
 
 
 def gateway_option() -> argparse.ArgumentParser:
@@ -48,28 +35,6 @@ def gateway_option() -> argparse.ArgumentParser:
     return parent
 
 
-def normalise_target(address: str) -> str:
-    """Accept `host:port` as well as the `grpc://host:port` people paste from docs."""
-    for prefix in ("grpc://", "http://", "dns:///"):
-        if address.startswith(prefix):
-            return address[len(prefix) :].rstrip("/")
-    return address
-
-
-def open_channel(address: str) -> grpc.Channel:
-    return grpc.insecure_channel(
-        normalise_target(address),
-        options=[
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ],
-    )
-
-
-def search_stub(channel: grpc.Channel) -> search_pb2_grpc.SearchServiceStub:
-    return search_pb2_grpc.SearchServiceStub(channel)
-
-
 def rpc_error_line(err: grpc.RpcError, gateway: str | None = None) -> str:
     """`CODE: details`, plus a hint when the gateway itself cannot be reached."""
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
@@ -78,15 +43,6 @@ def rpc_error_line(err: grpc.RpcError, gateway: str | None = None) -> str:
     if code == grpc.StatusCode.UNAVAILABLE and gateway and "failed to connect" in details.lower():
         line += f" (is the gateway running at {gateway}? start a local stack with `imagesearch up`)"
     return line
-
-
-def display_path(path: str | Path) -> str:
-    """A path relative to the working directory when it lies below it, else as given."""
-    p = Path(path)
-    try:
-        return str(p.resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
-        return str(path)
 
 
 def truncate(text: str, width: int, from_left: bool = False) -> str:

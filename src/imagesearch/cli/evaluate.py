@@ -20,9 +20,10 @@ from pathlib import Path
 import grpc
 from tqdm import tqdm
 
-from imagesearch.cli.catalog import CatalogItem
-from imagesearch.cli.common import CliError, gateway_option, open_channel, search_stub
-from imagesearch.cli.index import RetryPolicy, index_catalog
+from imagesearch.cli.common import CliError, gateway_option
+from imagesearch.client.catalog import CatalogItem
+from imagesearch.client.channel import open_channel, search_stub
+from imagesearch.client.indexer import RetryPolicy, index_catalog
 from imagesearch.evaluation.dataset import Dataset, DatasetError, load_dataset
 from imagesearch.evaluation.metrics import QueryOutcome, Report, evaluate
 from imagesearch.evaluation.misses import render_misses

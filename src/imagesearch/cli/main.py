@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import grpc
 
 from imagesearch.cli import adapt, evaluate, index, search, up
-from imagesearch.cli.common import DEFAULT_GATEWAY, CliError, default_gateway, rpc_error_line
+from imagesearch.cli.common import CliError, rpc_error_line
+from imagesearch.client.channel import DEFAULT_GATEWAY, default_gateway
 
 DESCRIPTION = """\
 Visual product search: a shopper's photo in, the catalog products that look like it out.

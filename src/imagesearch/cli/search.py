@@ -13,8 +13,10 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
-from imagesearch.cli.common import CliError, display_path, format_table, gateway_option, open_channel, search_stub
-from imagesearch.cli.sheet import local_image_path, render_contact_sheet
+from imagesearch.cli.common import CliError, format_table, gateway_option
+from imagesearch.client.catalog import display_path
+from imagesearch.client.channel import open_channel, search_stub
+from imagesearch.client.sheet import local_image_path, render_contact_sheet
 from imagesearch.common.errors import InvalidArgument
 from imagesearch.common.types import Region
 from imagesearch.contracts.limits import MAX_TOP_K

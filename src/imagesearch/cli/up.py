@@ -16,9 +16,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from imagesearch.cli.catalog import CatalogError, load_catalog
-from imagesearch.cli.common import DEFAULT_GATEWAY, CliError, display_path, format_table
-from imagesearch.cli.index import failure_report, index_catalog, reasons_summary, summary_line
+from imagesearch.cli.common import CliError, format_table
+from imagesearch.cli.index import failure_report, reasons_summary, summary_line
+from imagesearch.client.catalog import CatalogError, display_path, load_catalog
+from imagesearch.client.channel import DEFAULT_GATEWAY
+from imagesearch.client.indexer import index_catalog
 
 if TYPE_CHECKING:
     from imagesearch.stack.local import LocalStack

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from imagesearch.cli.sheet import contain, fit_text, font, load_image, placeholder
+from imagesearch.client.sheet import contain, fit_text, font, load_image, placeholder
 from imagesearch.evaluation.dataset import Dataset
 from imagesearch.evaluation.metrics import QueryOutcome
 

@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from imagesearch.common import probe
 from imagesearch.stack.milvus import LocalMilvus
 from imagesearch.stack.ports import free_ports
 from imagesearch.stack.process import die_with_parent, log_tail
@@ -35,7 +33,6 @@ from imagesearch.stack.redis import LocalRedis, redis_reachable
 from imagesearch.stack.triton import TritonServer
 
 SERVICES = ("embedder", "retriever", "gateway")  # start order; stopped in reverse
-_SERVING = health_pb2.HealthCheckResponse.SERVING
 # Which dependency to suspect, and show the log of, when a service never becomes SERVING.
 _DEPENDENCY_OF = {"embedder": "triton", "retriever": "milvus", "gateway": "embedder/retriever"}
 
@@ -97,18 +94,6 @@ def port_available(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def health_status(address: str, timeout: float = 1.0) -> int | None:
-    """The service's overall grpc.health.v1 status, or None when it does not answer."""
-    try:
-        with grpc.insecure_channel(address) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout
-            )
-        return reply.status
-    except grpc.RpcError:
-        return None
 
 
 class LocalStack:
@@ -244,7 +229,7 @@ class LocalStack:
                 code = svc.exited()
                 if code is not None:
                     raise StackError(self._failure(name, f"{name} exited with code {code} during start-up"))
-                if health_status(svc.address) == _SERVING:
+                if probe.status(svc.address) == probe.SERVING:
                     self._progress(f"{name}: SERVING")
                     waiting.discard(name)
             if waiting and time.monotonic() > deadline:

@@ -1,0 +1,89 @@
+"""What the gateway's cores need from the outside world, in plain types.
+
+The cores (search.py, catalog.py) are written against these protocols; the adapters that
+implement them over gRPC and Redis live in clients.py and cache.py, and tests use fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from imagesearch.common.types import FilterSpec, Hit, ImageErrorReason, ModelId, ProductRecord, Region
+from imagesearch.contracts.calibration import ScoreCalibration
+
+
+@dataclass(frozen=True)
+class ImageFault:
+    """Why the embedder refused one image."""
+
+    reason: ImageErrorReason
+    message: str
+
+
+@dataclass(frozen=True)
+class EmbeddedImage:
+    """One image's vector (or why it has none), and the whole photo's vector when it was localised."""
+
+    vector: np.ndarray | ImageFault
+    whole: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """One entry per image sent, in order, and the model that made every vector (with its own calibration)."""
+
+    images: list[EmbeddedImage]
+    model: ModelId
+    calibration: ScoreCalibration | None
+
+
+# (uri, vector) per image of a product to write.
+ImageVector = tuple[str, np.ndarray]
+
+
+class Embedder(Protocol):
+    async def embed(
+        self, images: Sequence[tuple[bytes, Region | None]], *, localize: bool = False, trim_to_object: bool = False
+    ) -> Embeddings:
+        """`localize` suits shopper photos (busy scenes), `trim_to_object` catalog shots on a plain background."""
+        ...
+
+    async def model_info(self) -> tuple[ModelId, ScoreCalibration | None]: ...
+
+
+class Retriever(Protocol):
+    async def search(
+        self,
+        model: ModelId,
+        *,
+        vector: np.ndarray | None = None,
+        product_id: str | None = None,
+        top_k: int,
+        filter_spec: FilterSpec,
+        min_score: float,
+        catalog: str,
+    ) -> list[Hit]: ...
+
+    async def upsert(
+        self, model: ModelId, products: Sequence[tuple[ProductRecord, list[ImageVector]]], catalog: str
+    ) -> None: ...
+
+    async def delete(self, model: ModelId, product_ids: Sequence[str], catalog: str) -> tuple[list[str], list[str]]: ...
+
+    async def get(self, model: ModelId, product_id: str, catalog: str) -> ProductRecord: ...
+
+    async def drop_catalog(self, model: ModelId, catalog: str) -> bool: ...
+
+
+class Cache(Protocol):
+    async def get(self, catalog: str, fingerprint: str, read: bool = True) -> tuple[bytes | None, int | None]:
+        """(cached value or None, generation to store under or None when caching is off)."""
+        ...
+
+    async def put(self, catalog: str, fingerprint: str, generation: int, value: bytes) -> None: ...
+
+    async def invalidate(self, catalog: str) -> None: ...

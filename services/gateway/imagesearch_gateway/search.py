@@ -1,0 +1,203 @@
+"""Search by photo or by product ("more like this"), with the result cache in front.
+
+A search reads the served model once and keeps that snapshot (model + calibration) for the
+cache key, the retrieval and the probabilities. When the embedder's answer names another model
+(a rollout), the search follows that model, since it made the query vector.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from imagesearch.common.errors import InvalidArgument, ResourceExhausted
+from imagesearch.common.types import FilterSpec, Hit, ImageErrorReason, ModelId, Region
+from imagesearch.contracts.limits import check_catalog, check_min_score, check_product_id, check_top_k
+from imagesearch_gateway import cache_codec
+from imagesearch_gateway.models import ModelTracker, ServedModel
+from imagesearch_gateway.ports import Cache, Embedder, ImageFault, Retriever
+from imagesearch_gateway.ranking import (
+    VOTERS,
+    CategoryPrediction,
+    hedge_with_whole_photo,
+    predict_category,
+    rerank_by_category,
+)
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    image: bytes | None = None
+    product_id: str | None = None
+    region: Region | None = None
+    top_k: int = 0
+    filter: FilterSpec = FilterSpec()
+    min_score: float = 0.0
+    skip_cache: bool = False
+    catalog: str = ""
+    restrict_to_predicted_category: bool = False
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    hits: list[Hit]
+    model: ModelId
+    cache_hit: bool
+    predicted_category: CategoryPrediction | None = None
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How answers are made (GATEWAY_* settings); part of the cache key."""
+
+    # Crop query photos to the product the model finds before matching (a second model evaluation).
+    localize_queries: bool = True
+    # After the best match, lift the predicted category's products by this x the top-10 score spread.
+    category_boost: float = 0.5
+    # Nearest products fetched for that ranking when the caller asks for fewer.
+    rerank_depth: int = 50
+    # Places of the first page that go to the whole photo's matches when the best hit is unconvincing...
+    whole_photo_slots: int = 2
+    # ... i.e. its same-product probability is below this.
+    whole_photo_below: float = 0.5
+
+
+def _validated(query: SearchQuery) -> SearchQuery:
+    check_catalog(query.catalog)
+    if (query.image is None) == (query.product_id is None):
+        raise InvalidArgument("set exactly one of image or product_id")
+    if query.image is not None and not query.image:
+        raise InvalidArgument("image is empty")
+    if query.product_id is not None:
+        check_product_id(query.product_id)
+        if query.region is not None:
+            raise InvalidArgument("region applies to an image query, not to product_id")
+    check_min_score(query.min_score)
+    return dataclasses.replace(query, top_k=check_top_k(query.top_k))
+
+
+def _cache_request(query: SearchQuery) -> dict[str, Any]:
+    """The normalised request, as the cache key sees it (the image by its SHA-256)."""
+    subject = (
+        "image:" + hashlib.sha256(query.image).hexdigest() if query.image is not None else f"product:{query.product_id}"
+    )
+    return {
+        "q": subject,
+        "region": dataclasses.astuple(query.region) if query.region else None,
+        "top_k": query.top_k,
+        "filter": dataclasses.asdict(query.filter),
+        "min_score": round(query.min_score, 6),
+        "restrict": query.restrict_to_predicted_category,
+    }
+
+
+def _fault_error(fault: ImageFault) -> Exception:
+    """The embedder's verdict on a query image, as the status the caller sees."""
+    if fault.reason is ImageErrorReason.TOO_LARGE:
+        return ResourceExhausted(f"query image rejected: {fault.message}")
+    return InvalidArgument(f"query image rejected ({fault.reason.name}): {fault.message}")
+
+
+def _with_category(spec: FilterSpec, category: str) -> FilterSpec | None:
+    """`spec` AND category == `category`; None when that can match nothing."""
+    if spec.categories and category not in spec.categories:
+        return None
+    return dataclasses.replace(spec, categories=(category,))
+
+
+class SearchCore:
+    def __init__(
+        self, embedder: Embedder, retriever: Retriever, cache: Cache, models: ModelTracker, options: SearchOptions
+    ) -> None:
+        self._embedder = embedder
+        self._retriever = retriever
+        self._cache = cache
+        self._models = models
+        self._options = options
+
+    async def search(self, query: SearchQuery) -> SearchOutcome:
+        query = _validated(query)
+        served = self._models.current
+        request = _cache_request(query)
+        fingerprint = cache_codec.fingerprint(request, served, self._options)
+        cached, generation = await self._cache.get(query.catalog, fingerprint, read=not query.skip_cache)
+        if cached is not None and (answer := cache_codec.decode(cached)) is not None:
+            hits, prediction = answer
+            return SearchOutcome(hits=hits, model=served.id, cache_hit=True, predicted_category=prediction)
+        vector = whole = None
+        if query.image is not None:
+            vector, whole, made_by = await self._query_vectors(query)
+            if made_by != served:  # a rollout: the model that made the vector decides, and keys the answer
+                served, fingerprint = made_by, cache_codec.fingerprint(request, made_by, self._options)
+        hits, prediction = await self._ranked(query, served, vector, whole)
+        hits = [dataclasses.replace(h, same_product_probability=served.calibration.probability(h.score)) for h in hits]
+        if generation is not None:
+            await self._cache.put(query.catalog, fingerprint, generation, cache_codec.encode(hits, prediction))
+        return SearchOutcome(hits=hits, model=served.id, cache_hit=False, predicted_category=prediction)
+
+    async def _query_vectors(self, query: SearchQuery) -> tuple[np.ndarray, np.ndarray | None, ServedModel]:
+        """The query's vector, the whole photo's when the embedder localised it, and the model that made them."""
+        assert query.image is not None
+        embeddings = await self._embedder.embed([(query.image, query.region)], localize=self._options.localize_queries)
+        [image] = embeddings.images
+        if isinstance(image.vector, ImageFault):
+            raise _fault_error(image.vector)
+        return image.vector, image.whole, self._models.observe(embeddings.model, embeddings.calibration)
+
+    async def _ranked(
+        self, query: SearchQuery, served: ServedModel, vector: np.ndarray | None, whole: np.ndarray | None
+    ) -> tuple[list[Hit], CategoryPrediction | None]:
+        o = self._options
+        model, catalog = served.id, query.catalog
+        unfiltered = query.filter.empty
+        # The vote looks at the nearest products of the whole catalog, before any filter; unfiltered,
+        # the same call brings the candidates the category ranking picks the top_k from.
+        depth = max(VOTERS, query.top_k, o.rerank_depth if o.category_boost > 0 else 0)
+        neighbours = await self._retriever.search(
+            model,
+            vector=vector,
+            product_id=query.product_id,
+            top_k=depth if unfiltered else VOTERS,
+            filter_spec=FilterSpec(),
+            min_score=-1.0,
+            catalog=catalog,
+        )
+        prediction = predict_category(neighbours)
+        if unfiltered and not query.restrict_to_predicted_category:
+            ranked = rerank_by_category(neighbours, prediction, o.category_boost)
+            if whole is not None and self._unconvincing(ranked, served):
+                whole_photo = await self._retriever.search(
+                    model, vector=whole, top_k=VOTERS, filter_spec=FilterSpec(), min_score=-1.0, catalog=catalog
+                )
+                ranked = hedge_with_whole_photo(ranked, whole_photo, o.whole_photo_slots, query.top_k)
+            return [h for h in ranked if h.score >= query.min_score][: query.top_k], prediction
+        spec: FilterSpec | None = query.filter
+        if query.restrict_to_predicted_category:
+            if prediction is None:
+                return [], None
+            spec = _with_category(query.filter, prediction.category)
+            if spec is None:
+                return [], prediction  # the caller's categories exclude the predicted one
+        hits = await self._retriever.search(
+            model,
+            vector=vector,
+            product_id=query.product_id,
+            top_k=query.top_k,
+            filter_spec=spec,
+            min_score=query.min_score,
+            catalog=catalog,
+        )
+        return rerank_by_category(hits, prediction, o.category_boost), prediction
+
+    def _unconvincing(self, ranked: list[Hit], served: ServedModel) -> bool:
+        """Worth hedging: the best hit is probably not the photographed product."""
+        o = self._options
+        return (
+            o.whole_photo_slots > 0
+            and bool(ranked)
+            and served.calibration.probability(ranked[0].score) < o.whole_photo_below
+        )

@@ -1,0 +1,67 @@
+"""What the retriever's core needs from a vector store, in plain types (the Milvus adapter implements it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from imagesearch.common.types import FilterSpec, ModelId, ProductRecord
+
+# (uri, unit vector) of one indexed image.
+Image = tuple[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ImageMatch:
+    """One matching image row: the product's fields, its image and the similarity."""
+
+    product_id: str
+    score: float
+    image_uri: str
+    title: str = ""
+    category: str = ""
+    brand: str = ""
+    price: float = 0.0
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+class VectorStore(Protocol):
+    """Per (catalog, model): one collection of image rows. Inputs arrive validated (validation.py)."""
+
+    # The most images one search may return per query vector (Milvus' topk limit).
+    max_search_limit: int
+
+    async def upsert(
+        self, catalog: str, model: ModelId, products: Sequence[tuple[ProductRecord, Sequence[Image]]]
+    ) -> tuple[int, int]:
+        """Write products (each replacing its earlier version); (products, rows) written."""
+        ...
+
+    async def delete(self, catalog: str, model: ModelId, product_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+        """(deleted, not found), each in request order."""
+        ...
+
+    async def get(self, catalog: str, model: ModelId, product_id: str) -> ProductRecord | None: ...
+
+    async def product_vectors(self, catalog: str, model: ModelId, product_id: str) -> list[Image]:
+        """Each indexed image of a product, in upsert order; [] when it is unknown."""
+        ...
+
+    async def search(
+        self,
+        catalog: str,
+        model: ModelId,
+        vectors: Sequence[np.ndarray],
+        limit: int,
+        spec: FilterSpec,
+        exclude_product_id: str | None = None,
+    ) -> list[list[ImageMatch]]:
+        """The `limit` nearest images of each query vector, best first, that pass `spec`."""
+        ...
+
+    async def drop(self, catalog: str, model: ModelId) -> bool:
+        """Drop the (catalog, model) collection; False when it did not exist."""
+        ...

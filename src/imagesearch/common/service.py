@@ -1,0 +1,65 @@
+"""The one entry point of every service: `python -m imagesearch_<name>` runs `run_service(...)`.
+
+It parses the command line (only `--help`, which lists every setting), reads the settings from
+the environment, sets up logging and tracing, builds the backend and serves it until SIGTERM or
+SIGINT drains it. A bad setting ends the process with exit status 2 and one line naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from imagesearch.common.config import Settings, SettingsError
+from imagesearch.common.server import Backend, ServerOptions, ServiceServer, configure_logging, serve_until_signalled
+from imagesearch.common.telemetry import build_tracer_provider
+
+
+class ServiceSettings(Protocol):
+    """What every service's settings have (each declares its own variables for them)."""
+
+    host: str
+    port: int
+    max_message_bytes: int
+    grace_seconds: float
+    log_level: str
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def build_server(
+    name: str, backend: Callable[[S, TracerProvider], Backend], settings: S, provider: TracerProvider
+) -> ServiceServer:
+    """The service's ServiceServer on its configured address, around a freshly built backend."""
+    options = ServerOptions(host=settings.host, port=settings.port, max_message_bytes=settings.max_message_bytes)
+    return ServiceServer(name, backend(settings, provider), options, provider)
+
+
+def run_service(
+    name: str,
+    description: str,
+    settings_type: type[Settings],
+    backend: Callable[[S, TracerProvider], Backend],
+    argv: Sequence[str] | None = None,
+) -> None:
+    parser = argparse.ArgumentParser(
+        prog=f"imagesearch-{name}",
+        description=f"{description} Configured entirely by environment variables.",
+        epilog=settings_type.help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
+    try:
+        settings: S = settings_type.from_env()  # type: ignore[assignment]
+    except SettingsError as err:
+        print(f"imagesearch-{name}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level)
+    server = build_server(name, backend, settings, build_tracer_provider(name))
+    asyncio.run(serve_until_signalled(server, grace=settings.grace_seconds))

@@ -1,0 +1,83 @@
+"""Subject localisation: where in a shopper's photo is the product?
+
+The model's last feature map concentrates its activation on the object (the
+SALIENCY output is its channel sum). Like Google's and Alibaba's product
+search, we crop the photo to that subject before matching: catalog images are
+product shots, so the crop looks much more like them than the busy scene does.
+
+Recipe (measured on the dev set, docs/quality.md): the photo letterboxed on
+white at 224 px (EMBEDDER_LOCALIZE_SIZE); its 14 x 14 SALIENCY map (the model's coarse "what" map
+times its stride-16 "where" map) upsampled x4, thresholded at mean + 1 std
+over the photo area; the bounding box of the largest 4-connected component,
+not expanded (expanding by 10-30 % measured worse). Pure numpy + Pillow; no
+model here.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+from PIL import Image
+
+from imagesearch.imaging.decode import WHOLE, RelativeBox
+
+THRESHOLD_STDS = 1.0
+EXPAND = 0.0
+UPSAMPLE = 4
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 4-connected True region of `mask` (BFS; the grids are 56-72 cells a side)."""
+    labels = np.zeros(mask.shape, np.int32)
+    best_label, best_size, current = 0, 0, 0
+    h, w = mask.shape
+    for y, x in zip(*np.nonzero(mask)):
+        if labels[y, x]:
+            continue
+        current += 1
+        labels[y, x] = current
+        queue, size = deque([(y, x)]), 0
+        while queue:
+            cy, cx = queue.popleft()
+            size += 1
+            for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
+                if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not labels[ny, nx]:
+                    labels[ny, nx] = current
+                    queue.append((ny, nx))
+        if size > best_size:
+            best_label, best_size = current, size
+    return labels == best_label
+
+
+def subject_box(saliency: np.ndarray, width: int, height: int) -> RelativeBox:
+    """Relative (x0, y0, x1, y1) box of the subject in a `width` x `height` photo.
+
+    `saliency` is the map of the photo letterboxed (centred, on white) into the
+    model's square input. Returns the whole photo when nothing stands out.
+    """
+    rows, cols = saliency.shape
+    grid_h, grid_w = rows * UPSAMPLE, cols * UPSAMPLE
+    fine = np.asarray(Image.fromarray(saliency.astype(np.float32), mode="F").resize((grid_w, grid_h), Image.BILINEAR))
+    # Where the photo lies inside the letterbox, in grid cells.
+    scale = min(grid_w / width, grid_h / height)
+    photo_w, photo_h = width * scale, height * scale
+    left, top = (grid_w - photo_w) / 2, (grid_h - photo_h) / 2
+    inside = np.zeros(fine.shape, bool)
+    inside[int(np.ceil(top)) : int(top + photo_h), int(np.ceil(left)) : int(left + photo_w)] = True
+    values = fine[inside]
+    if values.size == 0:
+        return WHOLE
+    mask = inside & (fine > values.mean() + THRESHOLD_STDS * values.std())
+    if not mask.any():
+        return WHOLE
+    ys, xs = np.nonzero(_largest_component(mask))
+    x0, x1 = (xs.min() - left) / photo_w, (xs.max() + 1 - left) / photo_w
+    y0, y1 = (ys.min() - top) / photo_h, (ys.max() + 1 - top) / photo_h
+    bw, bh = x1 - x0, y1 - y0
+    return (
+        float(max(0.0, x0 - EXPAND * bw)),
+        float(max(0.0, y0 - EXPAND * bh)),
+        float(min(1.0, x1 + EXPAND * bw)),
+        float(min(1.0, y1 + EXPAND * bh)),
+    )

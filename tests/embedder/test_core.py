@@ -1,0 +1,134 @@
+"""The embedder's core with a fake model (no Triton): order, limits, framing flags, one model per request."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from embedder.fakes import MeanColourModel
+from imagesearch.common.errors import InvalidArgument
+from imagesearch.common.types import ImageErrorReason, Region
+from imagesearch.imaging.errors import ImageRejected
+from imagesearch_embedder.core import EmbedderCore, EmbedOptions, ImageItem
+
+
+def jpeg(colour: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64, 48)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def shot_png(box: tuple[int, int, int, int] = (180, 130, 220, 170)) -> bytes:
+    """A small red ellipse on white, 400 x 300."""
+    im = Image.new("RGB", (400, 300), (255, 255, 255))
+    ImageDraw.Draw(im).ellipse((box[0], box[1], box[2] - 1, box[3] - 1), fill=(200, 40, 40))
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(2) as executor:
+        yield executor
+
+
+def core_with(fake: MeanColourModel, pool: ThreadPoolExecutor, **options: int) -> EmbedderCore:
+    return EmbedderCore(fake, EmbedOptions(**options), pool)  # type: ignore[arg-type]
+
+
+async def test_core_keeps_order_and_sends_one_batch(pool: ThreadPoolExecutor) -> None:
+    fake = MeanColourModel()
+    core = core_with(fake, pool, max_batch_images=5)
+    items = [
+        (jpeg((250, 0, 0)), None),
+        (b"", None),
+        (jpeg((0, 0, 250)), None),
+        ImageRejected(ImageErrorReason.BAD_REGION, "bad"),
+        (jpeg((0, 250, 0)), None),
+    ]
+    results = (await core.embed(items)).results
+    assert fake.batches == [3]
+    assert [type(r).__name__ for r in results] == ["ndarray", "ImageRejected", "ndarray", "ImageRejected", "ndarray"]
+    assert [int(np.argmax(results[i][:3])) for i in (0, 2, 4)] == [0, 2, 1]  # red, blue, green in their slots
+    assert results[3] is items[3]
+
+
+async def test_core_request_limits(pool: ThreadPoolExecutor) -> None:
+    core = core_with(MeanColourModel(), pool, max_batch_images=2)
+    with pytest.raises(InvalidArgument, match="no images"):
+        await core.embed([])
+    with pytest.raises(InvalidArgument, match="3 images; the limit is 2"):
+        await core.embed([(jpeg(), None)] * 3)
+
+
+async def test_core_with_only_bad_images_never_calls_the_model(pool: ThreadPoolExecutor) -> None:
+    fake = MeanColourModel()
+    results = (await core_with(fake, pool).embed([(b"junk", None)])).results
+    assert fake.batches == [] and isinstance(results[0], ImageRejected)
+
+
+async def test_a_request_keeps_the_model_it_started_with(pool: ThreadPoolExecutor) -> None:
+    """A rollout mid-request never mixes versions: every call of one request infers with the version it read first,
+    and its vectors carry that version's label; the next request uses the new version."""
+    fake = MeanColourModel()
+    core = core_with(fake, pool)
+    fake.roll_to("2", after_reads=1)  # the adapter adopts version 2 right after this request reads version 1
+    first = await core.embed([ImageItem(shot_png(), localize=True), (jpeg(), None)])
+    assert first.model.version == "1" and set(fake.versions_used) == {"1"} and len(fake.versions_used) == 3
+    fake.versions_used.clear()
+    second = await core.embed([(jpeg(), None)])
+    assert second.model.version == "2" and fake.versions_used == ["2"]
+
+
+async def test_a_localised_photo_returns_its_crop_and_its_whole_photo(pool: ThreadPoolExecutor) -> None:
+    fake = MeanColourModel()
+    embedded = await core_with(fake, pool).embed([ImageItem(shot_png(), localize=True)])
+    [crop] = embedded.results
+    assert isinstance(crop, np.ndarray) and 0 in embedded.wholes
+    assert redness(crop) > redness(embedded.wholes[0])  # the crop is tighter on the red object than the photo
+
+
+def redness(vector: np.ndarray) -> float:
+    return float(vector[0] / max(vector[1], vector[2]))
+
+
+async def test_the_core_trims_only_images_that_ask(pool: ThreadPoolExecutor) -> None:
+    core = core_with(MeanColourModel(), pool)
+    data = shot_png()  # a small red object on white
+    whole, trimmed, tupled = (
+        await core.embed(
+            [
+                ImageItem(data),
+                ImageItem(data, trim_to_object=True),
+                (data, None),
+            ]
+        )
+    ).results
+    assert redness(trimmed) > 2 > 1.2 > redness(whole)  # type: ignore[arg-type]
+    assert np.array_equal(whole, tupled)  # a plain (bytes, region) tuple is still an item
+
+
+async def test_a_region_wins_over_trimming(pool: ThreadPoolExecutor) -> None:
+    core = core_with(MeanColourModel(), pool)
+    data = shot_png()
+    corner = Region(0.0, 0.0, 0.25, 0.25)  # all white
+    plain, asked = (await core.embed([ImageItem(data, corner), ImageItem(data, corner, trim_to_object=True)])).results
+    assert np.array_equal(plain, asked)
+    assert ImageItem(data, corner, localize=True, trim_to_object=True).framing(True) == ImageItem(data, corner)
+    assert ImageItem(data, localize=True, trim_to_object=True).framing(True) == ImageItem(data, trim_to_object=True)
+    assert ImageItem(data, localize=True).framing(False) == ImageItem(data)
+
+
+async def test_a_bad_image_asked_to_be_trimmed_is_rejected_alone(pool: ThreadPoolExecutor) -> None:
+    core = core_with(MeanColourModel(), pool)
+    good = shot_png()
+    results = (
+        await core.embed([ImageItem(b"junk", trim_to_object=True), ImageItem(good, trim_to_object=True)])
+    ).results
+    assert type(results[0]).__name__ == "ImageRejected" and isinstance(results[1], np.ndarray)

@@ -1,0 +1,118 @@
+"""In-memory stand-ins for the gateway's ports (tests/gateway/*: no servers)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from imagesearch.common.types import Hit, ImageErrorReason, ModelId, ProductRecord, Region
+from imagesearch.contracts.calibration import ScoreCalibration
+from imagesearch_gateway.models import ModelTracker
+from imagesearch_gateway.ports import EmbeddedImage, Embeddings, ImageFault, ImageVector
+
+MODEL = ModelId("image_embedding", "3", 4)
+FALLBACK = ScoreCalibration(5.0, -1.0)
+
+
+def hit(pid: str, score: float, category: str = "c") -> Hit:
+    return Hit(pid, score, "", category, "", 0.0, "")
+
+
+def hits(*ids: str, score: float = 0.3) -> list[Hit]:
+    return [hit(pid, score - i * 0.01) for i, pid in enumerate(ids)]
+
+
+def tracker(model: ModelId = MODEL, calibration: ScoreCalibration | None = None) -> ModelTracker:
+    models = ModelTracker(FALLBACK)
+    models.observe(model, calibration)
+    return models
+
+
+Vectors = Callable[[bytes, bool], np.ndarray | ImageFault]
+
+
+class FakeEmbedder:
+    """Vectors from a function of (bytes, trim_to_object); names `model` (settable) as their maker."""
+
+    def __init__(
+        self,
+        vectors: Vectors | None = None,
+        whole: np.ndarray | None = None,
+        model: ModelId = MODEL,
+        calibration: ScoreCalibration | None = None,
+    ) -> None:
+        self.vectors: Vectors = vectors or (lambda content, trimmed: np.array([1, 0, 0, 0], np.float32))
+        self.whole = whole
+        self.model, self.calibration = model, calibration
+        self.calls: list[tuple[int, bool]] = []  # (images, trim_to_object)
+        self.after_call: Callable[[], None] = lambda: None
+
+    async def embed(
+        self, images: Sequence[tuple[bytes, Region | None]], *, localize: bool = False, trim_to_object: bool = False
+    ) -> Embeddings:
+        self.calls.append((len(images), trim_to_object))
+        out = []
+        for content, _ in images:
+            vector = self.vectors(content, trim_to_object)
+            out.append(EmbeddedImage(vector, self.whole if localize and not isinstance(vector, ImageFault) else None))
+        reply = Embeddings(out, self.model, self.calibration)
+        self.after_call()
+        return reply
+
+    async def model_info(self) -> tuple[ModelId, ScoreCalibration | None]:
+        return self.model, self.calibration
+
+
+def corrupt(message: str = "bad bytes") -> ImageFault:
+    return ImageFault(ImageErrorReason.CORRUPT, message)
+
+
+class FakeRetriever:
+    """Search answers from a function of the query vector; records writes and searches."""
+
+    def __init__(self, answer: Callable[[np.ndarray | None], list[Hit]] | None = None) -> None:
+        self.answer = answer or (lambda vector: [])
+        self.writes: list[tuple[ModelId, ProductRecord, list[ImageVector]]] = []
+        self.searches: list[ModelId] = []
+
+    async def search(self, model: ModelId, *, vector: np.ndarray | None = None, **kwargs: Any) -> list[Hit]:
+        self.searches.append(model)
+        return self.answer(vector)
+
+    async def upsert(
+        self, model: ModelId, products: Sequence[tuple[ProductRecord, list[ImageVector]]], catalog: str
+    ) -> None:
+        self.writes.extend((model, record, images) for record, images in products)
+
+    async def delete(self, model: ModelId, product_ids: Sequence[str], catalog: str) -> tuple[list[str], list[str]]:
+        return list(product_ids), []
+
+    async def get(self, model: ModelId, product_id: str, catalog: str) -> ProductRecord:
+        return ProductRecord(product_id)
+
+    async def drop_catalog(self, model: ModelId, catalog: str) -> bool:
+        return True
+
+
+class FakeCache:
+    """A dict; `generation` None turns caching off (every search is a miss that stores nothing)."""
+
+    def __init__(self, generation: int | None = 1) -> None:
+        self.generation = generation
+        self.values: dict[tuple[str, str], bytes] = {}
+        self.fingerprints: list[str] = []
+        self.invalidated: list[str] = []
+
+    async def get(self, catalog: str, fingerprint: str, read: bool = True) -> tuple[bytes | None, int | None]:
+        self.fingerprints.append(fingerprint)
+        if self.generation is None:
+            return None, None
+        return (self.values.get((catalog, fingerprint)) if read else None), self.generation
+
+    async def put(self, catalog: str, fingerprint: str, generation: int, value: bytes) -> None:
+        self.values[(catalog, fingerprint)] = value
+
+    async def invalidate(self, catalog: str) -> None:
+        self.invalidated.append(catalog)

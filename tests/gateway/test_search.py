@@ -1,0 +1,133 @@
+"""SearchCore with in-memory ports: the cache in front, the calibration per model, the hedge, rollouts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gateway.fakes import MODEL, FakeCache, FakeEmbedder, FakeRetriever, corrupt, hits, tracker
+from imagesearch.common.errors import InvalidArgument, ResourceExhausted
+from imagesearch.common.types import ImageErrorReason, ModelId
+from imagesearch.contracts.calibration import ScoreCalibration
+from imagesearch_gateway.ports import ImageFault
+from imagesearch_gateway.search import SearchCore, SearchOptions, SearchQuery
+
+PLAIN = SearchOptions(localize_queries=False, category_boost=0.0, rerank_depth=0, whole_photo_slots=0)
+
+
+def logistic(slope: float, intercept: float, score: float) -> float:
+    return 1 / (1 + math.exp(-(slope * score + intercept)))
+
+
+def two_lists(top_score: float) -> FakeRetriever:
+    """The crop's vector finds c*, the whole photo's finds w*."""
+    return FakeRetriever(
+        lambda vector: (
+            hits(*(f"c{i}" for i in range(12)), score=top_score)
+            if vector is not None and vector[0] > 0
+            else hits("w0", "w1", "w2")
+        )
+    )
+
+
+@pytest.mark.parametrize(("top_score", "hedged"), [(0.25, True), (0.45, False)])
+async def test_search_hedges_only_when_the_best_hit_is_unconvincing(top_score: float, hedged: bool) -> None:
+    retriever = two_lists(top_score)
+    calibration = ScoreCalibration(20.0, -6.0)  # p = 0.5 at score 0.3
+    embedder = FakeEmbedder(whole=np.array([-1, 0, 0, 0], np.float32), calibration=calibration)
+    models = tracker(calibration=calibration)
+    options = SearchOptions(localize_queries=True, category_boost=0.0, rerank_depth=0, whole_photo_slots=2)
+    outcome = await SearchCore(embedder, retriever, FakeCache(None), models, options).search(
+        SearchQuery(image=b"photo")
+    )
+    ids = [h.product_id for h in outcome.hits]
+    assert ids[0] == "c0" and len(ids) == 10
+    assert (ids[8:] == ["w0", "w1"]) is hedged
+    assert len(retriever.searches) == (2 if hedged else 1)  # the extra search only when it is needed
+
+
+async def test_probabilities_follow_the_models_own_calibration_then_the_fallback() -> None:
+    models = tracker(calibration=ScoreCalibration(12.5, -6.0))
+    cache = FakeCache(None)
+    retriever = FakeRetriever(lambda vector: hits("p0", "p1", score=0.7))
+    core = SearchCore(FakeEmbedder(), retriever, cache, models, PLAIN)
+    first = await core.search(SearchQuery(product_id="q"))
+    assert [h.same_product_probability for h in first.hits] == [
+        pytest.approx(logistic(12.5, -6.0, 0.7)),
+        pytest.approx(logistic(12.5, -6.0, 0.69)),
+    ]
+    models.observe(MODEL, None)  # the same model, now without a fit of its own: the setting applies
+    second = await core.search(SearchQuery(product_id="q"))
+    assert second.hits[0].same_product_probability == pytest.approx(logistic(5.0, -1.0, 0.7))
+    # Cached answers hold probabilities, so the calibration is part of the cache key.
+    assert cache.fingerprints[0] != cache.fingerprints[1]
+
+
+async def test_an_answer_is_cached_and_a_corrupt_cached_value_is_a_miss() -> None:
+    cache = FakeCache(generation=7)
+    retriever = FakeRetriever(lambda vector: hits("p0", "p1"))
+    core = SearchCore(FakeEmbedder(), retriever, cache, tracker(), PLAIN)
+    query = SearchQuery(image=b"photo")
+    assert not (await core.search(query)).cache_hit
+    again = await core.search(query)
+    assert again.cache_hit and [h.product_id for h in again.hits] == ["p0", "p1"] and len(retriever.searches) == 1
+    [key] = cache.values
+    for junk in (b"\xff not json", b'{"hits": [{"nope": 1}], "prediction": null}', b"[]"):
+        cache.values[key] = junk
+        outcome = await core.search(query)
+        assert not outcome.cache_hit and [h.product_id for h in outcome.hits] == ["p0", "p1"]
+
+
+async def test_a_rollout_is_followed_by_the_model_that_made_the_query_vector() -> None:
+    models = tracker()
+    rolled = ModelId(MODEL.name, "4", MODEL.dimension)
+    embedder = FakeEmbedder(model=rolled, calibration=ScoreCalibration(9.0, -4.0))
+    retriever = FakeRetriever(lambda vector: hits("p0"))
+    cache = FakeCache()
+    outcome = await SearchCore(embedder, retriever, cache, models, PLAIN).search(SearchQuery(image=b"photo"))
+    assert outcome.model == rolled and retriever.searches == [rolled]
+    assert outcome.hits[0].same_product_probability == pytest.approx(logistic(9.0, -4.0, 0.3))
+    assert models.current.id == rolled  # adopted for the requests that follow
+    # The answer is stored under the model that made it, not under the key it was looked up with.
+    [(_, stored)] = cache.values
+    assert stored != cache.fingerprints[0]
+    again = await SearchCore(embedder, retriever, cache, models, PLAIN).search(SearchQuery(image=b"photo"))
+    assert again.cache_hit and again.model == rolled
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "fragment"),
+    [
+        (
+            ImageFault(ImageErrorReason.TOO_LARGE, "image is 12 MiB"),
+            ResourceExhausted,
+            "query image rejected: image is 12",
+        ),
+        (corrupt("truncated"), InvalidArgument, "query image rejected (CORRUPT): truncated"),
+    ],
+)
+async def test_a_refused_query_image_is_the_callers_error(fault: ImageFault, error: type, fragment: str) -> None:
+    core = SearchCore(FakeEmbedder(lambda content, trimmed: fault), FakeRetriever(), FakeCache(), tracker(), PLAIN)
+    with pytest.raises(error) as info:
+        await core.search(SearchQuery(image=b"photo"))
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        (SearchQuery(), "set exactly one of image or product_id"),
+        (SearchQuery(image=b"x", product_id="p"), "set exactly one of image or product_id"),
+        (SearchQuery(image=b""), "image is empty"),
+        (SearchQuery(product_id="p", region=None, top_k=101), "top_k must be between 1 and 100"),
+        (SearchQuery(product_id="p", min_score=2.0), "min_score must lie in [-1, 1]"),
+        (SearchQuery(product_id="p", catalog="Bad-Name"), "catalog must be 1-48 characters"),
+    ],
+)
+async def test_bad_queries_are_refused_before_any_work(query: SearchQuery, fragment: str) -> None:
+    retriever = FakeRetriever()
+    with pytest.raises(InvalidArgument) as info:
+        await SearchCore(FakeEmbedder(), retriever, FakeCache(), tracker(), PLAIN).search(query)
+    assert fragment in str(info.value) and retriever.searches == []
