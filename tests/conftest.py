@@ -8,15 +8,15 @@ reached over real gRPC channels.
 from __future__ import annotations
 
 import os
-import shutil
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from e2e.helpers import open_channel
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support import DEV_SET, REPO, base_model_repository, open_channel
 
 from imagesearch.common.telemetry import build_tracer_provider
 from imagesearch.stack.milvus import LocalMilvus
@@ -24,8 +24,6 @@ from imagesearch.stack.redis import LocalRedis
 from imagesearch.stack.triton import TritonServer
 from imagesearch.v1 import search_pb2_grpc
 
-REPO = Path(__file__).resolve().parents[1]
-DEV_SET = Path(os.environ.get("IMAGESEARCH_DEV_SET", REPO.parent / "shared" / "datasets" / "dev"))
 # Telemetry configuration from the developer's shell must not leak into tests.
 _NO_OTEL_ENV = {"OTEL_SDK_DISABLED": "false"}
 
@@ -42,25 +40,6 @@ def dev_set() -> Path:
     return DEV_SET
 
 
-BASE_VERSION = "2"
-
-
-def base_model_repository(target: Path) -> Path:
-    """A model repository holding only the base version of image_embedding, whatever else model_repo/ has.
-
-    `imagesearch adapt` adds versions to model_repo/ and Triton serves the newest: tests must
-    not depend on what a developer adapted locally. The config is copied, the model linked.
-    """
-    source = REPO / "model_repo" / "image_embedding"
-    model_dir = target / "image_embedding"
-    (model_dir / BASE_VERSION).mkdir(parents=True)
-    shutil.copy2(source / "config.pbtxt", model_dir / "config.pbtxt")
-    shutil.copytree(source / "configs", model_dir / "configs")
-    for entry in (source / BASE_VERSION).iterdir():
-        (model_dir / BASE_VERSION / entry.name).symlink_to(entry.resolve())
-    return target
-
-
 @pytest.fixture(scope="session")
 def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     repository = base_model_repository(tmp_path_factory.mktemp("model_repo"))
@@ -75,12 +54,28 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonSe
 
 @pytest.fixture(scope="session")
 def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    milvus = LocalMilvus(base_dir=tmp_path_factory.mktemp("milvus"))
+    """One private Milvus on free ports for the session; MILVUS_TEST_URI points the tests at a running one.
+
+    Tests isolate themselves with their own collection prefixes (`unique_prefix`) or catalogs,
+    never by starting another server.
+    """
+    external = os.environ.get("MILVUS_TEST_URI")
+    if external:
+        yield external
+        return
+    # The data dies with the session, so a quick stop is fine.
+    milvus = LocalMilvus(base_dir=tmp_path_factory.mktemp("milvus"), stop_timeout=3.0)
     milvus.start()
     try:
         yield milvus.uri
     finally:
         milvus.stop()
+
+
+@pytest.fixture
+def unique_prefix() -> str:
+    """A collection prefix no other test uses."""
+    return f"t{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture(scope="session")

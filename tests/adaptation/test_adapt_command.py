@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BASE_VERSION, REPO, base_model_repository
 from PIL import Image
+from support import BASE_VERSION, REPO, base_model_repository
 
 from imagesearch.adaptation.graph import append_whitening
 from imagesearch.adaptation.whitening import Whitening
@@ -169,8 +169,8 @@ def test_triton_serves_the_adapted_version_as_the_onnx_file_computes_it(adapted_
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_the_embedder_reports_the_adapted_width_and_calibration(adapted_repo: Path, adapted_triton) -> None:
-    from e2e.helpers import open_channel
     from opentelemetry.sdk.trace import TracerProvider
+    from support import open_channel
 
     from imagesearch.v1 import embedder_pb2, embedder_pb2_grpc
     from imagesearch_embedder.app import build_server

@@ -10,10 +10,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
+from support import open_channel, product_input, read_rows
 
 from imagesearch.v1 import common_pb2, search_pb2
-
-from .helpers import open_channel, product_input, read_rows
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from support import product_input, read_rows
 
 from imagesearch.v1 import search_pb2
-
-from .helpers import product_input, read_rows
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

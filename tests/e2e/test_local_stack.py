@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import base_model_repository
 from PIL import Image
+from support import base_model_repository
 
 from imagesearch.common.probe import status as health_status
 from imagesearch.stack.local import SERVICES, port_available

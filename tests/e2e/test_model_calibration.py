@@ -12,12 +12,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from support import open_channel, product_input, read_rows
 
 from imagesearch.common.server import ServerOptions, ServiceServer
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.v1 import embedder_pb2, embedder_pb2_grpc, search_pb2, search_pb2_grpc
-
-from .helpers import open_channel, product_input, read_rows
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from pymilvus import MilvusClient
+from support import product_input, read_rows
 
 from imagesearch.imaging.objects import object_box
 from imagesearch.v1 import common_pb2, search_pb2
 from imagesearch_retriever.milvus.schema import collection_name
-
-from .helpers import product_input, read_rows
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

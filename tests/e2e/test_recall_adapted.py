@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import base_model_repository
+from support import base_model_repository
 
 from imagesearch.cli.main import main as cli
 from imagesearch.common.server import ServerOptions, ServiceServer

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from support import open_channel, product_input, read_rows
 
 from imagesearch.stack.redis import LocalRedis
 from imagesearch.v1 import search_pb2, search_pb2_grpc
-
-from .helpers import open_channel, product_input, read_rows
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from support import product_input, read_rows, side_by_side
 
 from imagesearch.v1 import common_pb2, search_pb2
-
-from .helpers import product_input, read_rows, side_by_side
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from support import read_rows
 
 from imagesearch.v1 import search_pb2
-
-from .helpers import read_rows
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

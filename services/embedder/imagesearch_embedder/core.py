@@ -18,7 +18,7 @@ import numpy as np
 from opentelemetry import trace
 
 from imagesearch.common.errors import InvalidArgument
-from imagesearch.common.types import ImageErrorReason, ModelId, Region
+from imagesearch.common.types import Floats, ImageErrorReason, ModelId, Pixels, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.contracts.limits import MAX_IMAGES_PER_EMBED_REQUEST
 from imagesearch.imaging.decode import Decoded, ResizeMode
@@ -51,11 +51,9 @@ class Inference(Protocol):
     @property
     def served(self) -> ServedModel: ...
 
-    async def embed(self, batch: np.ndarray, served: ServedModel) -> np.ndarray: ...
+    async def embed(self, batch: Pixels, served: ServedModel) -> Floats: ...
 
-    async def embed_with_saliency(
-        self, batch: np.ndarray, served: ServedModel
-    ) -> tuple[np.ndarray, np.ndarray | None]: ...
+    async def embed_with_saliency(self, batch: Pixels, served: ServedModel) -> tuple[Floats, Floats | None]: ...
 
 
 @dataclass(frozen=True)
@@ -73,13 +71,13 @@ class Embedded:
     """One result per item, in order; the whole photo's vector of every localised item, by position;
     and the model that made every vector, with its calibration."""
 
-    results: list[np.ndarray | ImageRejected]
-    wholes: dict[int, np.ndarray]
+    results: list[Floats | ImageRejected]
+    wholes: dict[int, Floats]
     model: ModelId
     calibration: ScoreCalibration | None
 
 
-FirstPass = np.ndarray | tuple[np.ndarray, Decoded] | ImageRejected
+FirstPass = Pixels | tuple[Pixels, Decoded] | ImageRejected
 
 
 def _first_pass(framing: Framing, item: ImageItem) -> FirstPass:
@@ -148,62 +146,51 @@ class EmbedderCore:
         served = self._inference.served
         framing = self._framing(served)
         decoded = await self._decode_all(items, framing, served.can_localize)
-        kept: dict[int, Decoded] = {}
-        first_pass: dict[int, np.ndarray] = {}
-        for i, outcome in enumerate(decoded):
-            if isinstance(outcome, tuple):  # an image to localise: (first-pass view, decoded photo)
-                first_pass[i], kept[i] = outcome
-        plain = [i for i, outcome in enumerate(decoded) if isinstance(outcome, np.ndarray)]
-        results: list[np.ndarray | ImageRejected] = [o if not isinstance(o, tuple) else o[0] for o in decoded]
-        wholes: dict[int, np.ndarray] = {}
-        if plain or kept:
+        rejected = {i: o for i, o in enumerate(decoded) if isinstance(o, ImageRejected)}
+        plain = {i: o for i, o in enumerate(decoded) if isinstance(o, np.ndarray)}
+        located = {i: o for i, o in enumerate(decoded) if isinstance(o, tuple)}  # (first-pass view, decoded photo)
+        results: dict[int, Floats | ImageRejected] = dict(rejected)
+        wholes: dict[int, Floats] = {}
 
-            async def embed_plain() -> np.ndarray | None:
-                # One Triton request for these images; the adapter splits it by the model's max batch size.
-                views = [decoded[i] for i in plain]
-                return await self._inference.embed(np.stack(views), served) if plain else None  # type: ignore[arg-type]
+        async def embed_plain() -> Floats | None:
+            # One Triton request for these images; the adapter splits it by the model's max batch size.
+            return await self._inference.embed(np.stack(list(plain.values())), served) if plain else None
 
-            async def first_pass_maps() -> tuple[np.ndarray, np.ndarray | None] | None:
-                if not kept:
-                    return None
-                return await self._inference.embed_with_saliency(np.stack(list(first_pass.values())), served)
+        async def first_pass() -> tuple[Floats, Floats | None] | None:
+            if not located:
+                return None
+            return await self._inference.embed_with_saliency(np.stack([view for view, _ in located.values()]), served)
 
-            vectors, located = await asyncio.gather(embed_plain(), first_pass_maps())
-            if vectors is not None:
-                for row, index in enumerate(plain):
-                    results[index] = _checked(vectors[row])
-            if located is not None:
-                whole, maps = located
-                for row, index in enumerate(first_pass):
-                    # The whole photo's vector stands if localisation cannot improve on it.
-                    results[index] = vector = _checked(whole[row])
-                    if isinstance(vector, np.ndarray):
-                        wholes[index] = vector
-                if maps is not None:
-                    saliency = {index: maps[row] for row, index in enumerate(first_pass)}
-                    await self._localize(results, kept, saliency, framing, served)
-        return Embedded(results, wholes, served.id, served.calibration)
+        vectors, passed = await asyncio.gather(embed_plain(), first_pass())
+        if vectors is not None:
+            results.update((index, _checked(vectors[row])) for row, index in enumerate(plain))
+        if passed is not None:
+            whole, maps = passed
+            for row, index in enumerate(located):
+                # The whole photo's vector stands if localisation cannot improve on it.
+                results[index] = vector = _checked(whole[row])
+                if isinstance(vector, np.ndarray):
+                    wholes[index] = vector
+            if maps is not None:
+                photos = {index: photo for index, (_, photo) in located.items() if index in wholes}
+                saliency = {index: maps[row] for row, index in enumerate(located) if index in wholes}
+                results.update(await self._localize(photos, saliency, framing, served))
+        return Embedded([results[i] for i in range(len(decoded))], wholes, served.id, served.calibration)
 
     async def _localize(
-        self,
-        results: list[np.ndarray | ImageRejected],
-        kept: dict[int, Decoded],
-        maps: dict[int, np.ndarray],
-        framing: Framing,
-        served: ServedModel,
-    ) -> None:
+        self, photos: dict[int, Decoded], maps: dict[int, Floats], framing: Framing, served: ServedModel
+    ) -> dict[int, Floats | ImageRejected]:
         """Second pass: re-embed each photo cropped to where its saliency map says the product is."""
+        if not photos:
+            return {}
         loop = asyncio.get_running_loop()
-        order = [i for i in kept if i in maps and isinstance(results[i], np.ndarray)]
-        if not order:
-            return
+        order = list(photos)
         with self._tracer.start_as_current_span("embedder.localize", attributes={"images": len(order)}):
             views = await asyncio.gather(
-                *(loop.run_in_executor(self._executor, framing.localized, kept[i], maps[i]) for i in order)
+                *(loop.run_in_executor(self._executor, framing.localized, photos[i], maps[i]) for i in order)
             )
             vectors = await self._inference.embed(np.stack(views), served)
-        for row, index in enumerate(order):
-            results[index] = _checked(vectors[row])
+        return {index: _checked(vectors[row]) for row, index in enumerate(order)}
 
     async def _decode_all(
         self, items: Sequence[ImageItem | ImageRejected], framing: Framing, can_localize: bool
@@ -222,7 +209,7 @@ class EmbedderCore:
         return list(outcomes)
 
 
-def _checked(vector: np.ndarray) -> np.ndarray | ImageRejected:
+def _checked(vector: Floats) -> Floats | ImageRejected:
     # A NaN/inf vector would poison the index and every score computed with it.
     if not np.all(np.isfinite(vector)):
         return ImageRejected(ImageErrorReason.UNSPECIFIED, "the model produced a non-finite embedding for this image")

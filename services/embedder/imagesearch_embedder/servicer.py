@@ -5,12 +5,10 @@ Errors are raised as DomainErrors; the shared interceptor turns them into status
 
 from __future__ import annotations
 
-import grpc
-import numpy as np
-
-from imagesearch.common.convert import model_to_pb, region_from_pb
+from imagesearch.common import convert
 from imagesearch.common.errors import InvalidArgument
-from imagesearch.common.types import ImageErrorReason
+from imagesearch.common.server import RpcContext
+from imagesearch.common.types import Floats, ImageErrorReason
 from imagesearch.imaging.errors import ImageRejected
 from imagesearch.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 from imagesearch_embedder.core import EmbedderCore, ImageItem
@@ -19,18 +17,15 @@ from imagesearch_embedder.core import EmbedderCore, ImageItem
 def _item(image: embedder_pb2.EmbedImage) -> ImageItem | ImageRejected:
     """A malformed region rejects only its own image."""
     try:
-        region = region_from_pb(image.region if image.HasField("region") else None)
+        region = convert.region_from_pb(image.region if image.HasField("region") else None)
     except InvalidArgument as err:
         return ImageRejected(ImageErrorReason.BAD_REGION, err.message)
     return ImageItem(image.content, region, localize=image.localize, trim_to_object=image.trim_to_object)
 
 
-def _result(outcome: np.ndarray | ImageRejected, whole: np.ndarray | None) -> embedder_pb2.EmbedResult:
+def _result(outcome: Floats | ImageRejected, whole: Floats | None) -> embedder_pb2.EmbedResult:
     if isinstance(outcome, ImageRejected):
-        # ImageErrorReason mirrors the proto enum number for number.
-        return embedder_pb2.EmbedResult(
-            error=common_pb2.ImageError(reason=int(outcome.reason), message=outcome.message)
-        )
+        return embedder_pb2.EmbedResult(error=convert.image_error_to_pb(outcome.reason, outcome.message))
     result = embedder_pb2.EmbedResult(embedding=embedder_pb2.Embedding(values=outcome.tolist()))
     if whole is not None:
         result.whole_image.values.extend(whole.tolist())
@@ -41,18 +36,16 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServiceServicer):
     def __init__(self, core: EmbedderCore) -> None:
         self._core = core
 
-    async def Embed(
-        self, request: embedder_pb2.EmbedRequest, context: grpc.aio.ServicerContext
-    ) -> embedder_pb2.EmbedResponse:
+    async def Embed(self, request: embedder_pb2.EmbedRequest, context: RpcContext) -> embedder_pb2.EmbedResponse:
         self._core.check_request(len(request.images))  # before converting anything
         embedded = await self._core.embed([_item(image) for image in request.images])
         return embedder_pb2.EmbedResponse(
             results=[_result(o, embedded.wholes.get(i)) for i, o in enumerate(embedded.results)],
-            model=model_to_pb(embedded.model, embedded.calibration),
+            model=convert.model_to_pb(embedded.model, embedded.calibration),
         )
 
     async def GetModelInfo(
-        self, request: embedder_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
+        self, request: embedder_pb2.GetModelInfoRequest, context: RpcContext
     ) -> common_pb2.ModelInfo:
         served = self._core.served
-        return model_to_pb(served.id, served.calibration)
+        return convert.model_to_pb(served.id, served.calibration)

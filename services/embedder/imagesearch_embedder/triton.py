@@ -24,6 +24,7 @@ from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 from imagesearch.common.errors import DeadlineExceeded, DomainError, FailedPrecondition, Unavailable
+from imagesearch.common.types import Floats, Pixels
 from imagesearch.contracts.model import EMBEDDING, INPUT, INPUT_DATATYPE, OUTPUT_DATATYPE, SALIENCY, calibration_of
 from imagesearch.imaging.framing import IMAGE_SIZE
 from imagesearch_embedder.model import ServedModel
@@ -250,15 +251,15 @@ class TritonEmbedder:
 
     # ------------------------------------------------------------------ inference
 
-    async def embed(self, batch: np.ndarray, served: ServedModel) -> np.ndarray:
+    async def embed(self, batch: Pixels, served: ServedModel) -> Floats:
         """(N, H, W, 3) uint8 -> (N, D) float32 with exactly `served`'s version, in chunks of its
         max batch size sent concurrently. A version Triton no longer serves fails UNAVAILABLE."""
         vectors, _ = await self.embed_with_saliency(batch, served, want_saliency=False)
         return vectors
 
     async def embed_with_saliency(
-        self, batch: np.ndarray, served: ServedModel, want_saliency: bool = True
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+        self, batch: Pixels, served: ServedModel, want_saliency: bool = True
+    ) -> tuple[Floats, Floats | None]:
         """Like embed(), plus the (N, h, w) SALIENCY maps when asked for and the model has them."""
         client, c = self._require()[0], served
         want_saliency = want_saliency and c.saliency_size is not None
@@ -275,8 +276,8 @@ class TritonEmbedder:
         return vectors, maps
 
     async def _infer(
-        self, client: InferenceServerClient, c: ServedModel, chunk: np.ndarray, want_saliency: bool
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+        self, client: InferenceServerClient, c: ServedModel, chunk: Pixels, want_saliency: bool
+    ) -> tuple[Floats, Floats | None]:
         with self._tracer.start_as_current_span(
             "triton.infer",
             attributes={

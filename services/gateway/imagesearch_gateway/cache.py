@@ -17,12 +17,15 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from opentelemetry.trace import Tracer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 GENERATION_KEY = "imagesearch:catalog:generation:"  # + catalog name ("" = default)
 ENTRY_PREFIX = "imagesearch:search:"
@@ -77,11 +80,14 @@ class ResultCache:
             log.warning("redis %s failed (%s); searching uncached for %.1f s", operation, err, self._retry)
         self._down_until = time.monotonic() + self._retry
 
-    async def _call(self, operation: str, coro_factory):  # type: ignore[no-untyped-def]
-        """Run one Redis command under a span and a hard timeout; None on failure."""
+    async def _call(self, operation: str, command: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """Run one Redis command under a span and a hard timeout; _CacheDown (logged, counted) on failure."""
+        client = self._client
+        if client is None:
+            raise _CacheDown()
         with self._tracer.start_as_current_span(f"redis {operation}", attributes={"db.system": "redis"}) as span:
             try:
-                return await asyncio.wait_for(coro_factory(), self._timeout)
+                return await asyncio.wait_for(command(client), self._timeout)
             except (TimeoutError, aioredis.RedisError, OSError) as err:
                 span.set_attribute("error", True)
                 span.record_exception(err)
@@ -92,13 +98,12 @@ class ResultCache:
         """The catalog's current generation, or None when the cache must not be read."""
         if not self._available():
             return None
-        assert self._client is not None
         key = GENERATION_KEY + catalog
         try:
             if catalog in self._bump_pending:
-                await self._call("INCR", lambda: self._client.incr(key))
+                await self._call("INCR", lambda redis: redis.incr(key))
                 self._bump_pending.discard(catalog)
-            raw = await self._call("GET", lambda: self._client.get(key))
+            raw = await self._call("GET", lambda redis: redis.get(key))
         except _CacheDown:
             return None
         return int(raw or 0)
@@ -114,21 +119,22 @@ class ResultCache:
             return None, generation
         key = f"{ENTRY_PREFIX}{catalog}:{generation}:{fingerprint}"
         try:
-            value = await self._call("GET", lambda: self._client.get(key))  # type: ignore[union-attr]
+            value = await self._call("GET", lambda redis: redis.get(key))
         except _CacheDown:
             return None, None
         if value is None:
             self.stats.misses += 1
-        else:
-            self.stats.hits += 1
-        return value, generation
+            return None, generation
+        self.stats.hits += 1
+        # The client does not decode responses, so values come back as bytes.
+        return value.encode() if isinstance(value, str) else value, generation
 
     async def put(self, catalog: str, fingerprint: str, generation: int, value: bytes) -> None:
         if not self._available():
             return
         key = f"{ENTRY_PREFIX}{catalog}:{generation}:{fingerprint}"
         with contextlib.suppress(_CacheDown):  # logged and counted by _call
-            await self._call("SET", lambda: self._client.set(key, value, ex=self._ttl))  # type: ignore[union-attr]
+            await self._call("SET", lambda redis: redis.set(key, value, ex=self._ttl))
 
     async def invalidate(self, catalog: str) -> None:
         """Advance the catalog's generation after a write; remembered if Redis is down."""
@@ -137,11 +143,9 @@ class ResultCache:
         self._bump_pending.add(catalog)
         if not self._available():
             return
-        try:
-            await self._call("INCR", lambda: self._client.incr(GENERATION_KEY + catalog))  # type: ignore[union-attr]
+        with contextlib.suppress(_CacheDown):  # logged and counted by _call; the bump stays pending
+            await self._call("INCR", lambda redis: redis.incr(GENERATION_KEY + catalog))
             self._bump_pending.discard(catalog)
-        except _CacheDown:
-            pass
 
 
 class _CacheDown(Exception):

@@ -10,10 +10,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from imagesearch.common.errors import InvalidArgument, Unavailable
-from imagesearch.common.types import FilterSpec, ImageErrorReason, ModelId, ProductRecord, Region
+from imagesearch.common.types import FilterSpec, Floats, ImageErrorReason, ModelId, ProductRecord, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.contracts.limits import check_catalog, check_product_id
 from imagesearch_gateway.models import ModelTracker, ServedModel
@@ -59,7 +57,7 @@ class CatalogOptions:
 
 
 # Per image: its vectors (as sent, then trimmed when enabled), or its one fault.
-Views = list[np.ndarray] | ImageFault
+Views = list[Floats] | ImageFault
 
 
 class CatalogCore:
@@ -154,7 +152,9 @@ class CatalogCore:
             made_by |= {(reply.model, reply.calibration) for reply in replies}
             for views in zip(*(reply.images for reply in replies)):
                 fault = next((v.vector for v in views if isinstance(v.vector, ImageFault)), None)
-                embedded.append(fault if fault is not None else [v.vector for v in views])  # type: ignore[misc]
+                embedded.append(
+                    fault if fault is not None else [v.vector for v in views if not isinstance(v.vector, ImageFault)]
+                )
         if len(made_by) > 1:
             versions = sorted(model.version for model, _ in made_by)
             raise Unavailable(f"the embedder's model changed during the request (versions {versions}); retry")

@@ -2,7 +2,7 @@
 
 One long-lived channel each, opened in `open()` (inside the event loop) and closed in `close()`;
 until then every call fails UNAVAILABLE. Each call has a deadline; a failed call becomes the
-DomainError our caller should see (`imagesearch.common.errors.from_downstream`).
+DomainError our caller should see (`imagesearch.common.interceptors.from_downstream`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from imagesearch.common import convert
-from imagesearch.common.errors import DomainError, FailedPrecondition, Unavailable, from_downstream
+from imagesearch.common.errors import DomainError, FailedPrecondition, Unavailable
+from imagesearch.common.interceptors import from_downstream
 from imagesearch.common.telemetry import client_interceptors
-from imagesearch.common.types import FilterSpec, Hit, ImageErrorReason, ModelId, ProductRecord, Region
+from imagesearch.common.types import FilterSpec, Floats, Hit, ModelId, ProductRecord, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.v1 import embedder_pb2, embedder_pb2_grpc, retriever_pb2, retriever_pb2_grpc
 from imagesearch_gateway.ports import EmbeddedImage, Embeddings, ImageFault, ImageVector
@@ -85,7 +86,7 @@ class _Client:
     async def close(self) -> None:
         channel, self._channel = self._channel, None
         if channel is not None:
-            await channel.close()
+            await channel.close(grace=None)
 
 
 class EmbedderClient(_Client):
@@ -118,7 +119,7 @@ class EmbedderClient(_Client):
         out: list[EmbeddedImage] = []
         for result in reply.results:
             if not result.HasField("embedding"):
-                out.append(EmbeddedImage(ImageFault(ImageErrorReason(result.error.reason), result.error.message)))
+                out.append(EmbeddedImage(ImageFault(*convert.image_error_from_pb(result.error))))
                 continue
             vector = _vector(result.embedding.values, model)
             whole = _vector(result.whole_image.values, model) if result.HasField("whole_image") else None
@@ -138,7 +139,7 @@ def _model(info: Any) -> tuple[ModelId, ScoreCalibration | None]:
         ) from None
 
 
-def _vector(values: Sequence[float], model: ModelId) -> np.ndarray:
+def _vector(values: Sequence[float], model: ModelId) -> Floats:
     vector = np.asarray(values, dtype=np.float32)
     if vector.shape != (model.dimension,):
         raise DomainError(
@@ -157,7 +158,7 @@ class RetrieverClient(_Client):
         self,
         model: ModelId,
         *,
-        vector: np.ndarray | None = None,
+        vector: Floats | None = None,
         product_id: str | None = None,
         top_k: int,
         filter_spec: FilterSpec,
@@ -201,4 +202,5 @@ class RetrieverClient(_Client):
 
     async def drop_catalog(self, model: ModelId, catalog: str) -> bool:
         request = retriever_pb2.DropCatalogRequest(model=convert.model_to_pb(model), catalog=catalog)
-        return (await self._call(self.stub.DropCatalog, request)).existed
+        reply: retriever_pb2.DropCatalogResponse = await self._call(self.stub.DropCatalog, request)
+        return reply.existed

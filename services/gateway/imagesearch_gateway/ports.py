@@ -10,9 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
-
-from imagesearch.common.types import FilterSpec, Hit, ImageErrorReason, ModelId, ProductRecord, Region
+from imagesearch.common.types import FilterSpec, Floats, Hit, ImageErrorReason, ModelId, ProductRecord, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 
 
@@ -28,8 +26,8 @@ class ImageFault:
 class EmbeddedImage:
     """One image's vector (or why it has none), and the whole photo's vector when it was localised."""
 
-    vector: np.ndarray | ImageFault
-    whole: np.ndarray | None = None
+    vector: Floats | ImageFault
+    whole: Floats | None = None
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class Embeddings:
 
 
 # (uri, vector) per image of a product to write.
-ImageVector = tuple[str, np.ndarray]
+ImageVector = tuple[str, Floats]
 
 
 class Embedder(Protocol):
@@ -60,7 +58,7 @@ class Retriever(Protocol):
         self,
         model: ModelId,
         *,
-        vector: np.ndarray | None = None,
+        vector: Floats | None = None,
         product_id: str | None = None,
         top_k: int,
         filter_spec: FilterSpec,

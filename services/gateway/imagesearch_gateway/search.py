@@ -12,10 +12,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from imagesearch.common.errors import InvalidArgument, ResourceExhausted
-from imagesearch.common.types import FilterSpec, Hit, ImageErrorReason, ModelId, Region
+from imagesearch.common.types import FilterSpec, Floats, Hit, ImageErrorReason, ModelId, Region
 from imagesearch.contracts.limits import check_catalog, check_min_score, check_product_id, check_top_k
 from imagesearch_gateway import cache_codec
 from imagesearch_gateway.models import ModelTracker, ServedModel
@@ -139,7 +137,7 @@ class SearchCore:
             await self._cache.put(query.catalog, fingerprint, generation, cache_codec.encode(hits, prediction))
         return SearchOutcome(hits=hits, model=served.id, cache_hit=False, predicted_category=prediction)
 
-    async def _query_vectors(self, query: SearchQuery) -> tuple[np.ndarray, np.ndarray | None, ServedModel]:
+    async def _query_vectors(self, query: SearchQuery) -> tuple[Floats, Floats | None, ServedModel]:
         """The query's vector, the whole photo's when the embedder localised it, and the model that made them."""
         assert query.image is not None
         embeddings = await self._embedder.embed([(query.image, query.region)], localize=self._options.localize_queries)
@@ -149,7 +147,7 @@ class SearchCore:
         return image.vector, image.whole, self._models.observe(embeddings.model, embeddings.calibration)
 
     async def _ranked(
-        self, query: SearchQuery, served: ServedModel, vector: np.ndarray | None, whole: np.ndarray | None
+        self, query: SearchQuery, served: ServedModel, vector: Floats | None, whole: Floats | None
     ) -> tuple[list[Hit], CategoryPrediction | None]:
         o = self._options
         model, catalog = served.id, query.catalog
@@ -175,13 +173,14 @@ class SearchCore:
                 )
                 ranked = hedge_with_whole_photo(ranked, whole_photo, o.whole_photo_slots, query.top_k)
             return [h for h in ranked if h.score >= query.min_score][: query.top_k], prediction
-        spec: FilterSpec | None = query.filter
+        spec = query.filter
         if query.restrict_to_predicted_category:
             if prediction is None:
                 return [], None
-            spec = _with_category(query.filter, prediction.category)
-            if spec is None:
+            restricted = _with_category(query.filter, prediction.category)
+            if restricted is None:
                 return [], prediction  # the caller's categories exclude the predicted one
+            spec = restricted
         hits = await self._retriever.search(
             model,
             vector=vector,

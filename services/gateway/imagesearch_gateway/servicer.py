@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import grpc
-
 from imagesearch.common import convert
+from imagesearch.common.server import RpcContext
 from imagesearch.v1 import common_pb2, search_pb2, search_pb2_grpc
 from imagesearch_gateway.catalog import CatalogCore, ProductOutcome, ProductUpsert
 from imagesearch_gateway.search import SearchCore, SearchQuery
@@ -38,7 +37,7 @@ def _result(outcome: ProductOutcome) -> search_pb2.ProductResult:
             for pid, p in outcome.possible_duplicates
         ],
         image_failures=[
-            search_pb2.ImageFailure(index=f.index, error=common_pb2.ImageError(reason=int(f.reason), message=f.message))
+            search_pb2.ImageFailure(index=f.index, error=convert.image_error_to_pb(f.reason, f.message))
             for f in outcome.image_failures
         ],
     )
@@ -49,9 +48,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self._search = search
         self._catalog = catalog
 
-    async def Search(
-        self, request: search_pb2.SearchRequest, context: grpc.aio.ServicerContext
-    ) -> search_pb2.SearchResponse:
+    async def Search(self, request: search_pb2.SearchRequest, context: RpcContext) -> search_pb2.SearchResponse:
         outcome = await self._search.search(_query(request))
         response = search_pb2.SearchResponse(
             hits=[convert.hit_to_pb(hit) for hit in outcome.hits],
@@ -64,7 +61,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return response
 
     async def UpsertProducts(
-        self, request: search_pb2.UpsertProductsRequest, context: grpc.aio.ServicerContext
+        self, request: search_pb2.UpsertProductsRequest, context: RpcContext
     ) -> search_pb2.UpsertProductsResponse:
         items = [
             ProductUpsert(
@@ -77,17 +74,15 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return search_pb2.UpsertProductsResponse(results=[_result(o) for o in outcomes])
 
     async def DeleteProducts(
-        self, request: search_pb2.DeleteProductsRequest, context: grpc.aio.ServicerContext
+        self, request: search_pb2.DeleteProductsRequest, context: RpcContext
     ) -> search_pb2.DeleteProductsResponse:
         deleted, not_found = await self._catalog.delete(list(request.product_ids), request.catalog)
         return search_pb2.DeleteProductsResponse(deleted=deleted, not_found=not_found)
 
-    async def GetProduct(
-        self, request: search_pb2.GetProductRequest, context: grpc.aio.ServicerContext
-    ) -> common_pb2.Product:
+    async def GetProduct(self, request: search_pb2.GetProductRequest, context: RpcContext) -> common_pb2.Product:
         return convert.product_to_pb(await self._catalog.get(request.product_id, request.catalog))
 
     async def DeleteCatalog(
-        self, request: search_pb2.DeleteCatalogRequest, context: grpc.aio.ServicerContext
+        self, request: search_pb2.DeleteCatalogRequest, context: RpcContext
     ) -> search_pb2.DeleteCatalogResponse:
         return search_pb2.DeleteCatalogResponse(existed=await self._catalog.delete_catalog(request.catalog))

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from imagesearch.common.errors import InvalidArgument, NotFound
-from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord
+from imagesearch.common.types import FilterSpec, Floats, Hit, ModelId, ProductRecord
 from imagesearch.contracts.limits import MAX_TOP_K, check_catalog, check_min_score, check_product_id, check_top_k
 from imagesearch_retriever.store import Image, ImageMatch, VectorStore
 from imagesearch_retriever.validation import normalised, validate_filter, validate_model, validate_product
@@ -33,7 +31,7 @@ class RetrieverCore:
         self,
         catalog: str,
         model: ModelId,
-        query: np.ndarray | str,
+        query: Floats | str,
         top_k: int = 0,
         filter_spec: FilterSpec = FilterSpec(),
         min_score: float = 0.0,
@@ -61,7 +59,7 @@ class RetrieverCore:
         self,
         catalog: str,
         model: ModelId,
-        vectors: list[np.ndarray],
+        vectors: list[Floats],
         top_k: int,
         spec: FilterSpec,
         exclude: str | None,

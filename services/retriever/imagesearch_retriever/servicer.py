@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import grpc
 import numpy as np
 
 from imagesearch.common import convert
 from imagesearch.common.errors import InvalidArgument
+from imagesearch.common.server import RpcContext
+from imagesearch.common.types import Floats
 from imagesearch.v1 import common_pb2, retriever_pb2, retriever_pb2_grpc
 from imagesearch_retriever.core import RetrieverCore
 
@@ -16,10 +17,10 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
         self._core = core
 
     async def Search(
-        self, request: retriever_pb2.VectorSearchRequest, context: grpc.aio.ServicerContext
+        self, request: retriever_pb2.VectorSearchRequest, context: RpcContext
     ) -> retriever_pb2.VectorSearchResponse:
         which = request.WhichOneof("query")
-        query: np.ndarray | str
+        query: Floats | str
         if which == "vector":
             query = np.asarray(request.vector.values, dtype=np.float32)
         elif which == "product_id":
@@ -36,9 +37,7 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
         )
         return retriever_pb2.VectorSearchResponse(hits=[convert.hit_to_pb(hit) for hit in hits])
 
-    async def Upsert(
-        self, request: retriever_pb2.UpsertRequest, context: grpc.aio.ServicerContext
-    ) -> retriever_pb2.UpsertResponse:
+    async def Upsert(self, request: retriever_pb2.UpsertRequest, context: RpcContext) -> retriever_pb2.UpsertResponse:
         products = [
             (
                 convert.product_from_pb(item.product),
@@ -49,20 +48,18 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
         written, images = await self._core.upsert(request.catalog, convert.model_from_pb(request.model), products)
         return retriever_pb2.UpsertResponse(products=written, images=images)
 
-    async def Delete(
-        self, request: retriever_pb2.DeleteRequest, context: grpc.aio.ServicerContext
-    ) -> retriever_pb2.DeleteResponse:
+    async def Delete(self, request: retriever_pb2.DeleteRequest, context: RpcContext) -> retriever_pb2.DeleteResponse:
         deleted, not_found = await self._core.delete(
             request.catalog, convert.model_from_pb(request.model), list(request.product_ids)
         )
         return retriever_pb2.DeleteResponse(deleted=deleted, not_found=not_found)
 
-    async def Get(self, request: retriever_pb2.GetRequest, context: grpc.aio.ServicerContext) -> common_pb2.Product:
+    async def Get(self, request: retriever_pb2.GetRequest, context: RpcContext) -> common_pb2.Product:
         product = await self._core.get(request.catalog, convert.model_from_pb(request.model), request.product_id)
         return convert.product_to_pb(product)
 
     async def DropCatalog(
-        self, request: retriever_pb2.DropCatalogRequest, context: grpc.aio.ServicerContext
+        self, request: retriever_pb2.DropCatalogRequest, context: RpcContext
     ) -> retriever_pb2.DropCatalogResponse:
         existed = await self._core.drop_catalog(request.catalog, convert.model_from_pb(request.model))
         return retriever_pb2.DropCatalogResponse(existed=existed)

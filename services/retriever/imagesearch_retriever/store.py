@@ -6,12 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-
-from imagesearch.common.types import FilterSpec, ModelId, ProductRecord
+from imagesearch.common.types import FilterSpec, Floats, ModelId, ProductRecord
 
 # (uri, unit vector) of one indexed image.
-Image = tuple[str, np.ndarray]
+Image = tuple[str, Floats]
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,7 @@ class VectorStore(Protocol):
         self,
         catalog: str,
         model: ModelId,
-        vectors: Sequence[np.ndarray],
+        vectors: Sequence[Floats],
         limit: int,
         spec: FilterSpec,
         exclude_product_id: str | None = None,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from imagesearch.common.errors import InvalidArgument
-from imagesearch.common.types import FilterSpec, ModelId, ProductRecord
+from imagesearch.common.types import FilterSpec, Floats, ModelId, ProductRecord
 from imagesearch.contracts.limits import (
     MAX_ATTRIBUTE_CLAUSES,
     MAX_ATTRIBUTE_VALUE_BYTES,
@@ -41,7 +41,7 @@ def validate_model(model: ModelId) -> None:
         raise InvalidArgument(f"model.dimension must be between 1 and {MAX_DIMENSION}, got {model.dimension}")
 
 
-def normalised(vector: np.ndarray, dimension: int, what: str) -> np.ndarray:
+def normalised(vector: Floats, dimension: int, what: str) -> Floats:
     """A float32 unit vector, or InvalidArgument (wrong size, non-finite, zero)."""
     v = np.asarray(vector, dtype=np.float32).reshape(-1)
     if v.shape[0] != dimension:

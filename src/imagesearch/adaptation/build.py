@@ -26,6 +26,7 @@ from PIL import Image
 from imagesearch.adaptation.embedding import BaseModel, framing
 from imagesearch.adaptation.synthetic import make_view, query_crop
 from imagesearch.adaptation.whitening import Whitening, fit_learned_whitening
+from imagesearch.common.types import Floats, Pixels
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.imaging.objects import cutout
 
@@ -94,7 +95,7 @@ def adapt(
     # Pass 1: clean shots.
     started = time.perf_counter()
 
-    def clean(item: tuple[str, Path]) -> tuple[np.ndarray, Image.Image] | None:
+    def clean(item: tuple[str, Path]) -> tuple[Pixels, Image.Image] | None:
         product_id, path = item
         try:
             data = path.read_bytes()
@@ -108,7 +109,7 @@ def adapt(
         return framed, clutter
 
     kept: list[tuple[str, Path]] = []
-    clean_vectors: list[np.ndarray] = []
+    clean_vectors: list[Floats] = []
     clutter: list[Image.Image] = []
     tick = progress("catalog shots", len(images))
     with ThreadPoolExecutor(options.workers) as pool:
@@ -131,7 +132,7 @@ def adapt(
     started = time.perf_counter()
     rounds = options.views + 1
 
-    def views_of(position: int) -> list[np.ndarray]:
+    def views_of(position: int) -> list[Pixels]:
         _, path = kept[position]
         obj = cutout(Image.open(path).convert("RGB"))
         obj.thumbnail((256, 256))
@@ -146,12 +147,13 @@ def adapt(
     view_vectors = np.empty((rounds, len(kept), index.shape[1]), dtype=np.float32)
     tick = progress("synthetic views", len(kept) * rounds)
     with ThreadPoolExecutor(options.workers) as pool:
-        for chunk in _chunks(range(len(kept)), CHUNK):
-            arrays = list(pool.map(views_of, chunk))
+        for start in range(0, len(kept), CHUNK):
+            positions = range(start, min(start + CHUNK, len(kept)))
+            arrays = list(pool.map(views_of, positions))
             batch = np.stack([a for per_item in arrays for a in per_item])
-            vectors = base.embed(batch).reshape(len(chunk), rounds, -1)
-            view_vectors[:, chunk.start : chunk.stop] = vectors.transpose(1, 0, 2)
-            tick(len(chunk) * rounds)
+            vectors = base.embed(batch).reshape(len(positions), rounds, -1)
+            view_vectors[:, positions.start : positions.stop] = vectors.transpose(1, 0, 2)
+            tick(len(positions) * rounds)
     seconds["synthetic views"] = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imagesearch.common.types import Floats, Pixels
 from imagesearch.contracts.model import EMBEDDING, INPUT
 from imagesearch.imaging.decode import ResizeMode
 from imagesearch.imaging.framing import Framing
@@ -35,12 +36,12 @@ class BaseModel:
         # The graph leaves the width open (each model version has its own): ask the model.
         self.dimension = int(self.embed(np.zeros((1, 224, 224, 3), dtype=np.uint8)).shape[1])
 
-    def embed(self, batch: np.ndarray) -> np.ndarray:
+    def embed(self, batch: Pixels) -> Floats:
         """(N, H, W, 3) uint8 -> (N, D) float32, L2-normalised by the graph."""
         [vectors] = self.run(batch)
         return vectors.astype(np.float32, copy=False)
 
-    def run(self, batch: np.ndarray, *outputs: str) -> list[np.ndarray]:
+    def run(self, batch: Pixels, *outputs: str) -> list[Floats]:
         """EMBEDDING, then each output named in `outputs` (e.g. SALIENCY), for one batch."""
         return list(self._session.run([EMBEDDING, *outputs], {INPUT: np.ascontiguousarray(batch)}))
 

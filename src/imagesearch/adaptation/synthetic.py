@@ -84,7 +84,7 @@ def _perspective_coefficients(source: list[tuple[float, float]], target: list[tu
     for (x, y), (u, v) in zip(target, source):
         rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
         rhs += [u, v]
-    return np.linalg.solve(np.array(rows, float), np.array(rhs, float)).tolist()
+    return [float(c) for c in np.linalg.solve(np.array(rows, float), np.array(rhs, float))]
 
 
 def _warp(obj: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -93,7 +93,7 @@ def _warp(obj: Image.Image, rng: np.random.Generator) -> Image.Image:
         obj = ImageOps.mirror(obj)
     w, h = obj.size
     d = float(rng.uniform(0, 0.10))
-    corners = [(0, 0), (w, 0), (w, h), (0, h)]
+    corners: list[tuple[float, float]] = [(0, 0), (w, 0), (w, h), (0, h)]
     moved = [(x + rng.uniform(-d, d) * w, y + rng.uniform(-d, d) * h) for x, y in corners]
     dx, dy = -min(p[0] for p in moved), -min(p[1] for p in moved)
     moved = [(x + dx, y + dy) for x, y in moved]

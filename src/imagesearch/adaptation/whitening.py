@@ -16,6 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+from imagesearch.common.types import Floats
 
 
 class WhiteningError(ValueError):
@@ -24,8 +27,8 @@ class WhiteningError(ValueError):
 
 @dataclass(frozen=True)
 class Whitening:
-    mean: np.ndarray  # (D,) float32
-    projection: np.ndarray  # (D, d) float32
+    mean: Floats  # (D,)
+    projection: Floats  # (D, d)
 
     @property
     def input_dimension(self) -> int:
@@ -35,14 +38,14 @@ class Whitening:
     def dimension(self) -> int:
         return int(self.projection.shape[1])
 
-    def apply(self, vectors: np.ndarray) -> np.ndarray:
+    def apply(self, vectors: ArrayLike) -> Floats:
         """(N, D) -> (N, d), L2-normalised: the same arithmetic as the graph's appended nodes."""
         projected = (np.asarray(vectors, dtype=np.float32) - self.mean) @ self.projection
-        return projected / np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)
+        return np.asarray(projected / np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12), np.float32)
 
 
 def fit_learned_whitening(
-    clean: np.ndarray, views: np.ndarray, view_item: np.ndarray, dimension: int = 512, shrinkage: float = 0.5
+    clean: ArrayLike, views: ArrayLike, view_item: ArrayLike, dimension: int = 512, shrinkage: float = 0.5
 ) -> Whitening:
     """Fit from clean shots `clean` (N, D), synthetic views `views` (M, D) and each view's row in `clean`.
 

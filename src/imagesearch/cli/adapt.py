@@ -22,7 +22,9 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from tqdm import tqdm
 
@@ -31,7 +33,7 @@ from imagesearch.client.catalog import CatalogError, load_catalog
 from imagesearch.contracts.model import MODEL_NAME, model_dir
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "adapt",
         help="adapt the embedding to a catalog (writes a new model version)",
@@ -155,14 +157,18 @@ def run(args: argparse.Namespace) -> int:
         f"adapting {MODEL_NAME} v{base_version} to {len(images)} catalog images "
         f"({options.views} synthetic views each + 1 to calibrate, {options.image_size} px, -> {options.dimension} dims)"
     )
-    bars: list[tqdm] = []
+    bars: list[tqdm[NoReturn]] = []
 
-    def progress(what: str, total: int):  # -> Callable[[int], None]
+    def progress(what: str, total: int) -> Callable[[int], None]:
         for finished in bars:  # one pass at a time: the previous bar is done
             finished.close()
         bar = tqdm(total=total, desc=what, unit="img", disable=args.no_progress)
         bars.append(bar)
-        return bar.update
+
+        def tick(done: int) -> None:
+            bar.update(done)
+
+        return tick
 
     try:
         result = adapt(images, BaseModel(base_path), options, progress)

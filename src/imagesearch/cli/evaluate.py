@@ -24,16 +24,16 @@ from imagesearch.cli.common import CliError, gateway_option
 from imagesearch.client.catalog import CatalogItem
 from imagesearch.client.channel import open_channel, search_stub
 from imagesearch.client.indexer import RetryPolicy, index_catalog
-from imagesearch.evaluation.dataset import Dataset, DatasetError, load_dataset
+from imagesearch.evaluation.dataset import Dataset, DatasetError, Query, load_dataset
 from imagesearch.evaluation.metrics import QueryOutcome, Report, evaluate
 from imagesearch.evaluation.misses import render_misses
-from imagesearch.v1 import search_pb2
+from imagesearch.v1 import search_pb2, search_pb2_grpc
 
 # Deep enough that MRR is exact for nearly every query (see evaluation.metrics).
 DEPTH = 100
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "eval",
         parents=[gateway_option()],
@@ -71,11 +71,16 @@ def _catalog_items(dataset: Dataset) -> list[CatalogItem]:
 
 
 def _search_all(
-    stub, dataset: Dataset, catalog: str, limit: int, concurrency: int, progress: bool
-) -> list[QueryOutcome]:  # type: ignore[no-untyped-def]
+    stub: search_pb2_grpc.SearchServiceStub,
+    dataset: Dataset,
+    catalog: str,
+    limit: int,
+    concurrency: int,
+    progress: bool,
+) -> list[QueryOutcome]:
     queries = dataset.queries[:limit] if limit else dataset.queries
 
-    def one(query) -> QueryOutcome:  # type: ignore[no-untyped-def]
+    def one(query: Query) -> QueryOutcome:
         request = search_pb2.SearchRequest(
             image=query.image.read_bytes(), top_k=DEPTH, skip_cache=True, catalog=catalog
         )

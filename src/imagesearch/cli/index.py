@@ -50,7 +50,7 @@ def summary_line(outcome: BatchOutcome) -> str:
 # --- commands --------------------------------------------------------------
 
 
-def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "index",
         parents=[gateway_option()],

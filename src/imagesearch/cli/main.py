@@ -74,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(args, "check"):
         args.check(args)
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except CliError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

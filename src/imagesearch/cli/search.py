@@ -189,7 +189,7 @@ def _liked_image(stub: Any, product_id: str) -> str | None:
 # --- command -----------------------------------------------------------------
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "search",
         parents=[gateway_option()],

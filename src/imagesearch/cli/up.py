@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from imagesearch.stack.local import LocalStack
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "up",
         help="start the whole stack locally (and index the demo catalog)",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,7 +74,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         # utf-8-sig: spreadsheets like to prepend a byte-order mark.
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            _check_header(path, reader.fieldnames)
+            reader.fieldnames = _check_header(path, reader.fieldnames)
             start = reader.line_num + 1
             for row in reader:
                 if None in row:
@@ -88,7 +88,8 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         raise CatalogError(f"{path}: malformed CSV: {err}") from None
 
 
-def _check_header(path: Path, fieldnames: list[str] | None) -> None:
+def _check_header(path: Path, fieldnames: Sequence[str] | None) -> list[str]:
+    """The header's column names, stripped; CatalogError when a required one is missing."""
     if not fieldnames:
         raise CatalogError(f"{path}: empty file; expected a header line with {', '.join(KNOWN_COLUMNS)}")
     names = [n.strip() for n in fieldnames]
@@ -98,7 +99,7 @@ def _check_header(path: Path, fieldnames: list[str] | None) -> None:
             f"{path}:1: missing column(s) {', '.join(missing)}; header is {','.join(names)} "
             f"(expected {','.join(KNOWN_COLUMNS)}; only product_id and image are required)"
         )
-    fieldnames[:] = names
+    return names
 
 
 def _item_from_row(row: dict[str, str], base: Path, where: str) -> CatalogItem:

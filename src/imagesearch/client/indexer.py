@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import grpc
 from tqdm import tqdm
@@ -228,7 +229,7 @@ def already_indexed(
     return [_unchanged(item, call) for item, call in zip(items, calls)]
 
 
-def _unchanged(item: CatalogItem, call: grpc.Future) -> bool:
+def _unchanged(item: CatalogItem, call: grpc.Future[common_pb2.Product]) -> bool:
     try:
         stored = call.result()
     except grpc.RpcError:
@@ -334,7 +335,7 @@ def _guarded(stop: threading.Event, fn: Callable[..., BatchOutcome], *args: obje
     return BatchOutcome() if stop.is_set() else fn(*args)
 
 
-def _collect(pending: set[Future[BatchOutcome]], total: BatchOutcome, bar: tqdm) -> set[Future[BatchOutcome]]:
+def _collect(pending: set[Future[BatchOutcome]], total: BatchOutcome, bar: tqdm[NoReturn]) -> set[Future[BatchOutcome]]:
     done, rest = wait(pending, return_when=FIRST_COMPLETED)
     for future in done:
         outcome = future.result()

@@ -30,6 +30,10 @@ REGION = (230, 30, 30)
 GOOD_SCORE = (20, 130, 60)
 
 
+# What Pillow's font loaders return: a TrueType font, or the bundled bitmap one.
+Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
+
+
 class HitLike(Protocol):
     """What a tile needs; `SearchHit` messages and `Hit` dataclasses both fit."""
 
@@ -80,7 +84,7 @@ _PREFERRED_FONTS = {False: "DejaVuSans.ttf", True: "DejaVuSans-Bold.ttf"}
 
 
 @cache
-def font(size: int, bold: bool = False) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def font(size: int, bold: bool = False) -> Font:
     try:
         return ImageFont.truetype(_PREFERRED_FONTS[bold], size)
     except OSError:
@@ -91,7 +95,7 @@ def font(size: int, bold: bool = False) -> ImageFont.ImageFont | ImageFont.FreeT
         return ImageFont.load_default()
 
 
-def fit_text(draw: ImageDraw.ImageDraw, text: str, fnt: ImageFont.ImageFont, width: int) -> str:
+def fit_text(draw: ImageDraw.ImageDraw, text: str, fnt: Font, width: int) -> str:
     """`text` cut with an ellipsis so it renders within `width` pixels."""
     if draw.textlength(text, font=fnt) <= width:
         return text
@@ -110,7 +114,7 @@ def contain(img: Image.Image, box: int) -> Image.Image:
     return ImageOps.contain(img, (box, box), Image.Resampling.LANCZOS)
 
 
-def placeholder(size: int, label: str, fnt: ImageFont.ImageFont) -> Image.Image:
+def placeholder(size: int, label: str, fnt: Font) -> Image.Image:
     tile = Image.new("RGB", (size, size), PLACEHOLDER)
     draw = ImageDraw.Draw(tile)
     text = fit_text(draw, label, fnt, size - 16)
@@ -198,8 +202,8 @@ def _paste_query(
     label: str,
     at: tuple[int, int],
     layout: SheetLayout,
-    body: ImageFont.ImageFont,
-    small: ImageFont.ImageFont,
+    body: Font,
+    small: Font,
     line_h: int,
 ) -> None:
     x, y = at
@@ -224,8 +228,8 @@ def _paste_tile(
     hit: HitLike,
     at: tuple[int, int],
     layout: SheetLayout,
-    body: ImageFont.ImageFont,
-    small: ImageFont.ImageFont,
+    body: Font,
+    small: Font,
     line_h: int,
 ) -> None:
     x, y = at

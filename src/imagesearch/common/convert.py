@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord, Region
+from imagesearch.common.types import FilterSpec, Hit, ImageErrorReason, ModelId, ProductRecord, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.v1 import common_pb2
 
@@ -123,3 +123,12 @@ def hit_to_pb(hit: Hit) -> common_pb2.SearchHit:
         attributes=hit.attributes,
         same_product_probability=hit.same_product_probability,
     )
+
+
+def image_error_to_pb(reason: ImageErrorReason, message: str) -> common_pb2.ImageError:
+    """ImageErrorReason mirrors the wire enum number for number."""
+    return common_pb2.ImageError(reason=int(reason), message=message)  # type: ignore[arg-type]  # the enum's number
+
+
+def image_error_from_pb(msg: common_pb2.ImageError) -> tuple[ImageErrorReason, str]:
+    return ImageErrorReason(msg.reason), msg.message

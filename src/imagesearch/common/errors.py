@@ -1,19 +1,17 @@
-"""Domain errors and their one translation into gRPC statuses.
+"""Domain errors: what went wrong for the caller, in plain Python.
 
-Cores raise these plain-Python exceptions; `ErrorMappingInterceptor` (see
-`imagesearch.common.interceptors`) turns them into statuses, so no handler
-deals with gRPC codes itself.
+Cores and adapters raise these; `ErrorMappingInterceptor` (imagesearch.common.interceptors) turns
+each into its gRPC status, so no handler deals with gRPC codes itself, and no core imports gRPC.
+`status` names the grpc.StatusCode the error becomes.
 """
 
 from __future__ import annotations
 
-import grpc
-
 
 class DomainError(Exception):
-    """Base class: an error with a gRPC status code and a message meant for the caller."""
+    """Base class: an error with a status and a message meant for the caller."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    status = "INTERNAL"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -21,50 +19,24 @@ class DomainError(Exception):
 
 
 class InvalidArgument(DomainError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    status = "INVALID_ARGUMENT"
 
 
 class NotFound(DomainError):
-    code = grpc.StatusCode.NOT_FOUND
+    status = "NOT_FOUND"
 
 
 class ResourceExhausted(DomainError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = "RESOURCE_EXHAUSTED"
 
 
 class FailedPrecondition(DomainError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    status = "FAILED_PRECONDITION"
 
 
 class Unavailable(DomainError):
-    code = grpc.StatusCode.UNAVAILABLE
+    status = "UNAVAILABLE"
 
 
 class DeadlineExceeded(DomainError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-# Downstream statuses that describe the caller's request: passed through as they are.
-_CALLER_FAULTS = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-}
-
-
-def from_downstream(dependency: str, err: grpc.aio.AioRpcError) -> DomainError:
-    """Map a failed call to another service onto the status our caller should see.
-
-    Request faults keep their code and message; outages become UNAVAILABLE or
-    DEADLINE_EXCEEDED naming the dependency, so an operator can tell which hop failed.
-    """
-    code = err.code()
-    details = err.details() or code.name
-    if code in _CALLER_FAULTS:
-        return _CALLER_FAULTS[code](details)
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return DeadlineExceeded(f"{dependency} did not answer in time")
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-        return Unavailable(f"{dependency} is unavailable: {details}")
-    return DomainError(f"{dependency} failed: {code.name}: {details}")
+    status = "DEADLINE_EXCEEDED"

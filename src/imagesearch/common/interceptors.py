@@ -1,4 +1,4 @@
-"""Server interceptor that maps exceptions to gRPC statuses in one place."""
+"""Where domain errors meet gRPC: statuses out of a server (the interceptor) and into a client (`from_downstream`)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,20 @@ from typing import Any
 
 import grpc
 
-from imagesearch.common.errors import DomainError
+from imagesearch.common.errors import (
+    DeadlineExceeded,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Turns `DomainError`s into their status and anything unexpected into INTERNAL.
 
     Unexpected exceptions are logged with their traceback but never leak their
@@ -22,20 +30,20 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler  # streaming handlers (health Watch, reflection) manage their own errors
         inner = handler.unary_unary
         method = handler_call_details.method
 
-        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
-                return await inner(request, context)
+                return await inner(request, context)  # type: ignore[arg-type]  # the aio handler takes the aio context
             except DomainError as err:
-                code, message = err.code, err.message
+                code, message = grpc.StatusCode[err.status], err.message
                 log.info("%s -> %s: %s", method, code.name, message)
             except grpc.aio.AbortError:
                 raise
@@ -49,3 +57,29 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+# Downstream statuses that describe the caller's request: passed through as they are.
+_CALLER_FAULTS: dict[grpc.StatusCode, type[DomainError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+}
+
+
+def from_downstream(dependency: str, err: grpc.aio.AioRpcError) -> DomainError:
+    """Map a failed call to another service onto the status our caller should see.
+
+    Request faults keep their code and message; outages become UNAVAILABLE or
+    DEADLINE_EXCEEDED naming the dependency, so an operator can tell which hop failed.
+    """
+    code = err.code()
+    details = err.details() or code.name
+    if code in _CALLER_FAULTS:
+        return _CALLER_FAULTS[code](details)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceeded(f"{dependency} did not answer in time")
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        return Unavailable(f"{dependency} is unavailable: {details}")
+    return DomainError(f"{dependency} failed: {code.name}: {details}")

@@ -17,7 +17,7 @@ import logging
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -30,6 +30,9 @@ from imagesearch.common.telemetry import server_interceptor
 
 log = logging.getLogger(__name__)
 
+# What a servicer method receives (grpc-stubs makes it generic in the request and response types).
+RpcContext: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
 # Health service name that is SERVING for as long as the process runs (until a
 # drain): for liveness probes, which must not restart a pod whose *dependency* is down.
 LIVENESS = "liveness"
@@ -40,8 +43,10 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class Backend(Protocol):
     """What a service plugs into `ServiceServer`."""
 
-    #: Fully-qualified names of the gRPC services it implements (for health and reflection).
-    service_names: Sequence[str]
+    @property
+    def service_names(self) -> Sequence[str]:
+        """Fully-qualified names of the gRPC services it implements (for health and reflection)."""
+        ...
 
     def register(self, server: grpc.aio.Server) -> None:
         """Add the servicers to the server."""

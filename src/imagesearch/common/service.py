@@ -10,43 +10,54 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, Self, TypeVar
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from imagesearch.common.config import Settings, SettingsError
+from imagesearch.common.config import SettingsError
 from imagesearch.common.server import Backend, ServerOptions, ServiceServer, configure_logging, serve_until_signalled
 from imagesearch.common.telemetry import build_tracer_provider
 
 
 class ServiceSettings(Protocol):
-    """What every service's settings have (each declares its own variables for them)."""
+    """What every service's settings have: an `imagesearch.common.config.Settings` dataclass that
+    declares these (each service its own variables for them)."""
 
-    host: str
-    port: int
-    max_message_bytes: int
-    grace_seconds: float
-    log_level: str
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def max_message_bytes(self) -> int: ...
+
+    @property
+    def grace_seconds(self) -> float: ...
+
+    @property
+    def log_level(self) -> str: ...
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self: ...
+
+    @classmethod
+    def help_text(cls) -> str: ...
 
 
 S = TypeVar("S", bound=ServiceSettings)
+BackendFactory = Callable[[S, TracerProvider], Backend]
 
 
-def build_server(
-    name: str, backend: Callable[[S, TracerProvider], Backend], settings: S, provider: TracerProvider
-) -> ServiceServer:
+def build_server(name: str, backend: BackendFactory[S], settings: S, provider: TracerProvider) -> ServiceServer:
     """The service's ServiceServer on its configured address, around a freshly built backend."""
     options = ServerOptions(host=settings.host, port=settings.port, max_message_bytes=settings.max_message_bytes)
     return ServiceServer(name, backend(settings, provider), options, provider)
 
 
 def run_service(
-    name: str,
-    description: str,
-    settings_type: type[Settings],
-    backend: Callable[[S, TracerProvider], Backend],
-    argv: Sequence[str] | None = None,
+    name: str, description: str, settings_type: type[S], backend: BackendFactory[S], argv: Sequence[str] | None = None
 ) -> None:
     parser = argparse.ArgumentParser(
         prog=f"imagesearch-{name}",
@@ -56,7 +67,7 @@ def run_service(
     )
     parser.parse_args(argv)
     try:
-        settings: S = settings_type.from_env()  # type: ignore[assignment]
+        settings = settings_type.from_env()
     except SettingsError as err:
         print(f"imagesearch-{name}: {err}", file=sys.stderr)
         raise SystemExit(2) from None

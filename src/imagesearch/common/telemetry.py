@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
@@ -54,9 +55,15 @@ def _traced(info: object) -> bool:
     return not method.startswith(_UNTRACED_PREFIXES)
 
 
-def server_interceptor(provider: TracerProvider) -> grpc.aio.ServerInterceptor:
-    return aio_server_interceptor(tracer_provider=provider, filter_=_traced)
+def server_interceptor(provider: TracerProvider) -> grpc.aio.ServerInterceptor[Any, Any]:
+    interceptor: grpc.aio.ServerInterceptor[Any, Any] = aio_server_interceptor(  # type: ignore[no-untyped-call]
+        tracer_provider=provider, filter_=_traced
+    )
+    return interceptor
 
 
 def client_interceptors(provider: TracerProvider) -> list[grpc.aio.ClientInterceptor]:
-    return aio_client_interceptors(tracer_provider=provider, filter_=_traced)
+    interceptors: list[grpc.aio.ClientInterceptor] = aio_client_interceptors(  # type: ignore[no-untyped-call]
+        tracer_provider=provider, filter_=_traced
+    )
+    return interceptors

@@ -10,7 +10,15 @@ import enum
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+from numpy.typing import NDArray
+
 from imagesearch.common.errors import InvalidArgument
+
+# Embeddings (D,) or (N, D), and saliency maps: float32 throughout.
+Floats = NDArray[np.float32]
+# Model inputs: RGB images (H, W, 3) or batches (N, H, W, 3) of uint8.
+Pixels = NDArray[np.uint8]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class ScoreCalibration:
         z = self.slope * score + self.intercept
         return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
-    def probabilities(self, scores: ArrayLike) -> np.ndarray:
+    def probabilities(self, scores: ArrayLike) -> NDArray[np.float64]:
         return np.asarray(1.0 / (1.0 + np.exp(-(self.slope * np.asarray(scores, dtype=np.float64) + self.intercept))))
 
     @classmethod

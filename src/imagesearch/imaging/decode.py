@@ -144,7 +144,7 @@ def decode(
     info = inspect_image(data, limits)
     rel = relative_region(region)
     with _pillow_errors(info.format):
-        im = Image.open(io.BytesIO(data), formats=[info.format.value])
+        im: Image.Image = Image.open(io.BytesIO(data), formats=[info.format.value])
         # The header parsers and Pillow must agree; the pixel cap applies to what Pillow will allocate.
         check_dimensions(im.width, im.height, limits.max_pixels)
         if draft_for is not None and info.format is ImageFormat.JPEG:

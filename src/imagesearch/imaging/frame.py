@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from imagesearch.common.types import Region
+from imagesearch.common.types import Pixels, Region
 from imagesearch.imaging.colour import WHITE, display_colours, flatten, resample_mode
 from imagesearch.imaging.decode import Decoded, RelativeBox, ResizeMode, decode, relative_region
 from imagesearch.imaging.errors import ImageErrorReason, ImageRejected
@@ -77,15 +77,15 @@ class Preprocessor:
     mode: ResizeMode = ResizeMode.CROP
     use_draft: bool = True  # JPEG DCT-domain downscaling; off only to measure its effect
 
-    def __call__(self, data: bytes, region: Region | None = None) -> np.ndarray:
+    def __call__(self, data: bytes, region: Region | None = None) -> Pixels:
         decoded = self.decode(data, region)
         return self._finish(decoded.image, relative_region(region), decoded.icc)
 
-    def frame(self, decoded: Decoded, rel: RelativeBox, mode: ResizeMode) -> np.ndarray:
+    def frame(self, decoded: Decoded, rel: RelativeBox, mode: ResizeMode) -> Pixels:
         """Another view of an already decoded image: the relative box `rel`, framed by `mode`."""
         return dataclasses.replace(self, mode=mode)._finish(decoded.image, rel, decoded.icc)
 
-    def trimmed_to_object(self, data: bytes) -> np.ndarray:
+    def trimmed_to_object(self, data: bytes) -> Pixels:
         """A catalog shot trimmed to its object's bounding box (`object_box`), letterboxed on white.
 
         Decoded at full resolution, without JPEG draft scaling: the object may be a small
@@ -99,7 +99,7 @@ class Preprocessor:
         """Validate and decode, upright; JPEG draft scaling keeps enough pixels for `region`."""
         return decode(data, self.limits, region, (self.size, self.mode) if self.use_draft else None)
 
-    def _finish(self, im: Image.Image, rel: RelativeBox, icc: bytes | None) -> np.ndarray:
+    def _finish(self, im: Image.Image, rel: RelativeBox, icc: bytes | None) -> Pixels:
         x0, y0, x1, y1 = rel
         box = (x0 * im.width, y0 * im.height, x1 * im.width, y1 * im.height)
         if box[2] - box[0] < 1 or box[3] - box[1] < 1:

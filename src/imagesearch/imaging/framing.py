@@ -16,9 +16,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from imagesearch.common.types import Region
+from imagesearch.common.types import Floats, Pixels, Region
 from imagesearch.imaging.decode import WHOLE, Decoded, RelativeBox, ResizeMode, decode
 from imagesearch.imaging.frame import Preprocessor
 from imagesearch.imaging.localize import subject_box
@@ -49,24 +47,24 @@ class Framing:
     def _locate(self) -> Preprocessor:
         return Preprocessor(limits=self.limits, size=self.locate_size, mode=ResizeMode.PAD, use_draft=False)
 
-    def plain(self, data: bytes, region: Region | None = None) -> np.ndarray:
+    def plain(self, data: bytes, region: Region | None = None) -> Pixels:
         return self._plain(data, region)
 
-    def trimmed(self, data: bytes) -> np.ndarray:
+    def trimmed(self, data: bytes) -> Pixels:
         return self._plain.trimmed_to_object(data)
 
     def decode_photo(self, data: bytes) -> Decoded:
         """The whole photo at full resolution (no JPEG draft scaling): the crop may be a small part of it."""
         return decode(data, self.limits)
 
-    def whole_photo(self, photo: Decoded) -> np.ndarray:
+    def whole_photo(self, photo: Decoded) -> Pixels:
         """The first pass: the whole photo letterboxed at the localisation size."""
         return self._locate.frame(photo, WHOLE, ResizeMode.PAD)
 
-    def box(self, photo: Decoded, box: RelativeBox) -> np.ndarray:
+    def box(self, photo: Decoded, box: RelativeBox) -> Pixels:
         """A box of the photo letterboxed at the embedding size."""
         return self._letterbox.frame(photo, box, ResizeMode.PAD)
 
-    def localized(self, photo: Decoded, saliency: np.ndarray) -> np.ndarray:
+    def localized(self, photo: Decoded, saliency: Floats) -> Pixels:
         """The second pass: the photo cropped to the subject its first pass's SALIENCY map shows."""
         return self.box(photo, subject_box(saliency, photo.image.width, photo.image.height))

@@ -18,8 +18,10 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
+from imagesearch.common.types import Floats
 from imagesearch.imaging.decode import WHOLE, RelativeBox
 
 THRESHOLD_STDS = 1.0
@@ -27,7 +29,7 @@ EXPAND = 0.0
 UPSAMPLE = 4
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
+def _largest_component(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     """The largest 4-connected True region of `mask` (BFS; the grids are 56-72 cells a side)."""
     labels = np.zeros(mask.shape, np.int32)
     best_label, best_size, current = 0, 0, 0
@@ -47,10 +49,10 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
                     queue.append((ny, nx))
         if size > best_size:
             best_label, best_size = current, size
-    return labels == best_label
+    return np.asarray(labels == best_label)
 
 
-def subject_box(saliency: np.ndarray, width: int, height: int) -> RelativeBox:
+def subject_box(saliency: Floats, width: int, height: int) -> RelativeBox:
     """Relative (x0, y0, x1, y1) box of the subject in a `width` x `height` photo.
 
     `saliency` is the map of the photo letterboxed (centred, on white) into the
@@ -58,7 +60,9 @@ def subject_box(saliency: np.ndarray, width: int, height: int) -> RelativeBox:
     """
     rows, cols = saliency.shape
     grid_h, grid_w = rows * UPSAMPLE, cols * UPSAMPLE
-    fine = np.asarray(Image.fromarray(saliency.astype(np.float32), mode="F").resize((grid_w, grid_h), Image.BILINEAR))
+    fine = np.asarray(
+        Image.fromarray(saliency.astype(np.float32), mode="F").resize((grid_w, grid_h), Image.Resampling.BILINEAR)
+    )
     # Where the photo lies inside the letterbox, in grid cells.
     scale = min(grid_w / width, grid_h / height)
     photo_w, photo_h = width * scale, height * scale

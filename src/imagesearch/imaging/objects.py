@@ -9,8 +9,10 @@ catalog images to the box (so they look like the tight crops a shopper's query g
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image, ImageChops, ImageFilter
 
 from imagesearch.imaging.colour import flatten, resample_mode
@@ -39,7 +41,7 @@ def _plain_pixels(im: Image.Image) -> Image.Image:
     return im if im.mode in ("RGB", "L") else im.convert("RGB")
 
 
-def _border_pixels(im: Image.Image) -> np.ndarray:
+def _border_pixels(im: Image.Image) -> NDArray[Any]:
     """The first and last row and column, as an (n, bands) array (copies only the border)."""
     w, h = im.size
     strips = (im.crop((0, 0, w, 1)), im.crop((0, h - 1, w, h)), im.crop((0, 0, 1, h)), im.crop((w - 1, 0, w, h)))

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from imagesearch.contracts.model import MODEL_NAME
 from imagesearch.stack.ports import free_ports
@@ -319,7 +320,7 @@ class TritonServer:
         except OSError:
             return False
 
-    def _model_ready(self, client) -> bool:  # client: tritonclient.grpc.InferenceServerClient
+    def _model_ready(self, client: Any) -> bool:  # client: tritonclient.grpc.InferenceServerClient
         from tritonclient.utils import InferenceServerException
 
         try:

@@ -20,7 +20,7 @@ def describe(err: Exception) -> str:
     if isinstance(err, MilvusException):
         return err.message or type(err).__name__
     if isinstance(err, grpc.RpcError) and callable(getattr(err, "details", None)):
-        return f"{err.code().name}: {err.details()}"  # type: ignore[attr-defined]
+        return f"{err.code().name}: {err.details()}"
     return str(err) or type(err).__name__
 
 

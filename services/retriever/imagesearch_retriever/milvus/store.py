@@ -30,7 +30,7 @@ from opentelemetry.trace import Status, StatusCode, Tracer, TracerProvider
 from pymilvus import MilvusClient
 
 from imagesearch.common.errors import DomainError, Unavailable
-from imagesearch.common.types import FilterSpec, ModelId, ProductRecord
+from imagesearch.common.types import FilterSpec, Floats, ModelId, ProductRecord
 from imagesearch_retriever.milvus import schema
 from imagesearch_retriever.milvus.errors import CollectionGone, describe, translate
 from imagesearch_retriever.milvus.expressions import build_expression, in_list, quote
@@ -277,7 +277,7 @@ class MilvusStore:
         self,
         catalog: str,
         model: ModelId,
-        vectors: Sequence[np.ndarray],
+        vectors: Sequence[Floats],
         limit: int,
         spec: FilterSpec,
         exclude_product_id: str | None = None,
@@ -289,7 +289,7 @@ class MilvusStore:
         return await self._run(self._search, catalog, model, list(vectors), limit, expr)
 
     def _search(
-        self, catalog: str, model: ModelId, queries: list[np.ndarray], limit: int, expr: str
+        self, catalog: str, model: ModelId, queries: list[Floats], limit: int, expr: str
     ) -> list[list[ImageMatch]]:
         name = self._open_collection(catalog, model, create=False)
         if name is None:

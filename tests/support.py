@@ -1,15 +1,36 @@
-"""Builders shared by the end-to-end specifications."""
+"""What the tests share besides fixtures (those are in conftest.py): paths, builders of products
+and images, the channel options, the base-only model repository."""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
+import shutil
 from pathlib import Path
 
 import grpc
 from PIL import Image
 
+from imagesearch.contracts import model as contract
 from imagesearch.v1 import common_pb2, search_pb2
+
+REPO = Path(__file__).resolve().parents[1]
+DEV_SET = Path(os.environ.get("IMAGESEARCH_DEV_SET", REPO.parent / "shared" / "datasets" / "dev"))
+# The columns `imagesearch index` reads from a catalog CSV.
+CSV_HEADER = "product_id,title,category,brand,price,image,attributes\n"
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def solid_jpeg(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path, "JPEG")
+    return path
 
 
 def read_rows(csv_path: Path) -> list[dict[str, str]]:
@@ -62,3 +83,22 @@ def open_channel(address: str) -> grpc.aio.Channel:
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ],
     )
+
+
+BASE_VERSION = contract.BASE_VERSION
+
+
+def base_model_repository(target: Path) -> Path:
+    """A model repository holding only the base version of image_embedding, whatever else model_repo/ has.
+
+    `imagesearch adapt` adds versions to model_repo/ and Triton serves the newest: tests must
+    not depend on what a developer adapted locally. The config is copied, the model linked.
+    """
+    source = REPO / "model_repo" / "image_embedding"
+    model_dir = target / "image_embedding"
+    (model_dir / BASE_VERSION).mkdir(parents=True)
+    shutil.copy2(source / "config.pbtxt", model_dir / "config.pbtxt")
+    shutil.copytree(source / "configs", model_dir / "configs")
+    for entry in (source / BASE_VERSION).iterdir():
+        (model_dir / BASE_VERSION / entry.name).symlink_to(entry.resolve())
+    return target
