@@ -7,9 +7,12 @@ import csv
 import io
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
+import numpy as np
 from PIL import Image
 
 from imagesearch.contracts import model as contract
@@ -102,3 +105,21 @@ def base_model_repository(target: Path) -> Path:
     for entry in (source / BASE_VERSION).iterdir():
         (model_dir / BASE_VERSION / entry.name).symlink_to(entry.resolve())
     return target
+
+
+BASE_MODEL_FILE = contract.model_dir(REPO / "model_repo") / contract.BASE_VERSION / contract.MODEL_FILE
+DEMO_IMAGES = sorted((REPO / "demo" / "catalog").glob("*.jpg"))
+
+
+def ensure_base_model() -> Path:
+    """The base model file (scripts/bootstrap.sh builds it; built here if a checkout skipped that)."""
+    if not BASE_MODEL_FILE.is_file():
+        subprocess.run([sys.executable, str(REPO / "tools" / "export_model.py")], cwd=REPO, check=True)
+    return BASE_MODEL_FILE
+
+
+def demo_images(count: int, offset: int = 0, size: int = 224) -> np.ndarray:
+    """Real catalog images, RGB, resized to size x size, uint8 NHWC."""
+    paths = DEMO_IMAGES[offset : offset + count]
+    assert len(paths) == count, f"need {count} images in demo/catalog"
+    return np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)) for p in paths])

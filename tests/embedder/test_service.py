@@ -28,7 +28,7 @@ from imagesearch.stack.triton import TritonServer
 from imagesearch.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 from imagesearch_embedder.app import build_server
 from imagesearch_embedder.settings import EmbedderSettings
-from imagesearch_embedder.triton import TritonEmbedder
+from imagesearch_embedder.triton import TritonEmbedder, TritonOptions
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_ONNX = contract.model_dir(REPO / "model_repo") / contract.BASE_VERSION / contract.MODEL_FILE
@@ -322,12 +322,12 @@ async def test_wrong_model_name_stays_not_serving(triton_server: TritonServer) -
 
 
 async def test_adapter_reports_an_unknown_model_and_a_dead_triton(triton_server: TritonServer) -> None:
-    missing = TritonEmbedder(triton_server.grpc_url, "no_such_model", "", 5, TracerProvider())
+    missing = TritonEmbedder(TritonOptions(triton_server.grpc_url, "no_such_model", "", 5), TracerProvider())
     with pytest.raises(Unavailable, match=r"no ready model 'no_such_model'|does not serve model 'no_such_model'"):
         await missing.connect()
-    pinned = TritonEmbedder(triton_server.grpc_url, "image_embedding", "9", 5, TracerProvider())
+    pinned = TritonEmbedder(TritonOptions(triton_server.grpc_url, "image_embedding", "9", 5), TracerProvider())
     with pytest.raises(Unavailable, match="version 9"):
         await pinned.connect()
-    dead = TritonEmbedder(f"127.0.0.1:{free_port()}", "image_embedding", "", 2, TracerProvider())
+    dead = TritonEmbedder(TritonOptions(f"127.0.0.1:{free_port()}", "image_embedding", "", 2), TracerProvider())
     with pytest.raises(Unavailable, match=r"triton unavailable at 127\.0\.0\.1:\d+"):
         await dead.connect()

@@ -14,7 +14,7 @@ from imagesearch.common.errors import DeadlineExceeded, DomainError, Unavailable
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.contracts.model import calibration_of
 from imagesearch_embedder.model import ServedModel
-from imagesearch_embedder.triton import ModelContractError, TritonEmbedder, check_contract
+from imagesearch_embedder.triton import ModelContractError, TritonEmbedder, TritonOptions, check_contract
 
 
 def metadata(inputs: list[tuple[str, str, list[int]]], outputs: list[tuple[str, str, list[int]]], versions=("1",)):  # type: ignore[no-untyped-def]
@@ -122,7 +122,7 @@ def contract(dimension: int, height: int = -1) -> ServedModel:
 
 
 async def test_the_probe_learns_the_dimension_at_the_embedders_image_size() -> None:
-    adapter = TritonEmbedder("h:1", "m", "", 2, TracerProvider(), probe_size=224)
+    adapter = TritonEmbedder(TritonOptions("h:1", "m", "", 2, image_size=224), TracerProvider())
     client = ProbeClient(np.zeros((1, 512), dtype=np.float32))
     assert (await adapter._probe(client, contract(0))).dimension == 512  # type: ignore[arg-type]
     assert client.sent == [([1, 224, 224, 3], "3")]
@@ -141,7 +141,7 @@ async def test_the_probe_learns_the_dimension_at_the_embedders_image_size() -> N
     ],
 )
 async def test_the_probe_refuses_what_the_contract_cannot_use(embedding, dimension: int, fragment: str) -> None:  # type: ignore[no-untyped-def]
-    adapter = TritonEmbedder("h:1", "m", "", 2, TracerProvider())
+    adapter = TritonEmbedder(TritonOptions("h:1", "m", "", 2), TracerProvider())
     with pytest.raises(ModelContractError) as info:
         await adapter._probe(ProbeClient(embedding), contract(dimension))  # type: ignore[arg-type]
     assert f"model 'm' version 3: a probe inference of one 256x256 image {fragment}" in str(info.value)
@@ -156,7 +156,7 @@ async def test_the_probe_refuses_what_the_contract_cannot_use(embedding, dimensi
     ],
 )
 def test_triton_errors_map_to_domain_errors(status: str, error: type, fragment: str) -> None:
-    mapped = TritonEmbedder("h:1", "m", "", 2, TracerProvider())._map_error(
+    mapped = TritonEmbedder(TritonOptions("h:1", "m", "", 2), TracerProvider())._map_error(
         InferenceServerException("boom", status=status)
     )
     assert type(mapped) is error and fragment in mapped.message

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
 from imagesearch.common.types import Hit, ImageErrorReason, ModelId, ProductRecord, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch_gateway.models import ModelTracker
-from imagesearch_gateway.ports import EmbeddedImage, Embeddings, ImageFault, ImageVector
+from imagesearch_gateway.ports import EmbeddedImage, Embeddings, ImageFault, ImageVector, Lookup, Ports
 
 MODEL = ModelId("image_embedding", "3", 4)
 FALLBACK = ScoreCalibration(5.0, -1.0)
@@ -77,9 +76,9 @@ class FakeRetriever:
         self.writes: list[tuple[ModelId, ProductRecord, list[ImageVector]]] = []
         self.searches: list[ModelId] = []
 
-    async def search(self, model: ModelId, *, vector: np.ndarray | None = None, **kwargs: Any) -> list[Hit]:
+    async def search(self, model: ModelId, lookup: Lookup) -> list[Hit]:
         self.searches.append(model)
-        return self.answer(vector)
+        return self.answer(lookup.vector)
 
     async def upsert(
         self, model: ModelId, products: Sequence[tuple[ProductRecord, list[ImageVector]]], catalog: str
@@ -116,3 +115,13 @@ class FakeCache:
 
     async def invalidate(self, catalog: str) -> None:
         self.invalidated.append(catalog)
+
+
+def ports(
+    embedder: FakeEmbedder | None = None,
+    retriever: FakeRetriever | None = None,
+    cache: FakeCache | None = None,
+    models: ModelTracker | None = None,
+) -> Ports:
+    """The ports of a core, each a fake unless given."""
+    return Ports(embedder or FakeEmbedder(), retriever or FakeRetriever(), cache or FakeCache(), models or tracker())

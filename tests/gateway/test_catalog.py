@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.fakes import MODEL, FakeCache, FakeEmbedder, FakeRetriever, corrupt, tracker
+from gateway.fakes import MODEL, FakeCache, FakeEmbedder, FakeRetriever, corrupt, ports
 from imagesearch.common.errors import InvalidArgument, Unavailable
 from imagesearch.common.types import ImageErrorReason, ModelId, ProductRecord
 from imagesearch_gateway.catalog import CatalogCore, CatalogOptions, ProductUpsert
@@ -27,7 +27,7 @@ def core(
     embedder = embedder or FakeEmbedder(views_of)  # type: ignore[arg-type]
     retriever, cache = FakeRetriever(), FakeCache()
     options = CatalogOptions(max_images_per_product=max_images, index_object_crops=object_crops)
-    return CatalogCore(embedder, retriever, cache, tracker(), options), embedder, retriever, cache
+    return CatalogCore(ports(embedder, retriever, cache), options), embedder, retriever, cache
 
 
 def product(pid: str, *images: tuple[bytes, str]) -> ProductUpsert:

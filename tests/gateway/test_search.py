@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gateway.fakes import MODEL, FakeCache, FakeEmbedder, FakeRetriever, corrupt, hits, tracker
+from gateway.fakes import MODEL, FakeCache, FakeEmbedder, FakeRetriever, corrupt, hits, ports, tracker
 from imagesearch.common.errors import InvalidArgument, ResourceExhausted
 from imagesearch.common.types import ImageErrorReason, ModelId
 from imagesearch.contracts.calibration import ScoreCalibration
@@ -39,7 +39,7 @@ async def test_search_hedges_only_when_the_best_hit_is_unconvincing(top_score: f
     embedder = FakeEmbedder(whole=np.array([-1, 0, 0, 0], np.float32), calibration=calibration)
     models = tracker(calibration=calibration)
     options = SearchOptions(localize_queries=True, category_boost=0.0, rerank_depth=0, whole_photo_slots=2)
-    outcome = await SearchCore(embedder, retriever, FakeCache(None), models, options).search(
+    outcome = await SearchCore(ports(embedder, retriever, FakeCache(None), models), options).search(
         SearchQuery(image=b"photo")
     )
     ids = [h.product_id for h in outcome.hits]
@@ -52,7 +52,7 @@ async def test_probabilities_follow_the_models_own_calibration_then_the_fallback
     models = tracker(calibration=ScoreCalibration(12.5, -6.0))
     cache = FakeCache(None)
     retriever = FakeRetriever(lambda vector: hits("p0", "p1", score=0.7))
-    core = SearchCore(FakeEmbedder(), retriever, cache, models, PLAIN)
+    core = SearchCore(ports(FakeEmbedder(), retriever, cache, models), PLAIN)
     first = await core.search(SearchQuery(product_id="q"))
     assert [h.same_product_probability for h in first.hits] == [
         pytest.approx(logistic(12.5, -6.0, 0.7)),
@@ -68,7 +68,7 @@ async def test_probabilities_follow_the_models_own_calibration_then_the_fallback
 async def test_an_answer_is_cached_and_a_corrupt_cached_value_is_a_miss() -> None:
     cache = FakeCache(generation=7)
     retriever = FakeRetriever(lambda vector: hits("p0", "p1"))
-    core = SearchCore(FakeEmbedder(), retriever, cache, tracker(), PLAIN)
+    core = SearchCore(ports(FakeEmbedder(), retriever, cache, tracker()), PLAIN)
     query = SearchQuery(image=b"photo")
     assert not (await core.search(query)).cache_hit
     again = await core.search(query)
@@ -86,14 +86,14 @@ async def test_a_rollout_is_followed_by_the_model_that_made_the_query_vector() -
     embedder = FakeEmbedder(model=rolled, calibration=ScoreCalibration(9.0, -4.0))
     retriever = FakeRetriever(lambda vector: hits("p0"))
     cache = FakeCache()
-    outcome = await SearchCore(embedder, retriever, cache, models, PLAIN).search(SearchQuery(image=b"photo"))
+    outcome = await SearchCore(ports(embedder, retriever, cache, models), PLAIN).search(SearchQuery(image=b"photo"))
     assert outcome.model == rolled and retriever.searches == [rolled]
     assert outcome.hits[0].same_product_probability == pytest.approx(logistic(9.0, -4.0, 0.3))
     assert models.current.id == rolled  # adopted for the requests that follow
     # The answer is stored under the model that made it, not under the key it was looked up with.
     [(_, stored)] = cache.values
     assert stored != cache.fingerprints[0]
-    again = await SearchCore(embedder, retriever, cache, models, PLAIN).search(SearchQuery(image=b"photo"))
+    again = await SearchCore(ports(embedder, retriever, cache, models), PLAIN).search(SearchQuery(image=b"photo"))
     assert again.cache_hit and again.model == rolled
 
 
@@ -109,7 +109,9 @@ async def test_a_rollout_is_followed_by_the_model_that_made_the_query_vector() -
     ],
 )
 async def test_a_refused_query_image_is_the_callers_error(fault: ImageFault, error: type, fragment: str) -> None:
-    core = SearchCore(FakeEmbedder(lambda content, trimmed: fault), FakeRetriever(), FakeCache(), tracker(), PLAIN)
+    core = SearchCore(
+        ports(FakeEmbedder(lambda content, trimmed: fault), FakeRetriever(), FakeCache(), tracker()), PLAIN
+    )
     with pytest.raises(error) as info:
         await core.search(SearchQuery(image=b"photo"))
     assert fragment in str(info.value)
@@ -129,5 +131,5 @@ async def test_a_refused_query_image_is_the_callers_error(fault: ImageFault, err
 async def test_bad_queries_are_refused_before_any_work(query: SearchQuery, fragment: str) -> None:
     retriever = FakeRetriever()
     with pytest.raises(InvalidArgument) as info:
-        await SearchCore(FakeEmbedder(), retriever, FakeCache(), tracker(), PLAIN).search(query)
+        await SearchCore(ports(FakeEmbedder(), retriever, FakeCache(), tracker()), PLAIN).search(query)
     assert fragment in str(info.value) and retriever.searches == []

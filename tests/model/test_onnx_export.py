@@ -7,39 +7,18 @@ channel order, layout, pooling) cannot hide by being on both sides.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from support import BASE_MODEL_FILE, demo_images, ensure_base_model
 
-REPO = Path(__file__).resolve().parents[2]
-MODEL_FILE = REPO / "model_repo" / "image_embedding" / "2" / "model.onnx"
-IMAGES = sorted((REPO / "demo" / "catalog").glob("*.jpg"))
-
-
-def ensure_model() -> Path:
-    """The model is built by scripts/bootstrap.sh; build it here if a checkout skipped that."""
-    if not MODEL_FILE.is_file():
-        subprocess.run([sys.executable, str(REPO / "tools" / "export_model.py")], cwd=REPO, check=True)
-    return MODEL_FILE
-
-
-def load_images(count: int, offset: int = 0) -> np.ndarray:
-    """Real catalog images, RGB, resized to 224 x 224, uint8 NHWC."""
-    from PIL import Image
-
-    paths = IMAGES[offset : offset + count]
-    assert len(paths) == count, f"need {count} images in demo/catalog"
-    return np.stack([np.asarray(Image.open(p).convert("RGB").resize((224, 224), Image.BILINEAR)) for p in paths])
+MODEL_FILE = BASE_MODEL_FILE
 
 
 @pytest.fixture(scope="module")
 def session():  # -> onnxruntime.InferenceSession
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(ensure_model()), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(ensure_base_model()), providers=["CPUExecutionProvider"])
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +46,7 @@ def torch_reference():  # -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray
 
 
 def test_onnx_matches_pytorch_on_real_images(session, torch_reference) -> None:
-    images = load_images(6)
+    images = demo_images(6)
     onnx_embedding, onnx_logits = session.run(["EMBEDDING", "LOGITS"], {"IMAGE": images})
     torch_embedding, torch_logits = torch_reference(images)
 
@@ -79,7 +58,7 @@ def test_onnx_matches_pytorch_on_real_images(session, torch_reference) -> None:
 
 
 def test_embedding_is_l2_normalised_and_batch_dynamic(session) -> None:
-    images = load_images(5, offset=6)
+    images = demo_images(5, offset=6)
     (single,) = session.run(["EMBEDDING"], {"IMAGE": images[:1]})
     (batch,) = session.run(["EMBEDDING"], {"IMAGE": images})
 

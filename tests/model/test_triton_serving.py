@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,35 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from support import BASE_MODEL_FILE, demo_images, ensure_base_model
 from tritonclient.utils import InferenceServerException
 
+from imagesearch.contracts import model as contract
 from imagesearch.stack.triton import TritonServer, default_triton_env
 
-REPO = Path(__file__).resolve().parents[2]
-MODEL = "image_embedding"
-MODEL_FILE = REPO / "model_repo" / MODEL / "2" / "model.onnx"
-IMAGES = sorted((REPO / "demo" / "catalog").glob("*.jpg"))
-
-
-def ensure_model() -> Path:
-    """The model is built by scripts/bootstrap.sh; build it here if a checkout skipped that."""
-    if not MODEL_FILE.is_file():
-        subprocess.run([sys.executable, str(REPO / "tools" / "export_model.py")], cwd=REPO, check=True)
-    return MODEL_FILE
-
-
-def load_images(count: int, offset: int = 0) -> np.ndarray:
-    from PIL import Image
-
-    paths = IMAGES[offset : offset + count]
-    assert len(paths) == count, f"need {count} images in demo/catalog"
-    return np.stack([np.asarray(Image.open(p).convert("RGB").resize((224, 224), Image.BILINEAR)) for p in paths])
+MODEL = contract.MODEL_NAME
+MODEL_FILE = BASE_MODEL_FILE
 
 
 @pytest.fixture(scope="module")
 def server(triton_server: TritonServer) -> TritonServer:
     """The session's Triton: it serves model_repo/'s config and base version."""
-    ensure_model()
+    ensure_base_model()
     if not default_triton_env().is_dir():
         pytest.skip(f"no Triton venv at {default_triton_env()} (run scripts/bootstrap.sh)")
     return triton_server
@@ -56,7 +39,7 @@ def client(server: TritonServer) -> Iterator[grpcclient.InferenceServerClient]:
 def session():  # -> onnxruntime.InferenceSession on the same file Triton serves
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(ensure_model()), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(ensure_base_model()), providers=["CPUExecutionProvider"])
 
 
 def image_input(images: np.ndarray) -> grpcclient.InferInput:
@@ -87,7 +70,7 @@ def test_model_runs_on_the_triton_venv_packages(server: TritonServer) -> None:
 
 
 def test_embedding_equals_onnxruntime(client: grpcclient.InferenceServerClient, session) -> None:
-    images = load_images(8)
+    images = demo_images(8)
     result = client.infer(MODEL, [image_input(images)])
     embedding, logits = result.as_numpy("EMBEDDING"), result.as_numpy("LOGITS")
     expected_embedding, expected_logits = session.run(["EMBEDDING", "LOGITS"], {"IMAGE": images})
@@ -99,14 +82,14 @@ def test_embedding_equals_onnxruntime(client: grpcclient.InferenceServerClient, 
 
 
 def test_only_requested_outputs_are_returned(client: grpcclient.InferenceServerClient) -> None:
-    result = client.infer(MODEL, [image_input(load_images(1))], outputs=[grpcclient.InferRequestedOutput("EMBEDDING")])
+    result = client.infer(MODEL, [image_input(demo_images(1))], outputs=[grpcclient.InferRequestedOutput("EMBEDDING")])
     assert result.as_numpy("EMBEDDING").shape == (1, 1280)
     assert result.as_numpy("LOGITS") is None
 
 
 def test_concurrent_requests_get_their_own_rows(client: grpcclient.InferenceServerClient, session) -> None:
     """Requests merged by the dynamic batcher must be split back in order, each to its sender."""
-    images = load_images(12, offset=8)
+    images = demo_images(12, offset=8)
     (expected,) = session.run(["EMBEDDING"], {"IMAGE": images})
     sizes = [1, 3, 2, 1, 4, 1]
     results: dict[int, np.ndarray | Exception] = {}

@@ -9,11 +9,11 @@ import pytest
 
 from imagesearch.common.config import SettingsError
 from imagesearch.common.errors import InvalidArgument, NotFound
-from imagesearch.common.types import FilterSpec, ModelId, ProductRecord
+from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord
 from imagesearch_retriever.core import RetrieverCore
 from imagesearch_retriever.milvus.schema import collection_name
 from imagesearch_retriever.settings import RetrieverSettings
-from imagesearch_retriever.store import ImageMatch
+from imagesearch_retriever.store import VectorQuery
 
 MODEL = ModelId("m", "1", 4)
 
@@ -28,15 +28,9 @@ class FakeStore:
         self.limits: list[int] = []
         self.excluded: list[str | None] = []
 
-    async def search(
-        self,
-        catalog: str,
-        model: ModelId,
-        vectors: Sequence[np.ndarray],
-        limit: int,
-        spec: FilterSpec,
-        exclude_product_id: str | None = None,
-    ) -> list[list[ImageMatch]]:
+    async def search(self, catalog: str, model: ModelId, query: VectorQuery) -> list[list[Hit]]:
+        limit, exclude_product_id = query.limit, query.exclude_product_id
+        vectors: Sequence[np.ndarray] = query.vectors
         self.limits.append(limit)
         self.excluded.append(exclude_product_id)
         pages = []
@@ -46,7 +40,7 @@ class FakeStore:
                 ((float(v @ q), pid, i) for i, (pid, v) in enumerate(self.images) if pid != exclude_product_id),
                 reverse=True,
             )
-            pages.append([ImageMatch(product_id=pid, score=s, image_uri=f"{pid}/{i}") for s, pid, i in scored[:limit]])
+            pages.append([Hit(product_id=pid, score=s, image_uri=f"{pid}/{i}") for s, pid, i in scored[:limit]])
         return pages
 
     async def product_vectors(self, catalog: str, model: ModelId, product_id: str) -> list[tuple[str, np.ndarray]]:

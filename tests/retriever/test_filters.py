@@ -12,7 +12,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from imagesearch.common.types import FilterSpec, ModelId, ProductRecord
 from imagesearch_retriever.milvus.expressions import build_expression, quote
-from imagesearch_retriever.milvus.store import MilvusStore
+from imagesearch_retriever.milvus.store import MilvusOptions, MilvusStore
+from imagesearch_retriever.store import VectorQuery
 
 HOSTILE = [
     'a"b',
@@ -110,9 +111,8 @@ def _unit(rng: np.random.Generator) -> np.ndarray:
 async def test_hostile_strings_match_only_their_literal_product(milvus_uri: str) -> None:
     """Each hostile value, used as category, brand and attribute filter, matches exactly its own product."""
     rng = np.random.default_rng(7)
-    store = MilvusStore(
-        milvus_uri, prefix=f"f{uuid.uuid4().hex[:10]}", timeout_seconds=30, tracer_provider=TracerProvider()
-    )
+    options = MilvusOptions(milvus_uri, collection_prefix=f"f{uuid.uuid4().hex[:10]}", timeout_seconds=30)
+    store = MilvusStore(options, TracerProvider())
     await store.connect()
     try:
         owner = {value: f"p{i}" for i, value in enumerate(HOSTILE)}
@@ -139,7 +139,7 @@ async def test_hostile_strings_match_only_their_literal_product(milvus_uri: str)
                 FilterSpec(brands=(value,)),
                 FilterSpec(attributes=(("k", (value,)),)),
             ):
-                pages = await store.search("", MODEL, query, limit=100, spec=spec)
+                pages = await store.search("", MODEL, VectorQuery(query, limit=100, spec=spec))
                 assert [m.product_id for m in pages[0]] == [pid], (value, spec)
                 assert pages[0][0].category == value
             product = await store.get("", MODEL, pid)

@@ -8,7 +8,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from imagesearch.common.types import ModelId, ProductRecord
-from imagesearch_retriever.milvus.store import MilvusStore
+from imagesearch_retriever.milvus.store import MilvusOptions, MilvusStore
 
 DIM = 8
 MODEL = ModelId("shared-uri-test", "1", DIM)
@@ -22,7 +22,9 @@ def unit(rng: np.random.Generator) -> np.ndarray:
 @pytest.mark.asyncio(loop_scope="session")
 async def test_a_uri_shared_by_rows_is_listed_once_in_order(milvus_uri: str, unique_prefix: str) -> None:
     rng = np.random.default_rng(5)
-    store = MilvusStore(milvus_uri, prefix=unique_prefix, timeout_seconds=30, tracer_provider=TracerProvider())
+    store = MilvusStore(
+        MilvusOptions(milvus_uri, collection_prefix=unique_prefix, timeout_seconds=30), TracerProvider()
+    )
     await store.connect()
     try:
         rows = [("front.jpg", unit(rng)), ("back.jpg", unit(rng)), ("front.jpg", unit(rng)), ("back.jpg", unit(rng))]

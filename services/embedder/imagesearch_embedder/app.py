@@ -13,14 +13,14 @@ import grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from imagesearch.common import service
-from imagesearch.common.server import ServiceServer
+from imagesearch.common.config import options_from
 from imagesearch.imaging.decode import ResizeMode, check_pillow_is_strict
 from imagesearch.imaging.sniff import Limits
 from imagesearch.v1 import embedder_pb2_grpc
 from imagesearch_embedder.core import EmbedderCore, EmbedOptions
 from imagesearch_embedder.servicer import EmbedderServicer
 from imagesearch_embedder.settings import EmbedderSettings
-from imagesearch_embedder.triton import TritonEmbedder
+from imagesearch_embedder.triton import TritonEmbedder, TritonOptions
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,7 @@ class EmbedderBackend:
     def __init__(self, settings: EmbedderSettings, tracer_provider: TracerProvider) -> None:
         s = settings
         self._settings = settings
-        self.triton = TritonEmbedder(
-            s.triton_url,
-            s.triton_model,
-            s.triton_model_version,
-            s.triton_timeout_seconds,
-            tracer_provider,
-            probe_size=s.image_size,
-        )
+        self.triton = TritonEmbedder(options_from(s, TritonOptions), tracer_provider)
         self._executor = ThreadPoolExecutor(max_workers=s.decode_workers, thread_name_prefix="embedder-decode")
         self.core = EmbedderCore(
             self.triton, options(s), self._executor, tracer_provider.get_tracer("imagesearch_embedder")
@@ -82,5 +75,11 @@ class EmbedderBackend:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def build_server(settings: EmbedderSettings, tracer_provider: TracerProvider) -> ServiceServer:
-    return service.build_server("embedder", EmbedderBackend, settings, tracer_provider)
+SERVICE = service.Service(
+    "embedder",
+    "The imagesearch embedder: EmbedderService validates and decodes uploaded images (JPEG, PNG, WebP) "
+    "and embeds them with a model served by Triton Inference Server.",
+    EmbedderSettings,
+    EmbedderBackend,
+)
+build_server = SERVICE.server

@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -25,7 +26,15 @@ from tritonclient.utils import InferenceServerException
 
 from imagesearch.common.errors import DeadlineExceeded, DomainError, FailedPrecondition, Unavailable
 from imagesearch.common.types import Floats, Pixels
-from imagesearch.contracts.model import EMBEDDING, INPUT, INPUT_DATATYPE, OUTPUT_DATATYPE, SALIENCY, calibration_of
+from imagesearch.contracts.model import (
+    EMBEDDING,
+    INPUT,
+    INPUT_DATATYPE,
+    MODEL_NAME,
+    OUTPUT_DATATYPE,
+    SALIENCY,
+    calibration_of,
+)
 from imagesearch.imaging.framing import IMAGE_SIZE
 from imagesearch_embedder.model import ServedModel
 
@@ -43,6 +52,25 @@ def _dims(values: Sequence[Any]) -> list[int]:
     return [int(v) for v in values]
 
 
+def _per_item(shape: list[int], max_batch: int) -> list[int]:
+    """Metadata shapes include the batch dimension (-1) when max_batch_size > 0: drop it."""
+    return shape[1:] if max_batch > 0 and shape[:1] == [-1] else shape
+
+
+def _tensor(
+    found: dict[str, Any], kind: str, name: str, datatype: str, max_batch: int, problems: list[str]
+) -> tuple[list[int], list[int]] | None:
+    """(shape, per-item shape) of a tensor the contract requires; None, with the problem noted, when absent."""
+    tensor = found.get(name)
+    if tensor is None:
+        problems.append(f"no {kind} named {name} ({kind}s: {sorted(found) or 'none'})")
+        return None
+    if tensor.datatype != datatype:
+        problems.append(f"{kind} {name} has datatype {tensor.datatype}, expected {datatype}")
+    shape = _dims(tensor.shape)
+    return shape, _per_item(shape, max_batch)
+
+
 def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -> ServedModel:
     """Validate Triton's ModelMetadataResponse and ModelConfig; collect every mismatch in one message.
 
@@ -55,16 +83,9 @@ def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -
         problems.append(f"max_batch_size is {max_batch}; the embedder batches images, so it must be > 0")
 
     height = width = dimension = 0
-    inputs = {t.name: t for t in metadata.inputs}
-    image = inputs.get(INPUT)
-    if image is None:
-        problems.append(f"no input named {INPUT} (inputs: {sorted(inputs) or 'none'})")
-    else:
-        if image.datatype != INPUT_DATATYPE:
-            problems.append(f"input {INPUT} has datatype {image.datatype}, expected {INPUT_DATATYPE}")
-        shape = _dims(image.shape)
-        # Metadata shapes include the batch dimension (-1) when max_batch_size > 0.
-        per_item = shape[1:] if max_batch > 0 and shape[:1] == [-1] else shape
+    image = _tensor({t.name: t for t in metadata.inputs}, "input", INPUT, INPUT_DATATYPE, max_batch, problems)
+    if image is not None:
+        shape, per_item = image
         dynamic = len(per_item) == 3 and per_item[:2] == [-1, -1]
         if len(per_item) != 3 or per_item[2] != 3 or not (dynamic or (per_item[0] > 0 and per_item[1] > 0)):
             problems.append(f"input {INPUT} has shape {shape}, expected [-1, H, W, 3] (NHWC; H and W fixed or both -1)")
@@ -72,14 +93,9 @@ def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -
             height, width = per_item[0], per_item[1]  # -1, -1: the model takes any size
 
     outputs = {t.name: t for t in metadata.outputs}
-    embedding = outputs.get(EMBEDDING)
-    if embedding is None:
-        problems.append(f"no output named {EMBEDDING} (outputs: {sorted(outputs) or 'none'})")
-    else:
-        if embedding.datatype != OUTPUT_DATATYPE:
-            problems.append(f"output {EMBEDDING} has datatype {embedding.datatype}, expected {OUTPUT_DATATYPE}")
-        shape = _dims(embedding.shape)
-        per_item = shape[1:] if max_batch > 0 and shape[:1] == [-1] else shape
+    embedding = _tensor(outputs, "output", EMBEDDING, OUTPUT_DATATYPE, max_batch, problems)
+    if embedding is not None:
+        shape, per_item = embedding
         if per_item == [-1]:
             dimension = 0  # each version has its own: connect() learns it from a probe inference
         elif len(per_item) != 1 or per_item[0] <= 0:
@@ -93,7 +109,7 @@ def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -
     saliency = outputs.get(SALIENCY)
     if saliency is not None:  # optional: without it, localisation is simply off
         shape = _dims(saliency.shape)
-        per_item = shape[1:] if max_batch > 0 and shape[:1] == [-1] else shape
+        per_item = _per_item(shape, max_batch)
         if saliency.datatype == OUTPUT_DATATYPE and len(per_item) == 2 and (min(per_item) > 0 or per_item == [-1, -1]):
             saliency_size = (per_item[0], per_item[1])
 
@@ -122,24 +138,25 @@ def check_contract(name: str, wanted_version: str, metadata: Any, config: Any) -
     )
 
 
+@dataclass(frozen=True)
+class TritonOptions:
+    """Where the model is served and how long to wait (the embedder's TRITON_* settings, by name)."""
+
+    triton_url: str
+    triton_model: str = MODEL_NAME
+    triton_model_version: str = ""  # "" = the newest version Triton serves, followed through rollouts
+    triton_timeout_seconds: float = 10.0
+    # The probe's image side when the model takes any input size (a fixed H and W win).
+    image_size: int = IMAGE_SIZE
+
+
 class TritonEmbedder:
     """Embeds preprocessed uint8 NHWC batches with a Triton model."""
 
-    def __init__(
-        self,
-        url: str,
-        model_name: str,
-        model_version: str,
-        timeout_seconds: float,
-        tracer_provider: TracerProvider,
-        probe_size: int = IMAGE_SIZE,
-    ) -> None:
-        # The probe's image side when the model takes any input size (a fixed H and W win).
-        self._probe_size = probe_size
-        self._url = url
-        self._model_name = model_name
-        self._wanted_version = model_version
-        self._timeout = timeout_seconds
+    def __init__(self, options: TritonOptions, tracer_provider: TracerProvider) -> None:
+        o = options
+        self._url, self._model_name, self._wanted_version = o.triton_url, o.triton_model, o.triton_model_version
+        self._timeout, self._probe_size = o.triton_timeout_seconds, o.image_size
         self._tracer = tracer_provider.get_tracer("imagesearch_embedder.triton")
         self._client: InferenceServerClient | None = None
         self._served: ServedModel | None = None

@@ -10,29 +10,16 @@ import grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from imagesearch.common import service
-from imagesearch.common.server import ServiceServer
+from imagesearch.common.config import options_from
 from imagesearch.v1 import search_pb2_grpc
-from imagesearch_gateway.cache import ResultCache
+from imagesearch_gateway.cache import CacheOptions, ResultCache
 from imagesearch_gateway.catalog import CatalogCore, CatalogOptions
 from imagesearch_gateway.clients import EmbedderClient, RetrieverClient
 from imagesearch_gateway.models import ModelTracker
+from imagesearch_gateway.ports import Ports
 from imagesearch_gateway.search import SearchCore, SearchOptions
 from imagesearch_gateway.servicer import SearchServicer
 from imagesearch_gateway.settings import GatewaySettings
-
-
-def search_options(s: GatewaySettings) -> SearchOptions:
-    return SearchOptions(
-        localize_queries=s.localize_queries,
-        category_boost=s.category_boost,
-        rerank_depth=s.rerank_depth,
-        whole_photo_slots=s.whole_photo_slots,
-        whole_photo_below=s.whole_photo_below,
-    )
-
-
-def catalog_options(s: GatewaySettings) -> CatalogOptions:
-    return CatalogOptions(max_images_per_product=s.max_images_per_product, index_object_crops=s.index_object_crops)
 
 
 class GatewayBackend:
@@ -46,16 +33,11 @@ class GatewayBackend:
         self.retriever = RetrieverClient(
             s.retriever_addr, tracer_provider, s.retrieve_timeout_seconds, s.max_message_bytes * 4
         )
-        self.cache = ResultCache(
-            s.redis_url,
-            s.cache_ttl_seconds,
-            s.cache_timeout_seconds,
-            s.cache_retry_seconds,
-            tracer_provider.get_tracer("imagesearch.gateway.cache"),
-        )
+        self.cache = ResultCache(options_from(s, CacheOptions), tracer_provider.get_tracer("imagesearch.gateway.cache"))
         self.models = ModelTracker(s.calibration)
-        self.search = SearchCore(self.embedder, self.retriever, self.cache, self.models, search_options(s))
-        self.catalog = CatalogCore(self.embedder, self.retriever, self.cache, self.models, catalog_options(s))
+        ports = Ports(self.embedder, self.retriever, self.cache, self.models)
+        self.search = SearchCore(ports, options_from(s, SearchOptions))
+        self.catalog = CatalogCore(ports, options_from(s, CatalogOptions))
 
     def register(self, server: grpc.aio.Server) -> None:
         search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(self.search, self.catalog), server)
@@ -77,5 +59,10 @@ class GatewayBackend:
             await closable.close()
 
 
-def build_server(settings: GatewaySettings, tracer_provider: TracerProvider) -> ServiceServer:
-    return service.build_server("gateway", GatewayBackend, settings, tracer_provider)
+SERVICE = service.Service(
+    "gateway",
+    "The public imagesearch gRPC gateway: SearchService (search by photo, catalog ingest), with a Redis result cache.",
+    GatewaySettings,
+    GatewayBackend,
+)
+build_server = SERVICE.server

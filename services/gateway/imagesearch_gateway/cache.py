@@ -39,14 +39,20 @@ class CacheStats:
     bypassed: int = 0
 
 
+@dataclass(frozen=True)
+class CacheOptions:
+    """The gateway's cache settings, by name."""
+
+    redis_url: str  # "" turns caching off
+    cache_ttl_seconds: int = 300
+    cache_timeout_seconds: float = 0.25  # give up on Redis after this long and search uncached
+    cache_retry_seconds: float = 2.0  # after a failure, skip the cache this long
+
+
 class ResultCache:
-    def __init__(
-        self, url: str, ttl_seconds: int, timeout_seconds: float, retry_seconds: float, tracer: Tracer
-    ) -> None:
-        self._url = url
-        self._ttl = ttl_seconds
-        self._timeout = timeout_seconds
-        self._retry = retry_seconds
+    def __init__(self, options: CacheOptions, tracer: Tracer) -> None:
+        self._url, self._ttl = options.redis_url, options.cache_ttl_seconds
+        self._timeout, self._retry = options.cache_timeout_seconds, options.cache_retry_seconds
         self._tracer = tracer
         self._client: aioredis.Redis | None = None
         self._down_until = 0.0

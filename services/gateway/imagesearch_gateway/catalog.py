@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from imagesearch.common.errors import InvalidArgument, Unavailable
-from imagesearch.common.types import FilterSpec, Floats, ImageErrorReason, ModelId, ProductRecord, Region
+from imagesearch.common.types import Floats, ImageErrorReason, ModelId, ProductRecord, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.contracts.limits import check_catalog, check_product_id
-from imagesearch_gateway.models import ModelTracker, ServedModel
-from imagesearch_gateway.ports import Cache, Embedder, Embeddings, ImageFault, ImageVector, Retriever
+from imagesearch_gateway.models import ServedModel
+from imagesearch_gateway.ports import Core, Embeddings, ImageFault, ImageVector, Lookup
 
 # Images per Embed call (Triton's max_batch_size); bigger writes are split.
 EMBED_CHUNK_IMAGES = 32
@@ -60,16 +60,7 @@ class CatalogOptions:
 Views = list[Floats] | ImageFault
 
 
-class CatalogCore:
-    def __init__(
-        self, embedder: Embedder, retriever: Retriever, cache: Cache, models: ModelTracker, options: CatalogOptions
-    ) -> None:
-        self._embedder = embedder
-        self._retriever = retriever
-        self._cache = cache
-        self._models = models
-        self._options = options
-
+class CatalogCore(Core[CatalogOptions]):
     async def upsert(
         self, items: Sequence[ProductUpsert], catalog: str = "", duplicate_threshold: float = 0.0
     ) -> list[ProductOutcome]:
@@ -167,14 +158,7 @@ class CatalogCore:
         """Existing products whose best image matches any of these images with probability >= threshold."""
         best: dict[str, float] = {}
         for _, vector in images:
-            for hit in await self._retriever.search(
-                served.id,
-                vector=vector,
-                top_k=DUPLICATE_CANDIDATES,
-                filter_spec=FilterSpec(),
-                min_score=-1.0,
-                catalog=catalog,
-            ):
+            for hit in await self._retriever.search(served.id, Lookup(catalog, DUPLICATE_CANDIDATES, vector=vector)):
                 probability = served.calibration.probability(hit.score)
                 if hit.product_id != product_id and probability >= threshold:
                     best[hit.product_id] = max(probability, best.get(hit.product_id, 0.0))

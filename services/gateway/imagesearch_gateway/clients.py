@@ -19,10 +19,10 @@ from imagesearch.common import convert
 from imagesearch.common.errors import DomainError, FailedPrecondition, Unavailable
 from imagesearch.common.interceptors import from_downstream
 from imagesearch.common.telemetry import client_interceptors
-from imagesearch.common.types import FilterSpec, Floats, Hit, ModelId, ProductRecord, Region
+from imagesearch.common.types import Floats, Hit, ModelId, ProductRecord, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.v1 import embedder_pb2, embedder_pb2_grpc, retriever_pb2, retriever_pb2_grpc
-from imagesearch_gateway.ports import EmbeddedImage, Embeddings, ImageFault, ImageVector
+from imagesearch_gateway.ports import EmbeddedImage, Embeddings, ImageFault, ImageVector, Lookup
 
 Reply = TypeVar("Reply")
 
@@ -33,9 +33,7 @@ class _Client:
     name = ""
 
     def __init__(self, address: str, provider: TracerProvider, timeout: float, max_message_bytes: int) -> None:
-        self._address = address
-        self._provider = provider
-        self._timeout = timeout
+        self._address, self._provider, self._timeout = address, provider, timeout
         self._max_message_bytes = max_message_bytes
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
@@ -154,28 +152,18 @@ class RetrieverClient(_Client):
     def _make_stub(self, channel: grpc.aio.Channel) -> retriever_pb2_grpc.RetrieverServiceStub:
         return retriever_pb2_grpc.RetrieverServiceStub(channel)
 
-    async def search(
-        self,
-        model: ModelId,
-        *,
-        vector: Floats | None = None,
-        product_id: str | None = None,
-        top_k: int,
-        filter_spec: FilterSpec,
-        min_score: float,
-        catalog: str,
-    ) -> list[Hit]:
+    async def search(self, model: ModelId, lookup: Lookup) -> list[Hit]:
         request = retriever_pb2.VectorSearchRequest(
             model=convert.model_to_pb(model),
-            catalog=catalog,
-            top_k=top_k,
-            filter=convert.filter_to_pb(filter_spec),
-            min_score=min_score,
+            catalog=lookup.catalog,
+            top_k=lookup.top_k,
+            filter=convert.filter_to_pb(lookup.filter_spec),
+            min_score=lookup.min_score,
         )
-        if vector is not None:
-            request.vector.values.extend(vector.tolist())
+        if lookup.vector is not None:
+            request.vector.values.extend(lookup.vector.tolist())
         else:
-            request.product_id = product_id or ""
+            request.product_id = lookup.product_id or ""
         reply = await self._call(self.stub.Search, request)
         return [convert.hit_from_pb(hit) for hit in reply.hits]
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from imagesearch.common.types import FilterSpec, Floats, Hit, ImageErrorReason, ModelId, ProductRecord, Region
 from imagesearch.contracts.calibration import ScoreCalibration
+from imagesearch_gateway.models import ModelTracker
 
 
 @dataclass(frozen=True)
@@ -53,18 +54,20 @@ class Embedder(Protocol):
     async def model_info(self) -> tuple[ModelId, ScoreCalibration | None]: ...
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """One retriever search in a catalog: by vector, or by product ("more like this")."""
+
+    catalog: str
+    top_k: int
+    vector: Floats | None = None
+    product_id: str | None = None
+    filter_spec: FilterSpec = FilterSpec()
+    min_score: float = -1.0
+
+
 class Retriever(Protocol):
-    async def search(
-        self,
-        model: ModelId,
-        *,
-        vector: Floats | None = None,
-        product_id: str | None = None,
-        top_k: int,
-        filter_spec: FilterSpec,
-        min_score: float,
-        catalog: str,
-    ) -> list[Hit]: ...
+    async def search(self, model: ModelId, lookup: Lookup) -> list[Hit]: ...
 
     async def upsert(
         self, model: ModelId, products: Sequence[tuple[ProductRecord, list[ImageVector]]], catalog: str
@@ -85,3 +88,25 @@ class Cache(Protocol):
     async def put(self, catalog: str, fingerprint: str, generation: int, value: bytes) -> None: ...
 
     async def invalidate(self, catalog: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Everything a gateway core talks to, and the one owner of the served model."""
+
+    embedder: Embedder
+    retriever: Retriever
+    cache: Cache
+    models: ModelTracker
+
+
+OptionsT = TypeVar("OptionsT")
+
+
+class Core(Generic[OptionsT]):
+    """A gateway core: the ports it talks to, and its options."""
+
+    def __init__(self, ports: Ports, options: OptionsT) -> None:
+        self._embedder, self._retriever, self._cache = ports.embedder, ports.retriever, ports.cache
+        self._models = ports.models
+        self._options = options

@@ -16,8 +16,8 @@ from imagesearch.common.errors import InvalidArgument, ResourceExhausted
 from imagesearch.common.types import FilterSpec, Floats, Hit, ImageErrorReason, ModelId, Region
 from imagesearch.contracts.limits import check_catalog, check_min_score, check_product_id, check_top_k
 from imagesearch_gateway import cache_codec
-from imagesearch_gateway.models import ModelTracker, ServedModel
-from imagesearch_gateway.ports import Cache, Embedder, ImageFault, Retriever
+from imagesearch_gateway.models import ServedModel
+from imagesearch_gateway.ports import Core, ImageFault, Lookup
 from imagesearch_gateway.ranking import (
     VOTERS,
     CategoryPrediction,
@@ -107,16 +107,7 @@ def _with_category(spec: FilterSpec, category: str) -> FilterSpec | None:
     return dataclasses.replace(spec, categories=(category,))
 
 
-class SearchCore:
-    def __init__(
-        self, embedder: Embedder, retriever: Retriever, cache: Cache, models: ModelTracker, options: SearchOptions
-    ) -> None:
-        self._embedder = embedder
-        self._retriever = retriever
-        self._cache = cache
-        self._models = models
-        self._options = options
-
+class SearchCore(Core[SearchOptions]):
     async def search(self, query: SearchQuery) -> SearchOutcome:
         query = _validated(query)
         served = self._models.current
@@ -155,22 +146,13 @@ class SearchCore:
         # The vote looks at the nearest products of the whole catalog, before any filter; unfiltered,
         # the same call brings the candidates the category ranking picks the top_k from.
         depth = max(VOTERS, query.top_k, o.rerank_depth if o.category_boost > 0 else 0)
-        neighbours = await self._retriever.search(
-            model,
-            vector=vector,
-            product_id=query.product_id,
-            top_k=depth if unfiltered else VOTERS,
-            filter_spec=FilterSpec(),
-            min_score=-1.0,
-            catalog=catalog,
-        )
+        subject = Lookup(catalog, depth if unfiltered else VOTERS, vector=vector, product_id=query.product_id)
+        neighbours = await self._retriever.search(model, subject)
         prediction = predict_category(neighbours)
         if unfiltered and not query.restrict_to_predicted_category:
             ranked = rerank_by_category(neighbours, prediction, o.category_boost)
             if whole is not None and self._unconvincing(ranked, served):
-                whole_photo = await self._retriever.search(
-                    model, vector=whole, top_k=VOTERS, filter_spec=FilterSpec(), min_score=-1.0, catalog=catalog
-                )
+                whole_photo = await self._retriever.search(model, Lookup(catalog, VOTERS, vector=whole))
                 ranked = hedge_with_whole_photo(ranked, whole_photo, o.whole_photo_slots, query.top_k)
             return [h for h in ranked if h.score >= query.min_score][: query.top_k], prediction
         spec = query.filter
@@ -181,15 +163,8 @@ class SearchCore:
             if restricted is None:
                 return [], prediction  # the caller's categories exclude the predicted one
             spec = restricted
-        hits = await self._retriever.search(
-            model,
-            vector=vector,
-            product_id=query.product_id,
-            top_k=query.top_k,
-            filter_spec=spec,
-            min_score=query.min_score,
-            catalog=catalog,
-        )
+        lookup = dataclasses.replace(subject, top_k=query.top_k, filter_spec=spec, min_score=query.min_score)
+        hits = await self._retriever.search(model, lookup)
         return rerank_by_category(hits, prediction, o.category_boost), prediction
 
     def _unconvincing(self, ranked: list[Hit], served: ServedModel) -> bool:

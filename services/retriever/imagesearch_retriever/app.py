@@ -10,11 +10,10 @@ import grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from imagesearch.common import service
-from imagesearch.common.server import ServiceServer
+from imagesearch.common.config import options_from
 from imagesearch.v1 import retriever_pb2, retriever_pb2_grpc
 from imagesearch_retriever.core import RetrieverCore
-from imagesearch_retriever.milvus.schema import HnswParams
-from imagesearch_retriever.milvus.store import MilvusStore
+from imagesearch_retriever.milvus.store import MilvusOptions, MilvusStore
 from imagesearch_retriever.servicer import RetrieverServicer
 from imagesearch_retriever.settings import RetrieverSettings
 
@@ -25,16 +24,7 @@ class RetrieverBackend:
     service_names = (SERVICE_NAME,)
 
     def __init__(self, settings: RetrieverSettings, tracer_provider: TracerProvider) -> None:
-        self.store = MilvusStore(
-            settings.milvus_uri,
-            token=settings.milvus_token,
-            db_name=settings.milvus_db,
-            prefix=settings.collection_prefix,
-            hnsw=HnswParams(settings.hnsw_m, settings.hnsw_ef_construction, settings.hnsw_ef_search),
-            timeout_seconds=settings.timeout_seconds,
-            read_consistency=settings.read_consistency,
-            tracer_provider=tracer_provider,
-        )
+        self.store = MilvusStore(options_from(settings, MilvusOptions), tracer_provider)
         self.core = RetrieverCore(self.store, max_top_k=settings.max_top_k)
 
     def register(self, server: grpc.aio.Server) -> None:
@@ -50,5 +40,11 @@ class RetrieverBackend:
         await self.store.close()
 
 
-def build_server(settings: RetrieverSettings, tracer_provider: TracerProvider) -> ServiceServer:
-    return service.build_server("retriever", RetrieverBackend, settings, tracer_provider)
+SERVICE = service.Service(
+    "retriever",
+    "The internal imagesearch RetrieverService: vector search with filters, one hit per product, "
+    "and catalog storage on Milvus (one collection per catalog and model).",
+    RetrieverSettings,
+    RetrieverBackend,
+)
+build_server = SERVICE.server

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from imagesearch.common.errors import InvalidArgument, NotFound
 from imagesearch.common.types import FilterSpec, Floats, Hit, ModelId, ProductRecord
 from imagesearch.contracts.limits import MAX_TOP_K, check_catalog, check_min_score, check_product_id, check_top_k
-from imagesearch_retriever.store import Image, ImageMatch, VectorStore
+from imagesearch_retriever.store import Image, VectorQuery, VectorStore
 from imagesearch_retriever.validation import normalised, validate_filter, validate_model, validate_product
 
 # Images fetched per wanted product on the first try: catalogs have a few images per product.
@@ -76,8 +76,8 @@ class RetrieverCore:
         ceiling = self._store.max_search_limit
         limit = min(top_k * OVERFETCH, ceiling)
         while True:
-            pages = await self._store.search(catalog, model, vectors, limit, spec, exclude)
-            best: dict[str, ImageMatch] = {}
+            pages = await self._store.search(catalog, model, VectorQuery(vectors, limit, spec, exclude))
+            best: dict[str, Hit] = {}
             for page in pages:
                 for match in page:
                     held = best.get(match.product_id)
@@ -92,7 +92,7 @@ class RetrieverCore:
             if bound < min_score or (len(qualified) >= top_k and qualified[top_k - 1].score >= bound):
                 break
             limit = min(limit * GROWTH, ceiling)
-        return [_hit(m) for m in qualified[:top_k]]
+        return qualified[:top_k]
 
     async def upsert(
         self, catalog: str, model: ModelId, products: Sequence[tuple[ProductRecord, Sequence[Image]]]
@@ -133,16 +133,3 @@ class RetrieverCore:
             raise InvalidArgument("the default catalog cannot be dropped; delete its products instead")
         validate_model(model)
         return await self._store.drop(catalog, model)
-
-
-def _hit(match: ImageMatch) -> Hit:
-    return Hit(
-        product_id=match.product_id,
-        score=match.score,
-        title=match.title,
-        category=match.category,
-        brand=match.brand,
-        price=match.price,
-        image_uri=match.image_uri,
-        attributes=dict(match.attributes),
-    )

@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
-from imagesearch.common.types import FilterSpec, Floats, ModelId, ProductRecord
+from imagesearch.common.types import FilterSpec, Floats, Hit, ModelId, ProductRecord
 
 # (uri, unit vector) of one indexed image.
 Image = tuple[str, Floats]
 
 
 @dataclass(frozen=True)
-class ImageMatch:
-    """One matching image row: the product's fields, its image and the similarity."""
+class VectorQuery:
+    """The `limit` nearest images of each vector, best first, that pass `spec` (and are not `exclude_product_id`'s).
 
-    product_id: str
-    score: float
-    image_uri: str
-    title: str = ""
-    category: str = ""
-    brand: str = ""
-    price: float = 0.0
-    attributes: dict[str, str] = field(default_factory=dict)
+    Each page holds image rows as hits (`Hit.image_uri` says which image); the core makes products of them.
+    """
+
+    vectors: Sequence[Floats]
+    limit: int
+    spec: FilterSpec = FilterSpec()
+    exclude_product_id: str | None = None
 
 
 class VectorStore(Protocol):
@@ -48,16 +47,8 @@ class VectorStore(Protocol):
         """Each indexed image of a product, in upsert order; [] when it is unknown."""
         ...
 
-    async def search(
-        self,
-        catalog: str,
-        model: ModelId,
-        vectors: Sequence[Floats],
-        limit: int,
-        spec: FilterSpec,
-        exclude_product_id: str | None = None,
-    ) -> list[list[ImageMatch]]:
-        """The `limit` nearest images of each query vector, best first, that pass `spec`."""
+    async def search(self, catalog: str, model: ModelId, query: VectorQuery) -> list[list[Hit]]:
+        """One page of image hits per query vector."""
         ...
 
     async def drop(self, catalog: str, model: ModelId) -> bool:

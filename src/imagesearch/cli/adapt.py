@@ -28,32 +28,31 @@ from typing import NoReturn
 
 from tqdm import tqdm
 
-from imagesearch.cli.common import CliError
+from imagesearch.cli.common import CliError, Subparsers, add_command, positive_int
 from imagesearch.client.catalog import CatalogError, load_catalog
+from imagesearch.common.config import options_from
 from imagesearch.contracts.model import MODEL_NAME, model_dir
 
+ADAPT_HELP = "adapt the embedding to a catalog (writes a new model version)"
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        "adapt",
-        help="adapt the embedding to a catalog (writes a new model version)",
-        description=__doc__,
-        epilog=(
-            "examples:\n"
-            "  imagesearch adapt ../shared/datasets/dev          # a dataset folder: catalog.csv + distractors.csv\n"
-            "  imagesearch adapt shop/catalog.csv --views 2      # a catalog CSV (as `imagesearch index` reads it)\n"
-            "  imagesearch adapt photos/ --dimension 256         # an image folder; a smaller index\n"
-            "\n"
-            "then restart the stack (`imagesearch up`) and index the catalog again.\n"
-            "To go back to the base model, delete the adapted version's folder.\n"
-            "\n"
-            "environment:\n"
-            "  EMBEDDER_IMAGE_SIZE    the embedder's input size; views and shots are framed at it (default 256)\n"
-            "  EMBEDDER_RESIZE_MODE   how the embedder frames catalog images (default crop)\n"
-            "  IMAGESEARCH_HOME       the checkout whose model_repo/ to write to\n"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+ADAPT_EPILOG = """\
+examples:
+  imagesearch adapt ../shared/datasets/dev          # a dataset folder: catalog.csv + distractors.csv
+  imagesearch adapt shop/catalog.csv --views 2      # a catalog CSV (as `imagesearch index` reads it)
+  imagesearch adapt photos/ --dimension 256         # an image folder; a smaller index
+
+then restart the stack (`imagesearch up`) and index the catalog again.
+To go back to the base model, delete the adapted version's folder.
+
+environment:
+  EMBEDDER_IMAGE_SIZE    the embedder's input size; views and shots are framed at it (default 256)
+  EMBEDDER_RESIZE_MODE   how the embedder frames catalog images (default crop)
+  IMAGESEARCH_HOME       the checkout whose model_repo/ to write to
+"""
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    p = add_command(subparsers, "adapt", help=ADAPT_HELP, description=__doc__, epilog=ADAPT_EPILOG, gateway=False)
     p.add_argument(
         "catalogs",
         nargs="+",
@@ -91,7 +90,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("--version", type=int, help="version number to write (default: the next free one)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic views (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="threads making views (default: CPU count)")
+    p.add_argument(
+        "--workers", type=positive_int, default=os.cpu_count() or 2, help="threads making views (default: CPU count)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in CI logs)")
     p.set_defaults(func=run)
 
@@ -144,15 +145,7 @@ def run(args: argparse.Namespace) -> int:
     except RepositoryError as err:
         raise CliError(str(err)) from None
     images = catalog_images(args.catalogs)
-    options = AdaptOptions(
-        views=args.views,
-        dimension=args.dimension,
-        shrinkage=args.shrinkage,
-        image_size=args.image_size,
-        resize_mode=args.resize_mode,
-        seed=args.seed,
-        workers=max(1, args.workers),
-    )
+    options = options_from(args, AdaptOptions)  # the options are named as the flags
     print(
         f"adapting {MODEL_NAME} v{base_version} to {len(images)} catalog images "
         f"({options.views} synthetic views each + 1 to calibrate, {options.image_size} px, -> {options.dimension} dims)"

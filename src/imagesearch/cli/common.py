@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shutil
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import grpc
 
@@ -17,6 +18,25 @@ class CliError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+# The object `add_subparsers()` returns (generic only to the type checker, hence the string).
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def add_command(
+    subparsers: Subparsers, name: str, *, help: str, description: str, epilog: str, gateway: bool = True
+) -> argparse.ArgumentParser:
+    """One `imagesearch <name>` command; its --help prints `description` and `epilog` as written
+    (examples, environment), and `--gateway` works after the command name too."""
+    return subparsers.add_parser(
+        name,
+        parents=[gateway_option()] if gateway else [],
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def gateway_option() -> argparse.ArgumentParser:
@@ -89,3 +109,14 @@ def format_table(
 
     rule = (" " * gap).join("-" * w for w in widths)
     return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

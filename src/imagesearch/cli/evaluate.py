@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 from tqdm import tqdm
 
-from imagesearch.cli.common import CliError, gateway_option
+from imagesearch.cli.common import CliError, Subparsers, add_command
 from imagesearch.client.catalog import CatalogItem
 from imagesearch.client.channel import open_channel, search_stub
 from imagesearch.client.indexer import RetryPolicy, index_catalog
@@ -33,21 +33,20 @@ from imagesearch.v1 import search_pb2, search_pb2_grpc
 DEPTH = 100
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        "eval",
-        parents=[gateway_option()],
-        help="measure Recall@1/5/10, MRR and category precision on a benchmark dataset",
-        description=__doc__,
-        epilog=(
-            "The dataset folder holds catalog.csv, distractors.csv (optional), queries.csv and the images\n"
-            "they name, as in ../shared/datasets/dev (see its README for the metric definitions).\n\n"
-            "examples:\n"
-            "  imagesearch eval ../shared/datasets/dev\n"
-            "  imagesearch eval ../shared/datasets/dev --out results/dev.json --queries 50\n"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+EVAL_HELP = "measure Recall@1/5/10, MRR and category precision on a benchmark dataset"
+
+EVAL_EPILOG = """\
+The dataset folder holds catalog.csv, distractors.csv (optional), queries.csv and the images
+they name, as in ../shared/datasets/dev (see its README for the metric definitions).
+
+examples:
+  imagesearch eval ../shared/datasets/dev
+  imagesearch eval ../shared/datasets/dev --out results/dev.json --queries 50
+"""
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    p = add_command(subparsers, "eval", help=EVAL_HELP, description=__doc__, epilog=EVAL_EPILOG)
     p.add_argument("dataset", type=Path, help="dataset folder")
     p.add_argument(
         "--out",

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from imagesearch.cli.common import CliError, format_table, gateway_option
+from imagesearch.cli.common import CliError, Subparsers, add_command, format_table, positive_int
 from imagesearch.client.catalog import CatalogError, load_catalog
 from imagesearch.client.channel import open_channel, search_stub
 from imagesearch.client.indexer import BatchOutcome, Failure, RetryPolicy, index_catalog
@@ -50,37 +50,50 @@ def summary_line(outcome: BatchOutcome) -> str:
 # --- commands --------------------------------------------------------------
 
 
-def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        "index",
-        parents=[gateway_option()],
-        help="add or update products from a CSV or an image folder",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Send products to the gateway (UpsertProducts) in batches.\n\n"
-            "SOURCE is either a CSV with columns product_id,title,category,brand,price,image,attributes\n"
-            "(only product_id and image are required; image is relative to the CSV's folder;\n"
-            'attributes is a JSON object such as {"color": "red"}; repeat a product_id on several\n'
-            "rows to give it several images), or a folder of .jpg/.png/.webp images: product id and\n"
-            'title are the file name without extension, category the sub-folder ("" at the top).\n\n'
-            "Images are sent with their absolute path as uri, which is what search results show.\n"
-            "Re-running is safe: upsert replaces products by id. Failed products are listed at the\n"
-            "end with the reason, and the exit status is 1 when anything failed."
-        ),
-        epilog=(
-            "examples:\n"
-            "  imagesearch index demo/catalog.csv\n"
-            "  imagesearch index ~/photos/shoes --batch 32 --concurrency 4\n"
-            "  imagesearch index demo/catalog.csv --skip-existing   # only new or changed products"
-        ),
-    )
+INDEX_HELP = "add or update products from a CSV or an image folder"
+
+INDEX_DESCRIPTION = """\
+Send products to the gateway (UpsertProducts) in batches.
+
+SOURCE is either a CSV with columns product_id,title,category,brand,price,image,attributes
+(only product_id and image are required; image is relative to the CSV's folder;
+attributes is a JSON object such as {"color": "red"}; repeat a product_id on several
+rows to give it several images), or a folder of .jpg/.png/.webp images: product id and
+title are the file name without extension, category the sub-folder ("" at the top).
+
+Images are sent with their absolute path as uri, which is what search results show.
+Re-running is safe: upsert replaces products by id. Failed products are listed at the
+end with the reason, and the exit status is 1 when anything failed.
+"""
+
+INDEX_EPILOG = """\
+examples:
+  imagesearch index demo/catalog.csv
+  imagesearch index ~/photos/shoes --batch 32 --concurrency 4
+  imagesearch index demo/catalog.csv --skip-existing   # only new or changed products
+"""
+
+DELETE_HELP = "remove products by id"
+
+DELETE_DESCRIPTION = """\
+Remove products and all their images from the catalog (DeleteProducts).
+"""
+
+DELETE_EPILOG = """\
+example:
+  imagesearch delete p00496c64 p006990d5
+"""
+
+
+def add_parsers(subparsers: Subparsers) -> None:
+    p = add_command(subparsers, "index", help=INDEX_HELP, description=INDEX_DESCRIPTION, epilog=INDEX_EPILOG)
     p.add_argument("source", type=Path, help="catalog CSV file or folder of images")
-    p.add_argument("--batch", type=_positive_int, default=16, metavar="N", help="products per request (default 16)")
-    p.add_argument("--concurrency", type=_positive_int, default=2, metavar="N", help="requests in flight (default 2)")
+    p.add_argument("--batch", type=positive_int, default=16, metavar="N", help="products per request (default 16)")
+    p.add_argument("--concurrency", type=positive_int, default=2, metavar="N", help="requests in flight (default 2)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="seconds per request (default 120)")
     p.add_argument(
         "--retries",
-        type=_positive_int,
+        type=positive_int,
         default=5,
         metavar="N",
         help="attempts per batch while the gateway is UNAVAILABLE or times out (default 5)",
@@ -99,27 +112,10 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in CI logs)")
     p.set_defaults(func=run_index)
 
-    d = subparsers.add_parser(
-        "delete",
-        parents=[gateway_option()],
-        help="remove products by id",
-        description="Remove products and all their images from the catalog (DeleteProducts).",
-        epilog="example:\n  imagesearch delete p00496c64 p006990d5",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    d = add_command(subparsers, "delete", help=DELETE_HELP, description=DELETE_DESCRIPTION, epilog=DELETE_EPILOG)
     d.add_argument("product_ids", nargs="+", metavar="PRODUCT_ID")
     d.add_argument("--catalog", default="", metavar="NAME", help="named catalog (default: the default catalog)")
     d.set_defaults(func=run_delete)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def run_index(args: argparse.Namespace) -> int:

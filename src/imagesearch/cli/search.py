@@ -13,7 +13,7 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
-from imagesearch.cli.common import CliError, format_table, gateway_option
+from imagesearch.cli.common import CliError, Subparsers, add_command, format_table
 from imagesearch.client.catalog import display_path
 from imagesearch.client.channel import open_channel, search_stub
 from imagesearch.client.sheet import local_image_path, render_contact_sheet
@@ -189,28 +189,29 @@ def _liked_image(stub: Any, product_id: str) -> str | None:
 # --- command -----------------------------------------------------------------
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        "search",
-        parents=[gateway_option()],
-        help="find the products that look like a photo (or like a product)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Search the catalog with a photo (JPEG, PNG or WebP) or, with --like, with the images\n"
-            "of an indexed product. Prints the hits (rank, cosine score, product), the model that\n"
-            "embedded the query, whether the answer came from the gateway's cache, and the latency.\n\n"
-            "Filters: each option given must hold (AND); repeating an option allows any of its values\n"
-            "(OR): --category shoes --category bags --price-max 50 means (shoes OR bags) AND price <= 50."
-        ),
-        epilog=(
-            "examples:\n"
-            "  imagesearch search demo/queries/qfbf79e76.jpg\n"
-            "  imagesearch search photo.jpg --top-k 5 --category animals/birds --price-max 100\n"
-            "  imagesearch search photo.jpg --region 0.25,0.1,0.75,0.9 --sheet results.png\n"
-            "  imagesearch search --like p00496c64 --attr color=red --attr color=blue\n"
-            "  imagesearch search photo.jpg --json | jq '.hits[0]'"
-        ),
-    )
+SEARCH_HELP = "find the products that look like a photo (or like a product)"
+
+SEARCH_DESCRIPTION = """\
+Search the catalog with a photo (JPEG, PNG or WebP) or, with --like, with the images
+of an indexed product. Prints the hits (rank, cosine score, product), the model that
+embedded the query, whether the answer came from the gateway's cache, and the latency.
+
+Filters: each option given must hold (AND); repeating an option allows any of its values
+(OR): --category shoes --category bags --price-max 50 means (shoes OR bags) AND price <= 50.
+"""
+
+SEARCH_EPILOG = """\
+examples:
+  imagesearch search demo/queries/qfbf79e76.jpg
+  imagesearch search photo.jpg --top-k 5 --category animals/birds --price-max 100
+  imagesearch search photo.jpg --region 0.25,0.1,0.75,0.9 --sheet results.png
+  imagesearch search --like p00496c64 --attr color=red --attr color=blue
+  imagesearch search photo.jpg --json | jq '.hits[0]'
+"""
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    p = add_command(subparsers, "search", help=SEARCH_HELP, description=SEARCH_DESCRIPTION, epilog=SEARCH_EPILOG)
     p.add_argument("image", nargs="?", type=Path, help="query photo (omit when using --like)")
     p.add_argument("--like", metavar="PRODUCT_ID", help="search with an indexed product's images instead of a photo")
     p.add_argument(

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from imagesearch.cli.common import CliError, format_table
+from imagesearch.cli.common import CliError, Subparsers, add_command, format_table
 from imagesearch.cli.index import failure_report, reasons_summary, summary_line
 from imagesearch.client.catalog import CatalogError, display_path, load_catalog
 from imagesearch.client.channel import DEFAULT_GATEWAY
@@ -26,31 +26,34 @@ if TYPE_CHECKING:
     from imagesearch.stack.local import LocalStack
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        "up",
-        help="start the whole stack locally (and index the demo catalog)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Start Triton (model_repo/), Milvus, Redis and the embedder, retriever and gateway\n"
-            "services on this machine, wait until every service reports SERVING, index the demo\n"
-            "catalog (demo/catalog.csv; products already indexed are skipped), print the endpoints,\n"
-            "and run until Ctrl-C or SIGTERM, which stops everything in reverse order.\n\n"
-            "The Milvus data lives in the runtime folder, so the catalog survives restarts. Logs:\n"
-            "<runtime-dir>/logs/<service>.log, Milvus in <runtime-dir>/milvus/, Triton in <runtime-dir>/triton/."
-        ),
-        epilog=(
-            "examples:\n"
-            "  imagesearch up\n"
-            "  imagesearch up --no-demo --runtime-dir /tmp/is --gateway-port 50061\n"
-            "  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 imagesearch up   # traces to Jaeger\n\n"
-            "environment:\n"
-            "  IMAGESEARCH_HOME     the checkout to run (default: found from this install or the cwd)\n"
-            "  REDIS_URL            use this Redis when it answers; otherwise a private redis-server is started\n"
-            "  OTEL_*               passed to every service (each gets its own OTEL_SERVICE_NAME)\n"
-            "  LOG_LEVEL            services' log level (or --log-level)"
-        ),
-    )
+UP_HELP = "start the whole stack locally (and index the demo catalog)"
+
+UP_DESCRIPTION = """\
+Start Triton (model_repo/), Milvus, Redis and the embedder, retriever and gateway
+services on this machine, wait until every service reports SERVING, index the demo
+catalog (demo/catalog.csv; products already indexed are skipped), print the endpoints,
+and run until Ctrl-C or SIGTERM, which stops everything in reverse order.
+
+The Milvus data lives in the runtime folder, so the catalog survives restarts. Logs:
+<runtime-dir>/logs/<service>.log, Milvus in <runtime-dir>/milvus/, Triton in <runtime-dir>/triton/.
+"""
+
+UP_EPILOG = """\
+examples:
+  imagesearch up
+  imagesearch up --no-demo --runtime-dir /tmp/is --gateway-port 50061
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 imagesearch up   # traces to Jaeger
+
+environment:
+  IMAGESEARCH_HOME     the checkout to run (default: found from this install or the cwd)
+  REDIS_URL            use this Redis when it answers; otherwise a private redis-server is started
+  OTEL_*               passed to every service (each gets its own OTEL_SERVICE_NAME)
+  LOG_LEVEL            services' log level (or --log-level)
+"""
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    p = add_command(subparsers, "up", help=UP_HELP, description=UP_DESCRIPTION, epilog=UP_EPILOG, gateway=False)
     p.add_argument(
         "--demo",
         action=argparse.BooleanOptionalAction,

@@ -14,6 +14,7 @@ relative to the root ("" for files at the root).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -64,7 +65,7 @@ def load_csv(path: Path) -> list[CatalogItem]:
         if first is None:
             items[item.product_id] = item
         else:  # another image of a product we already have
-            items[item.product_id] = _with_images(first, first.images + item.images)
+            items[item.product_id] = dataclasses.replace(first, images=first.images + item.images)
     return list(items.values())
 
 
@@ -161,19 +162,6 @@ def _attribute_value(key: str, value: object, where: str) -> str:
     if isinstance(value, (int, float)):
         return str(value)
     raise CatalogError(f"{where}: attribute {key!r} must be a string, number or boolean, got {json.dumps(value)}")
-
-
-def _with_images(item: CatalogItem, images: tuple[Path, ...]) -> CatalogItem:
-    return CatalogItem(
-        product_id=item.product_id,
-        images=images,
-        title=item.title,
-        category=item.category,
-        brand=item.brand,
-        price=item.price,
-        attributes=item.attributes,
-        source=item.source,
-    )
 
 
 # --- folder ----------------------------------------------------------------

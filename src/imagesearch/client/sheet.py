@@ -184,65 +184,60 @@ def build_sheet(
     heading = f"{len(hits)} result{'s' if len(hits) != 1 else ''}" + (f"  ·  {subtitle}" if subtitle else "")
     draw.text((grid_x, layout.margin), fit_text(draw, heading, bold, grid_w), fill=TEXT, font=bold)
 
-    _paste_query(sheet, draw, query, region, query_label, (layout.margin, top), layout, body, small, line_h)
+    canvas = _Canvas(sheet, draw, layout, body, small, line_h)
+    _paste_query(canvas, query, region, query_label, (layout.margin, top))
     if not hits:
         draw.text((grid_x, top), "no results", fill=MUTED, font=body)
     for i, hit in enumerate(hits):
         x = grid_x + (i % columns) * (tile_w + layout.gap)
         y = top + (i // columns) * (tile_h + layout.gap)
-        _paste_tile(sheet, draw, i + 1, hit, (x, y), layout, body, small, line_h)
+        _paste_tile(canvas, i + 1, hit, (x, y))
     return sheet
 
 
+@dataclass(frozen=True)
+class _Canvas:
+    """The sheet being drawn, and what every panel draws with."""
+
+    sheet: Image.Image
+    draw: ImageDraw.ImageDraw
+    layout: SheetLayout
+    body: Font
+    small: Font
+    line_h: int
+
+    def framed(self, shown: Image.Image, x: int, y: int, box: int) -> None:
+        """`shown` centred in a `box` x `box` frame whose top left corner is (x, y)."""
+        self.draw.rectangle([x - 1, y - 1, x + box, y + box], fill=TILE_BACKGROUND, outline=BORDER)
+        self.sheet.paste(shown, (x + (box - shown.width) // 2, y + (box - shown.height) // 2))
+
+
 def _paste_query(
-    sheet: Image.Image,
-    draw: ImageDraw.ImageDraw,
-    query: str | Path | Image.Image | None,
-    region: Sequence[float] | None,
-    label: str,
-    at: tuple[int, int],
-    layout: SheetLayout,
-    body: Font,
-    small: Font,
-    line_h: int,
+    c: _Canvas, query: str | Path | Image.Image | None, region: Sequence[float] | None, label: str, at: tuple[int, int]
 ) -> None:
     x, y = at
-    box = layout.query_width
+    box = c.layout.query_width
     img = query if isinstance(query, Image.Image) else load_image(query)
     if img is None:
-        shown = placeholder(box, "query image not available", body)
+        shown = placeholder(box, "query image not available", c.body)
     else:
         shown = contain(draw_region(img, region) if region else img, box)
-    draw.rectangle([x - 1, y - 1, x + box, y + box], fill=TILE_BACKGROUND, outline=BORDER)
-    sheet.paste(shown, (x + (box - shown.width) // 2, y + (box - shown.height) // 2))
-    draw.text((x, y + box + 6), fit_text(draw, label, body, box), fill=TEXT, font=body)
+    c.framed(shown, x, y, box)
+    c.draw.text((x, y + box + 6), fit_text(c.draw, label, c.body, box), fill=TEXT, font=c.body)
     if region:
-        coords = ", ".join(f"{c:.2f}" for c in region)
-        draw.text((x, y + box + 6 + line_h), f"region ({coords})", fill=REGION, font=small)
+        coords = ", ".join(f"{v:.2f}" for v in region)
+        c.draw.text((x, y + box + 6 + c.line_h), f"region ({coords})", fill=REGION, font=c.small)
 
 
-def _paste_tile(
-    sheet: Image.Image,
-    draw: ImageDraw.ImageDraw,
-    rank: int,
-    hit: HitLike,
-    at: tuple[int, int],
-    layout: SheetLayout,
-    body: Font,
-    small: Font,
-    line_h: int,
-) -> None:
+def _paste_tile(c: _Canvas, rank: int, hit: HitLike, at: tuple[int, int]) -> None:
     x, y = at
-    size = layout.tile
+    size = c.layout.tile
     img = load_image(hit.image_uri)
-    shown = contain(img, size) if img is not None else placeholder(size, "image not available", small)
-    draw.rectangle([x - 1, y - 1, x + size, y + size], fill=TILE_BACKGROUND, outline=BORDER)
-    sheet.paste(shown, (x + (size - shown.width) // 2, y + (size - shown.height) // 2))
-
+    c.framed(contain(img, size) if img is not None else placeholder(size, "image not available", c.small), x, y, size)
     ty = y + size + 5
     rank_text = f"#{rank}"
-    draw.text((x, ty), rank_text, fill=TEXT, font=body)
-    score_x = x + draw.textlength(rank_text + "  ", font=body)
-    draw.text((score_x, ty), f"{hit.score:.3f}", fill=GOOD_SCORE if hit.score >= 0.8 else TEXT, font=body)
-    draw.text((x, ty + line_h), fit_text(draw, hit.title or "(untitled)", body, size), fill=TEXT, font=body)
-    draw.text((x, ty + 2 * line_h), fit_text(draw, hit.product_id, small, size), fill=MUTED, font=small)
+    c.draw.text((x, ty), rank_text, fill=TEXT, font=c.body)
+    score_x = x + c.draw.textlength(rank_text + "  ", font=c.body)
+    c.draw.text((score_x, ty), f"{hit.score:.3f}", fill=GOOD_SCORE if hit.score >= 0.8 else TEXT, font=c.body)
+    c.draw.text((x, ty + c.line_h), fit_text(c.draw, hit.title or "(untitled)", c.body, size), fill=TEXT, font=c.body)
+    c.draw.text((x, ty + 2 * c.line_h), fit_text(c.draw, hit.product_id, c.small, size), fill=MUTED, font=c.small)

@@ -14,7 +14,7 @@ import os
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 
 class SettingsError(ValueError):
@@ -151,6 +151,15 @@ class Settings:
             value = getattr(self, f.name)
             shown.append(f"{f.name}={'***' if s.secret and value else value!r}")
         return f"{type(self).__name__}({', '.join(shown)})"
+
+
+OptionsT = TypeVar("OptionsT")
+
+
+def options_from(settings: object, options: type[OptionsT]) -> OptionsT:
+    """An options dataclass whose fields are settings of the same names (a core's slice of the settings)."""
+    names = [f.name for f in dataclasses.fields(options)]  # type: ignore[arg-type]
+    return options(**{name: getattr(settings, name) for name in names})
 
 
 def _text(value: Any) -> str:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
+from google.protobuf.message import Message
+
 from imagesearch.common.types import FilterSpec, Hit, ImageErrorReason, ModelId, ProductRecord, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.v1 import common_pb2
@@ -73,56 +78,31 @@ def filter_to_pb(spec: FilterSpec) -> common_pb2.Filter:
     return msg
 
 
+def _scalar_fields(cls: type[Any], msg: Message) -> dict[str, Any]:
+    """The fields `cls` and the message share by name, but for the containers (converted by the caller)."""
+    return {f.name: getattr(msg, f.name) for f in dataclasses.fields(cls) if f.name not in _CONTAINERS}
+
+
+# Fields the wire holds as protobuf containers: copied into plain dicts and tuples.
+_CONTAINERS = frozenset({"attributes", "image_uris"})
+
+
 def product_from_pb(msg: common_pb2.Product) -> ProductRecord:
     return ProductRecord(
-        product_id=msg.product_id,
-        title=msg.title,
-        category=msg.category,
-        brand=msg.brand,
-        price=msg.price,
-        attributes=dict(msg.attributes),
-        image_uris=tuple(msg.image_uris),
+        **_scalar_fields(ProductRecord, msg), attributes=dict(msg.attributes), image_uris=tuple(msg.image_uris)
     )
 
 
 def product_to_pb(product: ProductRecord) -> common_pb2.Product:
-    return common_pb2.Product(
-        product_id=product.product_id,
-        title=product.title,
-        category=product.category,
-        brand=product.brand,
-        price=product.price,
-        attributes=product.attributes,
-        image_uris=list(product.image_uris),
-    )
+    return common_pb2.Product(**dataclasses.asdict(product))
 
 
 def hit_from_pb(msg: common_pb2.SearchHit) -> Hit:
-    return Hit(
-        product_id=msg.product_id,
-        score=msg.score,
-        title=msg.title,
-        category=msg.category,
-        brand=msg.brand,
-        price=msg.price,
-        image_uri=msg.image_uri,
-        attributes=dict(msg.attributes),
-        same_product_probability=msg.same_product_probability,
-    )
+    return Hit(**_scalar_fields(Hit, msg), attributes=dict(msg.attributes))
 
 
 def hit_to_pb(hit: Hit) -> common_pb2.SearchHit:
-    return common_pb2.SearchHit(
-        product_id=hit.product_id,
-        score=hit.score,
-        title=hit.title,
-        category=hit.category,
-        brand=hit.brand,
-        price=hit.price,
-        image_uri=hit.image_uri,
-        attributes=hit.attributes,
-        same_product_probability=hit.same_product_probability,
-    )
+    return common_pb2.SearchHit(**dataclasses.asdict(hit))
 
 
 def image_error_to_pb(reason: ImageErrorReason, message: str) -> common_pb2.ImageError:

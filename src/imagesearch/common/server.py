@@ -72,10 +72,7 @@ class ServerOptions:
 
 class ServiceServer:
     def __init__(self, name: str, backend: Backend, options: ServerOptions, tracer_provider: TracerProvider) -> None:
-        self.name = name
-        self._backend = backend
-        self._options = options
-        self._tracer_provider = tracer_provider
+        self.name, self._backend, self._options, self._tracer_provider = name, backend, options, tracer_provider
         self._server: grpc.aio.Server | None = None
         self._health = HealthServicer()
         self._watcher: asyncio.Task[None] | None = None

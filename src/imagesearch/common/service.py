@@ -1,4 +1,4 @@
-"""The one entry point of every service: `python -m imagesearch_<name>` runs `run_service(...)`.
+"""The one entry point of every service: `python -m imagesearch_<name>` runs its `Service.main()`.
 
 It parses the command line (only `--help`, which lists every setting), reads the settings from
 the environment, sets up logging and tracing, builds the backend and serves it until SIGTERM or
@@ -11,7 +11,8 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, Self, TypeVar
+from dataclasses import dataclass
+from typing import Generic, Protocol, Self, TypeVar
 
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -50,27 +51,34 @@ S = TypeVar("S", bound=ServiceSettings)
 BackendFactory = Callable[[S, TracerProvider], Backend]
 
 
-def build_server(name: str, backend: BackendFactory[S], settings: S, provider: TracerProvider) -> ServiceServer:
-    """The service's ServiceServer on its configured address, around a freshly built backend."""
-    options = ServerOptions(host=settings.host, port=settings.port, max_message_bytes=settings.max_message_bytes)
-    return ServiceServer(name, backend(settings, provider), options, provider)
+@dataclass(frozen=True)
+class Service(Generic[S]):
+    """A service: its name, what it does, its settings and its backend. `main` is its entry point."""
 
+    name: str
+    description: str
+    settings: type[S]
+    backend: BackendFactory[S]
 
-def run_service(
-    name: str, description: str, settings_type: type[S], backend: BackendFactory[S], argv: Sequence[str] | None = None
-) -> None:
-    parser = argparse.ArgumentParser(
-        prog=f"imagesearch-{name}",
-        description=f"{description} Configured entirely by environment variables.",
-        epilog=settings_type.help_text(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.parse_args(argv)
-    try:
-        settings = settings_type.from_env()
-    except SettingsError as err:
-        print(f"imagesearch-{name}: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    configure_logging(settings.log_level)
-    server = build_server(name, backend, settings, build_tracer_provider(name))
-    asyncio.run(serve_until_signalled(server, grace=settings.grace_seconds))
+    def server(self, settings: S, provider: TracerProvider) -> ServiceServer:
+        """The service's ServiceServer on its configured address, around a freshly built backend."""
+        options = ServerOptions(host=settings.host, port=settings.port, max_message_bytes=settings.max_message_bytes)
+        return ServiceServer(self.name, self.backend(settings, provider), options, provider)
+
+    def main(self, argv: Sequence[str] | None = None) -> None:
+        """`python -m imagesearch_<name>`: read the settings, serve until SIGTERM or SIGINT drains it."""
+        parser = argparse.ArgumentParser(
+            prog=f"imagesearch-{self.name}",
+            description=f"{self.description} Configured entirely by environment variables.",
+            epilog=self.settings.help_text(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.parse_args(argv)
+        try:
+            settings = self.settings.from_env()
+        except SettingsError as err:
+            print(f"imagesearch-{self.name}: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        configure_logging(settings.log_level)
+        server = self.server(settings, build_tracer_provider(self.name))
+        asyncio.run(serve_until_signalled(server, grace=settings.grace_seconds))

@@ -88,12 +88,14 @@ class ProductRecord:
 
 @dataclass(frozen=True)
 class Hit:
+    """One product of an answer: its fields, its best-matching image and that image's similarity."""
+
     product_id: str
     score: float
-    title: str
-    category: str
-    brand: str
-    price: float
-    image_uri: str
+    title: str = ""
+    category: str = ""
+    brand: str = ""
+    price: float = 0.0
+    image_uri: str = ""
     attributes: dict[str, str] = field(default_factory=dict)
     same_product_probability: float = 0.0

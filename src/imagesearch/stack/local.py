@@ -23,12 +23,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from imagesearch.common import probe
 from imagesearch.stack.milvus import LocalMilvus
 from imagesearch.stack.ports import free_ports
-from imagesearch.stack.process import die_with_parent, log_tail
+from imagesearch.stack.process import Managed, log_tail, spawn
 from imagesearch.stack.redis import LocalRedis, redis_reachable
 from imagesearch.stack.triton import TritonServer
 
@@ -96,7 +95,7 @@ def port_available(host: str, port: int) -> bool:
     return True
 
 
-class LocalStack:
+class LocalStack(Managed):
     """Start/stop the local stack; `progress` receives one-line status messages."""
 
     def __init__(self, config: StackConfig, progress: Callable[[str], None] = lambda _msg: None) -> None:
@@ -207,17 +206,8 @@ class LocalStack:
 
     def _spawn(self, svc: ServiceProcess) -> None:
         with open(svc.log_path, "wb") as log:  # a fresh log per run: the tail is about this run
-            svc.proc = subprocess.Popen(
-                [sys.executable, "-m", svc.module],
-                env=self.service_env(svc.name),
-                cwd=self.config.repo_root,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # Own session: a Ctrl-C in the terminal reaches only us, and we stop
-                # the children in order instead of all at once.
-                start_new_session=True,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl(), async-signal-safe
+            svc.proc = spawn(
+                [sys.executable, "-m", svc.module], log, cwd=self.config.repo_root, env=self.service_env(svc.name)
             )
 
     def _wait_serving(self) -> None:
@@ -325,14 +315,6 @@ class LocalStack:
             except Exception as err:  # noqa: BLE001 - keep stopping the rest
                 self._progress(f"{label}: stop failed: {err}")
         self.triton = self.milvus = self.redis = None
-
-    def __enter__(self) -> LocalStack:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def _terminate(proc: subprocess.Popen[bytes], grace: float) -> None:

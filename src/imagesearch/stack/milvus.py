@@ -30,10 +30,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 
 from imagesearch.stack.ports import free_ports
-from imagesearch.stack.process import die_with_parent, log_tail
+from imagesearch.stack.process import Managed, bound_port, log_tail, spawn
 
 # Every `*_port` item of the package's config template: all must be free.
 _CONFIG_PORT_KEYS = (
@@ -77,7 +76,7 @@ class _QuickFailure(MilvusStartError):
     """A start that failed fast (likely a port race): worth another try with fresh ports."""
 
 
-class LocalMilvus:
+class LocalMilvus(Managed):
     """Milvus standalone as a child process; `start()` returns once a client can list collections.
 
     `port=0` picks a free port for the gRPC/HTTP endpoint (`uri`). Data
@@ -104,9 +103,7 @@ class LocalMilvus:
 
     @property
     def uri(self) -> str:
-        if not self.port:
-            raise RuntimeError("LocalMilvus has no port until start()")
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{bound_port(self, self.port)}"
 
     @property
     def log_path(self) -> Path:
@@ -139,16 +136,7 @@ class LocalMilvus:
                 raise
             raise _QuickFailure(str(err)) from err
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                command,
-                cwd=self.base_dir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl(), async-signal-safe
-            )
+            self._proc = spawn(command, log, cwd=self.base_dir, env=env)
         atexit.register(self.stop)
         try:
             self._wait_ready()
@@ -267,11 +255,3 @@ class LocalMilvus:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-    def __enter__(self) -> LocalMilvus:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

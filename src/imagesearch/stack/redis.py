@@ -14,12 +14,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 import redis
 
 from imagesearch.stack.ports import free_port
-from imagesearch.stack.process import die_with_parent, log_tail
+from imagesearch.stack.process import Managed, bound_port, log_tail, spawn
 
 _START_ATTEMPTS = 3  # a port picked by free_port() can be taken by someone else before we bind it
 
@@ -40,7 +39,7 @@ class RedisStartError(RuntimeError):
     """redis-server did not come up; the message carries its log tail."""
 
 
-class LocalRedis:
+class LocalRedis(Managed):
     """`redis-server` as a child process: `start()` returns once it answers PING.
 
     `port=0` picks a free port. `dir` holds the log (and would hold dumps, but
@@ -58,9 +57,7 @@ class LocalRedis:
 
     @property
     def url(self) -> str:
-        if not self.port:
-            raise RuntimeError("LocalRedis has no port until start()")
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://127.0.0.1:{bound_port(self, self.port)}/0"
 
     @property
     def log_path(self) -> Path | None:
@@ -118,14 +115,7 @@ class LocalRedis:
             "yes",
         ]
         with open(self.log_path, "wb") as log:
-            self._proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl(), async-signal-safe
-            )
+            self._proc = spawn(args, log)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -177,11 +167,3 @@ class LocalRedis:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
-
-    def __enter__(self) -> LocalRedis:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

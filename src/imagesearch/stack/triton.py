@@ -39,12 +39,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from imagesearch.contracts.model import MODEL_NAME
 from imagesearch.stack.ports import free_ports
-from imagesearch.stack.process import die_with_parent, log_tail
+from imagesearch.stack.process import Managed, log_tail, spawn
 
 TRITON_ENV_VAR = "IMAGESEARCH_TRITON_ENV"
 _LOG_NAME = "triton.log"
@@ -167,7 +166,7 @@ def check_model_repository(model_repository: Path) -> None:
             )
 
 
-class TritonServer:
+class TritonServer(Managed):
     """tritonserver as a child process serving `model_repository` on loopback ports.
 
     Ports given as 0 are picked free at `start()`; `metrics_port=None` turns
@@ -249,16 +248,7 @@ class TritonServer:
             self._log_offset = log.tell()
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
             log.flush()
-            self._proc = subprocess.Popen(
-                command,
-                cwd=self.runtime_dir,
-                env=self._environment(install),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl(), async-signal-safe
-            )
+            self._proc = spawn(command, log, cwd=self.runtime_dir, env=self._environment(install))
         self._started_at = time.monotonic()
         atexit.register(self.stop)
         return self
@@ -381,13 +371,9 @@ class TritonServer:
                 os.unlink(path)
 
     def __enter__(self) -> TritonServer:
+        """Started and ready: the model loaded (stopped on exit, as every Managed part)."""
         self.start()
         return self.wait_ready()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # -- command line and environment ----------------------------------------
     def _pick_ports(self) -> None:

@@ -23,6 +23,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -30,11 +31,11 @@ from opentelemetry.trace import Status, StatusCode, Tracer, TracerProvider
 from pymilvus import MilvusClient
 
 from imagesearch.common.errors import DomainError, Unavailable
-from imagesearch.common.types import FilterSpec, Floats, ModelId, ProductRecord
+from imagesearch.common.types import Floats, Hit, ModelId, ProductRecord
 from imagesearch_retriever.milvus import schema
 from imagesearch_retriever.milvus.errors import CollectionGone, describe, translate
 from imagesearch_retriever.milvus.expressions import build_expression, in_list, quote
-from imagesearch_retriever.store import Image, ImageMatch
+from imagesearch_retriever.store import Image, VectorQuery
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,31 +49,37 @@ def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+@dataclass(frozen=True)
+class MilvusOptions:
+    """Where Milvus is and how collections are built and read (the retriever's settings, by name)."""
+
+    milvus_uri: str
+    milvus_token: str = ""  # never logged
+    milvus_db: str = ""
+    collection_prefix: str = "imagesearch"
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+    timeout_seconds: float = 10.0
+    read_consistency: str = "Session"
+
+    def __repr__(self) -> str:
+        return f"MilvusOptions(milvus_uri={self.milvus_uri!r}, collection_prefix={self.collection_prefix!r}, ...)"
+
+
 class MilvusStore:
     max_search_limit = MAX_SEARCH_LIMIT
 
-    def __init__(
-        self,
-        uri: str,
-        *,
-        token: str = "",
-        db_name: str = "",
-        prefix: str = "imagesearch",
-        hnsw: schema.HnswParams = schema.HnswParams(),
-        timeout_seconds: float = 10.0,
-        read_consistency: str = "Session",
-        tracer_provider: TracerProvider,
-        max_workers: int = 8,
-    ) -> None:
-        self.uri = uri
-        self._token = token
-        self._db_name = db_name
-        self._prefix = prefix
-        self._hnsw = hnsw
-        self._consistency = read_consistency
+    def __init__(self, options: MilvusOptions, tracer_provider: TracerProvider, max_workers: int = 8) -> None:
+        self.uri = options.milvus_uri
+        self._token = options.milvus_token
+        self._db_name = options.milvus_db
+        self._prefix = options.collection_prefix
+        self._hnsw = schema.HnswParams(options.hnsw_m, options.hnsw_ef_construction, options.hnsw_ef_search)
+        self._consistency = options.read_consistency
         # pymilvus bounds its internal retries only by an *int* timeout (a float
         # one retries 75 times), so round up.
-        self._timeout = max(1, math.ceil(timeout_seconds))
+        self._timeout = max(1, math.ceil(options.timeout_seconds))
         self._tracer: Tracer = tracer_provider.get_tracer("imagesearch.retriever.milvus")
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="milvus")
         self._client: MilvusClient | None = None
@@ -161,16 +168,7 @@ class MilvusStore:
             keep = {row["image_id"] for row in rows}
             for group in _chunks(products, _QUERY_BATCH_IDS):
                 pids = [p.product_id for p, _ in group]
-                existing = self._call(
-                    "milvus.query",
-                    name,
-                    len(pids),
-                    client.query,
-                    name,
-                    filter=in_list("product_id", pids),
-                    output_fields=["image_id"],
-                    consistency_level="Strong",
-                )
+                existing = self._rows_of(client, name, pids, ["image_id"])
                 stale = sorted(r["image_id"] for r in existing if r["image_id"] not in keep)
                 if stale:  # by primary key: cheaper than an expression Milvus must evaluate first
                     self._call(
@@ -197,16 +195,7 @@ class MilvusStore:
         try:
             for batch in _chunks(ids, _QUERY_BATCH_IDS):
                 # Ask first, so the caller learns which ids were unknown.
-                rows = self._call(
-                    "milvus.query",
-                    name,
-                    len(batch),
-                    client.query,
-                    name,
-                    filter=in_list("product_id", batch),
-                    output_fields=["product_id"],
-                    consistency_level="Strong",
-                )
+                rows = self._rows_of(client, name, batch, ["product_id"])
                 found = {row["product_id"] for row in rows}
                 if found:
                     self._call(
@@ -223,6 +212,21 @@ class MilvusStore:
         except CollectionGone:
             pass  # dropped meanwhile: whatever was not deleted yet is gone anyway
         return [pid for pid in ids if pid in present], [pid for pid in ids if pid not in present]
+
+    def _rows_of(self, client: Any, name: str, product_ids: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
+        """The rows of these products, read Strong: the write path decides what to delete on them."""
+        return list(
+            self._call(
+                "milvus.query",
+                name,
+                len(product_ids),
+                client.query,
+                name,
+                filter=in_list("product_id", product_ids),
+                output_fields=fields,
+                consistency_level="Strong",
+            )
+        )
 
     def _barrier(self, client: Any, name: str) -> None:
         """Wait until the query nodes have applied every write made so far (see module doc)."""
@@ -273,24 +277,14 @@ class MilvusStore:
         except CollectionGone:
             return []
 
-    async def search(
-        self,
-        catalog: str,
-        model: ModelId,
-        vectors: Sequence[Floats],
-        limit: int,
-        spec: FilterSpec,
-        exclude_product_id: str | None = None,
-    ) -> list[list[ImageMatch]]:
-        """Nearest images for each query vector (best first), `limit` per vector, restricted by `spec`."""
-        if not vectors:
+    async def search(self, catalog: str, model: ModelId, query: VectorQuery) -> list[list[Hit]]:
+        """Nearest images for each query vector (best first), `limit` per vector, restricted by the filter."""
+        if not query.vectors:
             return []
-        expr = build_expression(spec, exclude_product_id)
-        return await self._run(self._search, catalog, model, list(vectors), limit, expr)
+        expr = build_expression(query.spec, query.exclude_product_id)
+        return await self._run(self._search, catalog, model, list(query.vectors), query.limit, expr)
 
-    def _search(
-        self, catalog: str, model: ModelId, queries: list[Floats], limit: int, expr: str
-    ) -> list[list[ImageMatch]]:
+    def _search(self, catalog: str, model: ModelId, queries: list[Floats], limit: int, expr: str) -> list[list[Hit]]:
         name = self._open_collection(catalog, model, create=False)
         if name is None:
             return [[] for _ in queries]  # nothing indexed for this model yet: an empty catalog
@@ -312,16 +306,14 @@ class MilvusStore:
             )
         except CollectionGone:
             return [[] for _ in queries]
-        result: list[list[ImageMatch]] = []
+        result: list[list[Hit]] = []
         for page in pages:
             matches = []
             for hit in page:
                 entity = hit["entity"]
                 # IP of unit vectors; clamp float noise so scores stay within [-1, 1].
                 score = min(1.0, max(-1.0, float(hit["distance"])))
-                matches.append(
-                    ImageMatch(score=score, image_uri=entity.get("image_uri", ""), **schema.product_fields(entity))
-                )
+                matches.append(Hit(score=score, image_uri=entity.get("image_uri", ""), **schema.product_fields(entity)))
             result.append(matches)
         return result
 
