@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from support import DEV_SET, REPO, base_model_repository, open_channel
+from support import DEV_SET, REPO, base_model_repository, mini_catalog, open_channel
 
 from imagesearch.common.telemetry import build_tracer_provider
 from imagesearch.stack.milvus import LocalMilvus
@@ -38,6 +38,20 @@ def dev_set() -> Path:
     if not (DEV_SET / "catalog.csv").exists():
         pytest.skip(f"dev dataset not found at {DEV_SET}")
     return DEV_SET
+
+
+@pytest.fixture(scope="session")
+def adapted_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the base model repository with one version (3) adapted to 12 demo products, 64-d."""
+    from imagesearch.cli.main import main
+
+    repo = base_model_repository(tmp_path_factory.mktemp("adapted_repo"))
+    catalog = mini_catalog(tmp_path_factory.mktemp("mini"), 12)
+    code = main(
+        ["adapt", str(catalog), "--model-repo", str(repo), "--views", "1", "--dimension", "64", "--no-progress"]
+    )
+    assert code == 0
+    return repo
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -20,6 +21,29 @@ from imagesearch.v1 import common_pb2, search_pb2
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_SET = Path(os.environ.get("IMAGESEARCH_DEV_SET", REPO.parent / "shared" / "datasets" / "dev"))
+# Strings that break naive quoting, escaping or LIKE matching: filters must compare them as they are.
+HOSTILE_STRINGS = [
+    'a"b',
+    "a\\b",
+    '" or 1==1 or "',
+    '") || (price >= 0',
+    '"] || category in ["',
+    "\\",
+    "trailing\\",
+    '\\"',
+    "x\\n",
+    "line\nbreak",
+    "tab\there",
+    "\r\n",
+    "it's",
+    "ünïcødé",
+    "😀 emoji",
+    "数字",
+    "\u2028line separator",
+    "%_like_",
+    'attributes["k"]',
+    "",
+]
 # The columns `imagesearch index` reads from a catalog CSV.
 CSV_HEADER = "product_id,title,category,brand,price,image,attributes\n"
 
@@ -116,6 +140,20 @@ def ensure_base_model() -> Path:
     if not BASE_MODEL_FILE.is_file():
         subprocess.run([sys.executable, str(REPO / "tools" / "export_model.py")], cwd=REPO, check=True)
     return BASE_MODEL_FILE
+
+
+def onnx_session(path: Path) -> Any:  # an onnxruntime.InferenceSession
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def mini_catalog(folder: Path, count: int) -> Path:
+    """A catalog CSV of the first `count` demo products, one image each."""
+    csv_path = folder / "catalog.csv"
+    rows = ["product_id,image"] + [f"{p.stem},{p}" for p in DEMO_IMAGES[:count]]
+    csv_path.write_text("\n".join(rows) + "\n")
+    return csv_path
 
 
 def demo_images(count: int, offset: int = 0, size: int = 224) -> np.ndarray:
