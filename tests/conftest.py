@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from support import DEV_SET, REPO, base_model_repository, mini_catalog, open_channel
 
+from imagesearch.common.admission import AdmissionLimits
 from imagesearch.common.telemetry import build_tracer_provider
 from imagesearch.stack.milvus import LocalMilvus
 from imagesearch.stack.redis import LocalRedis
@@ -128,6 +129,7 @@ class Fleet:
         collection_prefix: str | None = None,
         redis_url: str | None = None,
         exporter: InMemorySpanExporter | None = None,
+        admission: AdmissionLimits | None = None,
     ):  # type: ignore[no-untyped-def]
         """Another gateway (and, with a collection prefix, its own retriever) sharing the embedder."""
         from imagesearch.common.server import ServerOptions, ServiceServer
@@ -174,6 +176,7 @@ class Fleet:
                 max_message_bytes=settings.max_message_bytes,
                 connect_retry_seconds=0.2,
                 health_check_interval_seconds=1.0,
+                admission=admission or AdmissionLimits(),
             ),
             provider,
         )

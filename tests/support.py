@@ -161,3 +161,73 @@ def demo_images(count: int, offset: int = 0, size: int = 224) -> np.ndarray:
     paths = DEMO_IMAGES[offset : offset + count]
     assert len(paths) == count, f"need {count} images in demo/catalog"
     return np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)) for p in paths])
+
+
+class ServiceProcess:
+    """One service (`imagesearch_<name>`) in a process of its own, for faults that need one: its
+    memory measured, its process killed or stopped. `async with ServiceProcess(...) as svc:` starts it
+    and waits until SERVING; leaving stops it with SIGTERM and fails if it had died."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        from imagesearch.stack.ports import free_port
+
+        self.name, self.port, self.log = name, free_port(), log_dir / f"{name}.log"
+        upper = name.upper()
+        self._env = {
+            **os.environ,
+            "OTEL_SDK_DISABLED": "true",
+            f"{upper}_HOST": "127.0.0.1",
+            f"{upper}_PORT": str(self.port),
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def peak_rss(self) -> int:
+        """The process's high-water mark of resident memory (VmHWM), in bytes."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmHWM")
+
+    async def __aenter__(self) -> ServiceProcess:
+        import asyncio
+        import time
+
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        from imagesearch.stack.process import spawn
+
+        with self.log.open("wb") as log:
+            self.proc = spawn([sys.executable, "-m", f"imagesearch_{self.name}"], log, env=self._env)
+        deadline = time.monotonic() + 90
+        # Waited for without blocking the loop: the in-process services may be what it connects to.
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while True:
+                assert self.proc.poll() is None, f"{self.name} exited:\n{self.log.read_text()[-3000:]}"
+                try:
+                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return self
+                except grpc.aio.AioRpcError:
+                    pass
+                assert time.monotonic() < deadline, f"{self.name} never became SERVING"
+                await asyncio.sleep(0.2)
+
+    async def __aexit__(self, *exc: object) -> None:
+        import asyncio
+
+        assert self.proc is not None
+        alive = self.proc.poll() is None
+        self.proc.terminate()
+        await asyncio.to_thread(self.proc.wait, 30)
+        assert alive, f"{self.name} died:\n{self.log.read_text()[-3000:]}"

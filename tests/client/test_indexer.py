@@ -44,7 +44,7 @@ def test_call_with_retry_retries_transient_errors_with_growing_delays() -> None:
             raise FakeRpcError(grpc.StatusCode.UNAVAILABLE)
         return search_pb2.UpsertProductsResponse()
 
-    call_with_retry(flaky, RetryPolicy(attempts=5, first_delay=0.5), sleep=sleeps.append)
+    call_with_retry(flaky, RetryPolicy(attempts=5, first_delay=0.5), sleep=sleeps.append, jitter=lambda: 1.0)
     assert len(calls) == 3 and sleeps == [0.5, 1.0]
 
 
@@ -55,7 +55,7 @@ def test_call_with_retry_gives_up_and_never_retries_request_errors() -> None:
         raise FakeRpcError(grpc.StatusCode.UNAVAILABLE)
 
     with pytest.raises(grpc.RpcError):
-        call_with_retry(down, RetryPolicy(attempts=3, first_delay=1), sleep=sleeps.append)
+        call_with_retry(down, RetryPolicy(attempts=3, first_delay=1), sleep=sleeps.append, jitter=lambda: 1.0)
     assert sleeps == [1, 2]
 
     def bad() -> search_pb2.UpsertProductsResponse:
@@ -63,8 +63,30 @@ def test_call_with_retry_gives_up_and_never_retries_request_errors() -> None:
 
     sleeps.clear()
     with pytest.raises(grpc.RpcError):
-        call_with_retry(bad, RetryPolicy(attempts=3), sleep=sleeps.append)
+        call_with_retry(bad, RetryPolicy(attempts=3), sleep=sleeps.append, jitter=lambda: 1.0)
     assert sleeps == []
+
+
+def test_a_busy_gateway_is_retried_with_jittered_back_off_but_a_message_too_large_is_not() -> None:
+    sleeps: list[float] = []
+    replies = iter([FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "gateway: concurrent calls is exhausted")] * 2)
+
+    def busy() -> search_pb2.UpsertProductsResponse:
+        error = next(replies, None)
+        if error is not None:
+            raise error
+        return search_pb2.UpsertProductsResponse()
+
+    call_with_retry(busy, RetryPolicy(attempts=5, first_delay=1.0), sleep=sleeps.append, jitter=lambda: 0.75)
+    assert sleeps == [0.75, 1.5]
+
+    def too_large() -> search_pb2.UpsertProductsResponse:
+        raise FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max (9 vs. 8)")
+
+    sleeps.clear()
+    with pytest.raises(grpc.RpcError):
+        call_with_retry(too_large, RetryPolicy(attempts=3), sleep=sleeps.append)
+    assert sleeps == []  # the caller splits the batch instead
 
 
 def test_record_results_reports_every_rejected_image(tmp_path: Path) -> None:
@@ -123,7 +145,7 @@ class FakeStub:
         if self.code is not None:
             raise FakeRpcError(self.code, "gateway is down")
         if len(request.products) > self.limit:
-            raise FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "too big")
+            raise FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max (2 vs. 1)")
         return search_pb2.UpsertProductsResponse(
             results=[
                 search_pb2.ProductResult(product_id=p.product.product_id, ok=True, images_indexed=len(p.images))

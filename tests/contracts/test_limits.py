@@ -40,3 +40,11 @@ def test_top_k_min_score_catalog_and_attribute_keys() -> None:
     limits.check_attribute_key("colour.primary-1_x")
     with pytest.raises(InvalidArgument, match="attribute key must match"):
         limits.check_attribute_key("has space")
+
+
+def test_catalog_writes_are_bounded_per_request() -> None:
+    limits.check_count(limits.MAX_PRODUCTS_PER_UPSERT, "products", limits.MAX_PRODUCTS_PER_UPSERT)
+    with pytest.raises(InvalidArgument, match="products must not be empty"):
+        limits.check_count(0, "products", limits.MAX_PRODUCTS_PER_UPSERT)
+    with pytest.raises(InvalidArgument, match="the request has 1025 product_ids; at most 1024 per request"):
+        limits.check_count(1025, "product_ids", limits.MAX_IDS_PER_DELETE)

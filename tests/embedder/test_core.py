@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from embedder.fakes import MeanColourModel
-from imagesearch.common.errors import InvalidArgument
+from imagesearch.common.errors import InvalidArgument, ResourceExhausted
 from imagesearch.common.types import ImageErrorReason, Region
 from imagesearch.imaging.errors import ImageRejected
 from imagesearch_embedder.core import EmbedderCore, EmbedOptions, ImageItem
@@ -132,3 +132,38 @@ async def test_a_bad_image_asked_to_be_trimmed_is_rejected_alone(pool: ThreadPoo
         await core.embed([ImageItem(b"junk", trim_to_object=True), ImageItem(good, trim_to_object=True)])
     ).results
     assert type(results[0]).__name__ == "ImageRejected" and isinstance(results[1], np.ndarray)
+
+
+def flat_png(mode: str, side: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, (side, side)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def test_a_request_whose_images_the_decode_budget_cannot_hold_fails_whole_and_holds_nothing(
+    pool: ThreadPoolExecutor,
+) -> None:
+    fake = MeanColourModel()
+    core = core_with(fake, pool, decode_memory_bytes=3 * 2**20)  # 3 MiB
+    big = flat_png("RGB", 600)  # reserves ~3.4 MB: alone it is admitted (nothing else in flight) ...
+    assert len((await core.embed([(big, None)])).results) == 1
+    with pytest.raises(ResourceExhausted, match="embedder: decode memory is exhausted"):
+        await core.embed([(big, None), (big, None)])  # ... but not beside another one
+    assert core.decode_memory.used == 0
+    assert fake.batches == [1]  # the refused request never reached the model
+
+
+async def test_decoded_photos_stay_reserved_until_their_request_ends(pool: ThreadPoolExecutor) -> None:
+    fake = MeanColourModel()
+    core = core_with(fake, pool)
+    seen: list[int] = []
+    original = fake.embed_with_saliency
+
+    async def spy(batch: np.ndarray, served: object) -> tuple[np.ndarray, np.ndarray]:
+        seen.append(core.decode_memory.used)  # the first pass ran; the decoded photo is still held
+        return await original(batch, served)  # type: ignore[arg-type]
+
+    fake.embed_with_saliency = spy  # type: ignore[method-assign]
+    await core.embed([ImageItem(shot_png(), localize=True)])
+    assert seen and seen[0] > 400 * 300
+    assert core.decode_memory.used == 0

@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from tritonclient.grpc import model_config_pb2, service_pb2
 from tritonclient.utils import InferenceServerException
 
-from imagesearch.common.errors import DeadlineExceeded, DomainError, Unavailable
+from imagesearch.common.errors import DeadlineExceeded, DomainError, ResourceExhausted, Unavailable
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.contracts.model import calibration_of
 from imagesearch_embedder.model import ServedModel
@@ -153,10 +153,16 @@ async def test_the_probe_refuses_what_the_contract_cannot_use(embedding, dimensi
         ("StatusCode.UNAVAILABLE", Unavailable, "triton unavailable at h:1: boom"),
         ("StatusCode.DEADLINE_EXCEEDED", DeadlineExceeded, "did not answer within 2 s"),
         ("StatusCode.INTERNAL", DomainError, "triton at h:1 failed: StatusCode.INTERNAL: boom"),
+        # Triton's queue policy: the queue is full, or the request waited past its timeout.
+        ("StatusCode.UNAVAILABLE", ResourceExhausted, "is overloaded (its queue is full); retry with back-off"),
+        ("StatusCode.RESOURCE_EXHAUSTED", ResourceExhausted, "is overloaded"),
     ],
 )
 def test_triton_errors_map_to_domain_errors(status: str, error: type, fragment: str) -> None:
+    message = {ResourceExhausted: "Exceeds maximum queue size"}.get(error, "boom")
+    if status.endswith("RESOURCE_EXHAUSTED"):
+        message = "Request timeout expired"
     mapped = TritonEmbedder(TritonOptions("h:1", "m", "", 2), TracerProvider())._map_error(
-        InferenceServerException("boom", status=status)
+        InferenceServerException(message, status=status)
     )
     assert type(mapped) is error and fragment in mapped.message

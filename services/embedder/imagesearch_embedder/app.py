@@ -32,6 +32,7 @@ def options(settings: EmbedderSettings) -> EmbedOptions:
         resize_mode=ResizeMode(settings.resize_mode),
         image_size=settings.image_size,
         localize_size=settings.localize_size,
+        decode_memory_bytes=settings.decode_memory_bytes,
     )
 
 

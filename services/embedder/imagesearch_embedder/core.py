@@ -9,14 +9,16 @@ than mixing versions) and labels every vector with it.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, cast
 
 import numpy as np
 from opentelemetry import trace
 
+from imagesearch.common.budget import Budget, Ledger, mib
 from imagesearch.common.errors import InvalidArgument
 from imagesearch.common.types import Floats, ImageErrorReason, ModelId, Pixels, Region
 from imagesearch.contracts.calibration import ScoreCalibration
@@ -64,6 +66,9 @@ class EmbedOptions:
     # Used when the model takes any input size; a model with fixed H and W imposes its own.
     image_size: int = IMAGE_SIZE
     localize_size: int = LOCALIZE_SIZE
+    # Decoded pixels held at once by all requests (imaging.decode.decode_cost); above it a request
+    # fails RESOURCE_EXHAUSTED at once instead of growing the process towards its memory limit.
+    decode_memory_bytes: int = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -80,21 +85,23 @@ class Embedded:
 FirstPass = Pixels | tuple[Pixels, Decoded] | ImageRejected
 
 
-def _first_pass(framing: Framing, item: ImageItem) -> FirstPass:
-    """Runs in the thread pool. Only ImageRejected is per-image; anything else is our bug and fails the call.
+def _first_pass(framing: Framing, ledger: Ledger, item: ImageItem) -> FirstPass:
+    """Runs in the thread pool. Only ImageRejected is per-image; anything else fails the call:
+    ResourceExhausted when the decode-memory budget cannot hold this image now, else our bug.
 
     For an image to localise: the whole photo letterboxed at the localisation size (the first
-    pass), and the decoded photo kept for the second.
+    pass), and the decoded photo kept for the second (its reservation lasts the request).
     """
-    try:
-        if item.trim_to_object:
-            return framing.trimmed(item.content)
-        if not item.localize:
-            return framing.plain(item.content, item.region)
-        photo = framing.decode_photo(item.content)
-        return framing.whole_photo(photo), photo
-    except ImageRejected as rejected:
-        return rejected
+    with ledger.working():
+        try:
+            if item.trim_to_object:
+                return framing.trimmed(item.content, ledger.reserve)
+            if not item.localize:
+                return framing.plain(item.content, item.region, ledger.reserve)
+            photo = framing.decode_photo(item.content, ledger.reserve)
+            return framing.whole_photo(photo), photo
+        except ImageRejected as rejected:
+            return rejected
 
 
 class EmbedderCore:
@@ -106,6 +113,7 @@ class EmbedderCore:
         self._executor = executor
         self._tracer = tracer or trace.NoOpTracer()
         self._framings: dict[tuple[int, int] | None, Framing] = {}
+        self.decode_memory = Budget(options.decode_memory_bytes, "embedder: decode memory", mib)
 
     @property
     def served(self) -> ServedModel:
@@ -144,8 +152,12 @@ class EmbedderCore:
         """
         self.check_request(len(items))
         served = self._inference.served
+        with self.decode_memory.ledger() as ledger:
+            return await self._embed(items, served, ledger)
+
+    async def _embed(self, items: Sequence[ImageItem | ImageRejected], served: ServedModel, ledger: Ledger) -> Embedded:
         framing = self._framing(served)
-        decoded = await self._decode_all(items, framing, served.can_localize)
+        decoded = await self._decode_all(items, framing, ledger, served.can_localize)
         rejected = {i: o for i, o in enumerate(decoded) if isinstance(o, ImageRejected)}
         plain = {i: o for i, o in enumerate(decoded) if isinstance(o, np.ndarray)}
         located = {i: o for i, o in enumerate(decoded) if isinstance(o, tuple)}  # (first-pass view, decoded photo)
@@ -193,20 +205,25 @@ class EmbedderCore:
         return {index: _checked(vectors[row]) for row, index in enumerate(order)}
 
     async def _decode_all(
-        self, items: Sequence[ImageItem | ImageRejected], framing: Framing, can_localize: bool
+        self, items: Sequence[ImageItem | ImageRejected], framing: Framing, ledger: Ledger, can_localize: bool
     ) -> list[FirstPass]:
         loop = asyncio.get_running_loop()
+        first_pass = functools.partial(_first_pass, framing, ledger)
 
         async def decode(item: ImageItem | ImageRejected) -> FirstPass:
             if isinstance(item, ImageRejected):
                 return item
-            framed = ImageItem(*item).framing(can_localize)
-            return await loop.run_in_executor(self._executor, _first_pass, framing, framed)
+            return await loop.run_in_executor(self._executor, first_pass, ImageItem(*item).framing(can_localize))
 
         with self._tracer.start_as_current_span("embedder.decode", attributes={"images": len(items)}) as span:
-            outcomes = await asyncio.gather(*(decode(item) for item in items))
+            # Every decode runs to its end before the request fails: what a thread decodes is
+            # accounted until the thread is done with it.
+            outcomes = await asyncio.gather(*(decode(item) for item in items), return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException) and not isinstance(outcome, ImageRejected):
+                    raise outcome
             span.set_attribute("images.rejected", sum(isinstance(o, ImageRejected) for o in outcomes))
-        return list(outcomes)
+        return cast(list[FirstPass], outcomes)  # only ImageRejected is left among the exceptions
 
 
 def _checked(vector: Floats) -> Floats | ImageRejected:

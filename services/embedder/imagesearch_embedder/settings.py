@@ -42,6 +42,25 @@ class EmbedderSettings(Settings):
     max_message_bytes: int = setting(
         64 * 1024 * 1024, "EMBEDDER_MAX_MESSAGE_BYTES", "largest gRPC message (RESOURCE_EXHAUSTED above)", minimum=1024
     )
+    max_in_flight: int = setting(
+        128,
+        "EMBEDDER_MAX_IN_FLIGHT",
+        "calls served at once; more are refused at once with RESOURCE_EXHAUSTED",
+        minimum=1,
+    )
+    max_in_flight_bytes: int = setting(
+        256 * 1024 * 1024,
+        "EMBEDDER_MAX_IN_FLIGHT_BYTES",
+        "request bytes held by the calls in flight; more are refused at once with RESOURCE_EXHAUSTED",
+        minimum=1024,
+    )
+    decode_memory_bytes: int = setting(
+        1024 * 1024 * 1024,
+        "EMBEDDER_DECODE_MEMORY_BYTES",
+        "decoded pixels held at once by all requests (an upper bound per image: its mode's bytes per pixel, "
+        "twice, times its size); beyond it RESOURCE_EXHAUSTED. Keep it 400 MiB under the memory limit",
+        minimum=1024 * 1024,
+    )
     decode_threads: int = setting(
         0, "EMBEDDER_DECODE_THREADS", "threads that validate and decode images", minimum=0, shown_default="<cpu count>"
     )

@@ -24,7 +24,7 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
-from imagesearch.common.errors import DeadlineExceeded, DomainError, FailedPrecondition, Unavailable
+from imagesearch.common.errors import DeadlineExceeded, DomainError, FailedPrecondition, ResourceExhausted, Unavailable
 from imagesearch.common.types import Floats, Pixels
 from imagesearch.contracts.model import (
     EMBEDDING,
@@ -347,16 +347,24 @@ class TritonEmbedder:
     def _map_error(self, err: InferenceServerException) -> DomainError:
         status = err.status() or ""
         message = err.message() or str(err)
+        if _OVERLOADED in message or _QUEUE_TIMEOUT in message.lower() or status.endswith("RESOURCE_EXHAUSTED"):
+            # Triton's queue policy (model_repo/*/config.pbtxt) refused or expired the request:
+            # a back-off signal for the caller, not an outage.
+            return ResourceExhausted(f"triton at {self._url} is overloaded (its queue is full); retry with back-off")
         if status.endswith("DEADLINE_EXCEEDED"):
             return DeadlineExceeded(f"triton at {self._url} did not answer within {self._timeout:g} s")
         if status.endswith(("UNAVAILABLE", "CANCELLED")):
             return Unavailable(f"triton unavailable at {self._url}: {message}")
         if status.endswith(("NOT_FOUND",)) or "unknown model" in message.lower():
             return Unavailable(f"triton at {self._url} does not serve model {self._model_name!r}: {message}")
-        if status.endswith("RESOURCE_EXHAUSTED"):
-            return Unavailable(f"triton at {self._url} is overloaded: {message}")
         # Anything else (INVALID_ARGUMENT, INTERNAL, ...) is a bug or a broken model, not the caller's fault.
         return DomainError(f"triton at {self._url} failed: {status or 'error'}: {message}")
+
+
+# What Triton's dynamic batcher says when its queue policy refuses a request (queue full) or
+# drops it (waited past default_timeout_microseconds).
+_OVERLOADED = "Exceeds maximum queue size"
+_QUEUE_TIMEOUT = "request timeout expired"
 
 
 async def _gather_or_cancel(awaitables: Sequence[Awaitable[T]]) -> list[T]:

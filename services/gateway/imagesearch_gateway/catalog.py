@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from imagesearch.common.errors import InvalidArgument, Unavailable
 from imagesearch.common.types import Floats, ImageErrorReason, ModelId, ProductRecord, Region
 from imagesearch.contracts.calibration import ScoreCalibration
-from imagesearch.contracts.limits import check_catalog, check_product_id
+from imagesearch.contracts.limits import (
+    MAX_IDS_PER_DELETE,
+    MAX_PRODUCTS_PER_UPSERT,
+    check_catalog,
+    check_count,
+    check_product_id,
+)
 from imagesearch_gateway.models import ServedModel
 from imagesearch_gateway.ports import Core, Embeddings, ImageFault, ImageVector, Lookup
 
@@ -166,8 +172,7 @@ class CatalogCore(Core[CatalogOptions]):
 
     async def delete(self, product_ids: Sequence[str], catalog: str = "") -> tuple[list[str], list[str]]:
         check_catalog(catalog)
-        if not product_ids:
-            raise InvalidArgument("product_ids must not be empty")
+        check_count(len(product_ids), "product_ids", MAX_IDS_PER_DELETE)
         for pid in product_ids:
             check_product_id(pid)
         try:
@@ -190,8 +195,7 @@ class CatalogCore(Core[CatalogOptions]):
 
 
 def _validate(items: Sequence[ProductUpsert]) -> None:
-    if not items:
-        raise InvalidArgument("products must not be empty")
+    check_count(len(items), "products", MAX_PRODUCTS_PER_UPSERT)
     seen: set[str] = set()
     for position, item in enumerate(items):
         pid = item.product.product_id

@@ -37,6 +37,15 @@ class GatewaySettings(Settings):
         "largest request accepted (RESOURCE_EXHAUSTED above)",
         minimum=1024,
     )
+    max_in_flight: int = setting(
+        64, "GATEWAY_MAX_IN_FLIGHT", "calls served at once; more are refused at once with RESOURCE_EXHAUSTED", minimum=1
+    )
+    max_in_flight_bytes: int = setting(
+        256 * 1024 * 1024,
+        "GATEWAY_MAX_IN_FLIGHT_BYTES",
+        "request bytes held by the calls in flight; more are refused at once with RESOURCE_EXHAUSTED",
+        minimum=1024,
+    )
     max_images_per_product: int = setting(
         32,
         "GATEWAY_MAX_IMAGES_PER_PRODUCT",

@@ -13,7 +13,16 @@ from collections.abc import Sequence
 
 from imagesearch.common.errors import InvalidArgument, NotFound
 from imagesearch.common.types import FilterSpec, Floats, Hit, ModelId, ProductRecord
-from imagesearch.contracts.limits import MAX_TOP_K, check_catalog, check_min_score, check_product_id, check_top_k
+from imagesearch.contracts.limits import (
+    MAX_IDS_PER_DELETE,
+    MAX_PRODUCTS_PER_UPSERT,
+    MAX_TOP_K,
+    check_catalog,
+    check_count,
+    check_min_score,
+    check_product_id,
+    check_top_k,
+)
 from imagesearch_retriever.store import Image, VectorQuery, VectorStore
 from imagesearch_retriever.validation import normalised, validate_filter, validate_model, validate_product
 
@@ -99,6 +108,7 @@ class RetrieverCore:
     ) -> tuple[int, int]:
         check_catalog(catalog)
         validate_model(model)
+        check_count(len(products), "products", MAX_PRODUCTS_PER_UPSERT)
         seen: set[str] = set()
         checked: list[tuple[ProductRecord, Sequence[Image]]] = []
         for product, images in products:
@@ -111,8 +121,7 @@ class RetrieverCore:
     async def delete(self, catalog: str, model: ModelId, product_ids: Sequence[str]) -> tuple[list[str], list[str]]:
         check_catalog(catalog)
         validate_model(model)
-        if not product_ids:
-            raise InvalidArgument("product_ids must not be empty")
+        check_count(len(product_ids), "product_ids", MAX_IDS_PER_DELETE)
         for pid in product_ids:
             check_product_id(pid)
         return await self._store.delete(catalog, model, product_ids)

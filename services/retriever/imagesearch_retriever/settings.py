@@ -54,6 +54,18 @@ class RetrieverSettings(Settings):
         "largest gRPC request accepted (upserts carry vectors)",
         minimum=1024,
     )
+    max_in_flight: int = setting(
+        256,
+        "RETRIEVER_MAX_IN_FLIGHT",
+        "calls served at once; more are refused at once with RESOURCE_EXHAUSTED",
+        minimum=1,
+    )
+    max_in_flight_bytes: int = setting(
+        256 * 1024 * 1024,
+        "RETRIEVER_MAX_IN_FLIGHT_BYTES",
+        "request bytes held by the calls in flight; more are refused at once with RESOURCE_EXHAUSTED",
+        minimum=1024,
+    )
     grace_seconds: float = setting(
         20.0, "RETRIEVER_GRACE_SECONDS", "drain time for in-flight calls on SIGTERM", minimum=0
     )

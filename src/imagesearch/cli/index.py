@@ -12,10 +12,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from imagesearch.cli.common import CliError, Subparsers, add_command, format_table, positive_int
+from imagesearch.cli.common import CliError, Subparsers, add_command, format_table, int_up_to, positive_int
 from imagesearch.client.catalog import CatalogError, load_catalog
 from imagesearch.client.channel import open_channel, search_stub
 from imagesearch.client.indexer import BatchOutcome, Failure, RetryPolicy, index_catalog
+from imagesearch.contracts.limits import MAX_PRODUCTS_PER_UPSERT
 from imagesearch.v1 import search_pb2
 
 # --- reporting -------------------------------------------------------------
@@ -88,7 +89,13 @@ example:
 def add_parsers(subparsers: Subparsers) -> None:
     p = add_command(subparsers, "index", help=INDEX_HELP, description=INDEX_DESCRIPTION, epilog=INDEX_EPILOG)
     p.add_argument("source", type=Path, help="catalog CSV file or folder of images")
-    p.add_argument("--batch", type=positive_int, default=16, metavar="N", help="products per request (default 16)")
+    p.add_argument(
+        "--batch",
+        type=int_up_to(MAX_PRODUCTS_PER_UPSERT),
+        default=16,
+        metavar="N",
+        help=f"products per request, at most {MAX_PRODUCTS_PER_UPSERT} (default 16)",
+    )
     p.add_argument("--concurrency", type=positive_int, default=2, metavar="N", help="requests in flight (default 2)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="seconds per request (default 120)")
     p.add_argument(
@@ -96,7 +103,8 @@ def add_parsers(subparsers: Subparsers) -> None:
         type=positive_int,
         default=5,
         metavar="N",
-        help="attempts per batch while the gateway is UNAVAILABLE or times out (default 5)",
+        help="attempts per batch while the gateway is UNAVAILABLE, times out or is busy (RESOURCE_EXHAUSTED), "
+        "with jittered exponential back-off (default 5)",
     )
     p.add_argument(
         "--skip-existing",

@@ -16,6 +16,18 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED})
 
 
+def is_too_large(err: grpc.RpcError) -> bool:
+    """RESOURCE_EXHAUSTED from gRPC's message-size cap: this request will never fit as it is."""
+    return err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (err.details() or "")
+
+
+def is_retryable(err: grpc.RpcError) -> bool:
+    """Worth another try after a back-off: a dependency briefly away, or a server at its admission
+    limits (RESOURCE_EXHAUSTED other than a message too large: busy now, not too big)."""
+    code = err.code()
+    return code in RETRYABLE_CODES or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and not is_too_large(err))
+
+
 def default_gateway() -> str:
     """$IMAGESEARCH_GATEWAY, else DEFAULT_GATEWAY."""
     return os.environ.get("IMAGESEARCH_GATEWAY", "").strip() or DEFAULT_GATEWAY

@@ -12,6 +12,7 @@ failure is safe. `imagesearch index`, `up` (the demo catalog) and `eval` all ind
 
 from __future__ import annotations
 
+import random
 import sys
 import threading
 import time
@@ -25,7 +26,7 @@ import grpc
 from tqdm import tqdm
 
 from imagesearch.client.catalog import CatalogItem, display_path
-from imagesearch.client.channel import RETRYABLE_CODES, open_channel, search_stub
+from imagesearch.client.channel import RETRYABLE_CODES, is_retryable, is_too_large, open_channel, search_stub
 from imagesearch.v1 import common_pb2, search_pb2, search_pb2_grpc
 
 _REASON_PREFIX = "IMAGE_ERROR_REASON_"
@@ -132,20 +133,27 @@ def read_images(item: CatalogItem, outcome: BatchOutcome) -> search_pb2.ProductI
 # --- calling the gateway ---------------------------------------------------
 
 
+def _jitter() -> float:
+    return random.uniform(0.5, 1.0)
+
+
 def call_with_retry(
     call: Callable[[], search_pb2.UpsertProductsResponse],
     policy: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
+    jitter: Callable[[], float] = _jitter,
 ) -> search_pb2.UpsertProductsResponse:
-    """`call()`, retried with exponential back-off while the error is transient."""
+    """`call()`, retried with exponential back-off while the error is transient (an outage, or a
+    server at its admission limits). Each wait is scaled by `jitter()` (0.5-1x), so that workers
+    refused together do not all come back together."""
     delay = policy.first_delay
     for attempt in range(1, policy.attempts + 1):
         try:
             return call()
         except grpc.RpcError as err:
-            if err.code() not in RETRYABLE_CODES or attempt == policy.attempts:
+            if not is_retryable(err) or attempt == policy.attempts:
                 raise
-            sleep(delay)
+            sleep(delay * jitter())
             delay = min(delay * 2, policy.max_delay)
     raise AssertionError("unreachable")
 
@@ -159,17 +167,18 @@ def upsert(
     circuit: Circuit,
     catalog: str = "",
 ) -> None:
-    """Send one batch; on RESOURCE_EXHAUSTED split it, since the batch (not a product) may be too big."""
+    """Send one batch. Too large for the gateway's message cap: split it (the batch, not a product, may
+    be too big). The gateway busy (RESOURCE_EXHAUSTED otherwise): `call_with_retry` backs off."""
     request = search_pb2.UpsertProductsRequest(products=list(products), catalog=catalog)
     try:
         response = call_with_retry(lambda: stub.UpsertProducts(request, timeout=policy.timeout), policy)
     except grpc.RpcError as err:
-        if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and len(products) > 1:
+        if is_too_large(err) and len(products) > 1:
             half = len(products) // 2
             upsert(stub, items[:half], products[:half], policy, outcome, circuit, catalog)
             upsert(stub, items[half:], products[half:], policy, outcome, circuit, catalog)
             return
-        if err.code() in RETRYABLE_CODES:
+        if err.code() in RETRYABLE_CODES:  # still away after every retry (busy is not a reason to stop)
             circuit.trip(f"{err.code().name} after {policy.attempts} attempts: {err.details() or ''}")
         elif err.code() in _ENDPOINT_CODES:
             circuit.trip(f"{err.code().name}: {err.details() or ''}")

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
 import grpc
@@ -25,6 +25,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
 
+from imagesearch.common.admission import AdmissionInterceptor, AdmissionLimits
 from imagesearch.common.interceptors import ErrorMappingInterceptor
 from imagesearch.common.telemetry import server_interceptor
 
@@ -66,6 +67,7 @@ class ServerOptions:
     host: str = "0.0.0.0"
     port: int = 0
     max_message_bytes: int = 16 * 1024 * 1024
+    admission: AdmissionLimits = field(default_factory=AdmissionLimits)
     connect_retry_seconds: float = 1.0
     health_check_interval_seconds: float = 5.0
 
@@ -85,8 +87,11 @@ class ServiceServer:
 
     async def start(self) -> None:
         opts = self._options
+        self.admission = AdmissionInterceptor(self.name, opts.admission)
         self._server = grpc.aio.server(
-            interceptors=[server_interceptor(self._tracer_provider), ErrorMappingInterceptor()],
+            # Outermost first: the span covers everything; refusals by admission control are
+            # DomainErrors, so they are mapped (and logged) like any other.
+            interceptors=[server_interceptor(self._tracer_provider), ErrorMappingInterceptor(), self.admission],
             options=[
                 ("grpc.max_receive_message_length", opts.max_message_bytes),
                 ("grpc.max_send_message_length", opts.max_message_bytes),

@@ -16,6 +16,7 @@ from typing import Generic, Protocol, Self, TypeVar
 
 from opentelemetry.sdk.trace import TracerProvider
 
+from imagesearch.common.admission import AdmissionLimits
 from imagesearch.common.config import SettingsError
 from imagesearch.common.server import Backend, ServerOptions, ServiceServer, configure_logging, serve_until_signalled
 from imagesearch.common.telemetry import build_tracer_provider
@@ -33,6 +34,12 @@ class ServiceSettings(Protocol):
 
     @property
     def max_message_bytes(self) -> int: ...
+
+    @property
+    def max_in_flight(self) -> int: ...
+
+    @property
+    def max_in_flight_bytes(self) -> int: ...
 
     @property
     def grace_seconds(self) -> float: ...
@@ -62,7 +69,12 @@ class Service(Generic[S]):
 
     def server(self, settings: S, provider: TracerProvider) -> ServiceServer:
         """The service's ServiceServer on its configured address, around a freshly built backend."""
-        options = ServerOptions(host=settings.host, port=settings.port, max_message_bytes=settings.max_message_bytes)
+        options = ServerOptions(
+            host=settings.host,
+            port=settings.port,
+            max_message_bytes=settings.max_message_bytes,
+            admission=AdmissionLimits(settings.max_in_flight, settings.max_in_flight_bytes),
+        )
         return ServiceServer(self.name, self.backend(settings, provider), options, provider)
 
     def main(self, argv: Sequence[str] | None = None) -> None:

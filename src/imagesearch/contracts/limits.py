@@ -31,6 +31,11 @@ ATTRIBUTE_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # object crops, so its per-product image limit must stay within half of this.
 MAX_ROWS_PER_PRODUCT = 128
 
+# ---- catalog writes, per request: a write holds its request (and, at the gateway, every image's
+# vectors) until it is done, so the count is bounded as well as the message size.
+MAX_PRODUCTS_PER_UPSERT = 256
+MAX_IDS_PER_DELETE = 1024
+
 # ---- filters
 MAX_VALUES_PER_CLAUSE = 256
 MAX_ATTRIBUTE_CLAUSES = 32
@@ -80,6 +85,14 @@ def check_product_id(product_id: str, what: str = "product_id") -> str:
 def check_attribute_key(key: str, what: str = "attribute key") -> None:
     if not isinstance(key, str) or not ATTRIBUTE_KEY.fullmatch(key):
         raise InvalidArgument(f"{what} must match {ATTRIBUTE_KEY.pattern}, got {show(str(key))}")
+
+
+def check_count(count: int, what: str, limit: int) -> None:
+    """A request's list of `what` must hold 1 to `limit` entries."""
+    if count == 0:
+        raise InvalidArgument(f"{what} must not be empty")
+    if count > limit:
+        raise InvalidArgument(f"the request has {count} {what}; at most {limit} per request: split it into batches")
 
 
 def check_top_k(top_k: int, maximum: int = MAX_TOP_K) -> int:

@@ -68,6 +68,26 @@ _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _RESAMPLABLE = ("RGB", "RGBA", "CMYK", "L")
 
 
+# 16-bit grey to 8: x/257, rounded, as a table (one byte out per sample, no wide temporaries).
+_SIXTEEN_TO_EIGHT = ((np.arange(65536, dtype=np.uint32) + 128) // 257).astype(np.uint8)
+_BLOCK_PIXELS = 1 << 20  # converted a block of rows at a time: numpy's indexing temporaries stay small
+
+
+def _sixteen_bit_to_l(im: Image.Image) -> Image.Image:
+    """Map 0..65535 onto 0..255 (x/257, rounded). Pillow's convert("L") would instead clip every
+    value above 255 to white. Memory: the samples as an array (2 or 4 bytes a pixel, "I" is int32)
+    and the 8-bit result, never a 64-bit copy of a 40-megapixel image."""
+    samples = np.asarray(im)
+    out = np.empty(samples.shape, dtype=np.uint8)
+    rows = max(1, _BLOCK_PIXELS // max(1, samples.shape[1]))
+    for start in range(0, samples.shape[0], rows):
+        block = samples[start : start + rows]
+        if block.dtype.itemsize > 2:
+            block = np.clip(block, 0, 65535)
+        out[start : start + rows] = _SIXTEEN_TO_EIGHT[block]
+    return Image.fromarray(out, "L")
+
+
 def resample_mode(im: Image.Image) -> Image.Image:
     """A mode Pillow resamples properly (P and 1 would fall back to nearest neighbour).
 
@@ -76,10 +96,7 @@ def resample_mode(im: Image.Image) -> Image.Image:
     key on P/L/RGB) becomes RGBA; Pillow resizes RGBA with premultiplied alpha.
     """
     if im.mode in _SIXTEEN_BIT:
-        # 16-bit grey: map 0..65535 onto 0..255 (x/257, rounded). Pillow's convert("L")
-        # would instead clip every value above 255 to white.
-        samples = np.asarray(im).astype(np.int64)
-        return Image.fromarray(((np.clip(samples, 0, 65535) + 128) // 257).astype(np.uint8), "L")
+        return _sixteen_bit_to_l(im)
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
         return im if im.mode == "RGBA" else im.convert("RGBA")
     if im.mode in _RESAMPLABLE:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import enum
 import io
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from imagesearch.common.errors import InvalidArgument
+from imagesearch.common.errors import DomainError, InvalidArgument
 from imagesearch.common.types import Region
 from imagesearch.imaging.errors import ImageErrorReason, ImageRejected
 from imagesearch.imaging.sniff import ImageFormat, ImageInfo, Limits, check_dimensions, inspect_image
@@ -53,7 +53,7 @@ def _pillow_errors(fmt: ImageFormat) -> Iterator[None]:
     """
     try:
         yield
-    except ImageRejected:
+    except (ImageRejected, DomainError):  # ours: a rejection, or the decode-memory budget's refusal
         raise
     except Image.DecompressionBombError as err:  # our own cap fires first; this is a second line
         raise ImageRejected(ImageErrorReason.BAD_DIMENSIONS, f"image is too large to decode: {err}") from None
@@ -121,6 +121,51 @@ def draft_size(
     return (need_h, need_w) if swapped else (need_w, need_h)
 
 
+# Bytes per pixel of Pillow's own storage: 8-bit modes take one byte, 16-bit grey two, and every
+# other mode (RGB included, stored as RGBX) four.
+_ONE_BYTE_MODES = frozenset({"1", "L", "P"})
+
+
+def _storage_bytes(mode: str) -> int:
+    if mode in _ONE_BYTE_MODES:
+        return 1
+    return 2 if mode.startswith("I;16") else 4
+
+
+def _conversion_bytes(mode: str, storage: int, transparent: bool) -> int:
+    """Bytes per pixel that framing allocates at full size before its resize (imaging.colour)."""
+    if mode.startswith("I"):
+        return storage + 3  # the samples as an array, the 8-bit result and its image (+1 to spare)
+    if mode in ("RGBA", "RGBa"):
+        return 4  # Pillow resizes RGBA through a premultiplied copy
+    if mode in ("LA", "PA", "La") or transparent:
+        return 8  # converted to RGBA, then that premultiplied copy
+    if mode in ("P", "1"):
+        return 4  # converted to RGB (or L) for a proper resample
+    return 0
+
+
+# The resize's reduce() step first (at most a quarter of the pixels, four bytes each), and the
+# codec's own buffers.
+_REDUCED_BYTES = 1
+_CODEC_BYTES = 1 << 20
+
+
+def decode_cost(mode: str, width: int, height: int, transparent: bool = False) -> int:
+    """An upper bound on the bytes that decoding and framing an image hold at their peak: the decoded
+    pixels, plus the larger of an EXIF rotation's full-size copy and what the mode's conversion
+    for resampling allocates, plus the resize's first reduction and the codec's buffers. Measured against peak RSS for each mode at 6300 x 6300 (see
+    tests/imaging/test_decode_memory.py). The embedder reserves it from its decode-memory budget
+    before Pillow allocates the pixels."""
+    storage = _storage_bytes(mode)
+    per_pixel = storage + max(storage, _conversion_bytes(mode, storage, transparent)) + _REDUCED_BYTES
+    return width * height * per_pixel + _CODEC_BYTES
+
+
+# Called with decode_cost() before the pixels are decoded; raises to refuse (the embedder's budget).
+Reserve = Callable[[int], None]
+
+
 @dataclass(frozen=True)
 class Decoded:
     """A validated, decoded, upright image (and its ICC profile), ready to be framed."""
@@ -134,11 +179,13 @@ def decode(
     limits: Limits,
     region: Region | None = None,
     draft_for: tuple[tuple[int, int], ResizeMode] | None = None,
+    reserve: Reserve | None = None,
 ) -> Decoded:
     """Validate and decode, upright.
 
     With `draft_for` = (target (height, width), mode), JPEG draft scaling keeps enough pixels
-    for `region` framed that way; without it the image is decoded at full resolution.
+    for `region` framed that way; without it the image is decoded at full resolution. `reserve`
+    is called with `decode_cost` of what will be decoded (after draft scaling), before decoding.
     """
     check_pillow_is_strict()
     info = inspect_image(data, limits)
@@ -153,6 +200,8 @@ def decode(
             request = draft_size(ImageInfo(info.format, im.width, im.height), _orientation(im), rel, target, mode)
             if request is not None:
                 im.draft("RGB", request)
+        if reserve is not None:
+            reserve(decode_cost(im.mode, im.width, im.height, "transparency" in im.info))
         im.load()
     icc = im.info.get("icc_profile")
     # Read after load(): PNG may store its eXIf chunk after the pixel data.

@@ -15,7 +15,7 @@ from PIL import Image
 
 from imagesearch.common.types import Pixels, Region
 from imagesearch.imaging.colour import WHITE, display_colours, flatten, resample_mode
-from imagesearch.imaging.decode import Decoded, RelativeBox, ResizeMode, decode, relative_region
+from imagesearch.imaging.decode import Decoded, RelativeBox, Reserve, ResizeMode, decode, relative_region
 from imagesearch.imaging.errors import ImageErrorReason, ImageRejected
 from imagesearch.imaging.objects import object_box, relative_box
 from imagesearch.imaging.sniff import Limits
@@ -77,27 +77,27 @@ class Preprocessor:
     mode: ResizeMode = ResizeMode.CROP
     use_draft: bool = True  # JPEG DCT-domain downscaling; off only to measure its effect
 
-    def __call__(self, data: bytes, region: Region | None = None) -> Pixels:
-        decoded = self.decode(data, region)
+    def __call__(self, data: bytes, region: Region | None = None, reserve: Reserve | None = None) -> Pixels:
+        decoded = self.decode(data, region, reserve)
         return self._finish(decoded.image, relative_region(region), decoded.icc)
 
     def frame(self, decoded: Decoded, rel: RelativeBox, mode: ResizeMode) -> Pixels:
         """Another view of an already decoded image: the relative box `rel`, framed by `mode`."""
         return dataclasses.replace(self, mode=mode)._finish(decoded.image, rel, decoded.icc)
 
-    def trimmed_to_object(self, data: bytes) -> Pixels:
+    def trimmed_to_object(self, data: bytes, reserve: Reserve | None = None) -> Pixels:
         """A catalog shot trimmed to its object's bounding box (`object_box`), letterboxed on white.
 
         Decoded at full resolution, without JPEG draft scaling: the object may be a small
         part of the image, and the box is measured on the pixels the research measured it on.
         """
-        decoded = dataclasses.replace(self, use_draft=False).decode(data)
+        decoded = dataclasses.replace(self, use_draft=False).decode(data, reserve=reserve)
         im = decoded.image
         return self.frame(decoded, relative_box(object_box(im), im.width, im.height), ResizeMode.PAD)
 
-    def decode(self, data: bytes, region: Region | None = None) -> Decoded:
+    def decode(self, data: bytes, region: Region | None = None, reserve: Reserve | None = None) -> Decoded:
         """Validate and decode, upright; JPEG draft scaling keeps enough pixels for `region`."""
-        return decode(data, self.limits, region, (self.size, self.mode) if self.use_draft else None)
+        return decode(data, self.limits, region, (self.size, self.mode) if self.use_draft else None, reserve)
 
     def _finish(self, im: Image.Image, rel: RelativeBox, icc: bytes | None) -> Pixels:
         x0, y0, x1, y1 = rel

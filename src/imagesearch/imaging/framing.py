@@ -17,7 +17,7 @@ import functools
 from dataclasses import dataclass, field
 
 from imagesearch.common.types import Floats, Pixels, Region
-from imagesearch.imaging.decode import WHOLE, Decoded, RelativeBox, ResizeMode, decode
+from imagesearch.imaging.decode import WHOLE, Decoded, RelativeBox, Reserve, ResizeMode, decode
 from imagesearch.imaging.frame import Preprocessor
 from imagesearch.imaging.localize import subject_box
 from imagesearch.imaging.sniff import Limits
@@ -47,15 +47,18 @@ class Framing:
     def _locate(self) -> Preprocessor:
         return Preprocessor(limits=self.limits, size=self.locate_size, mode=ResizeMode.PAD, use_draft=False)
 
-    def plain(self, data: bytes, region: Region | None = None) -> Pixels:
-        return self._plain(data, region)
+    # `reserve`, where given, is called with what decoding will hold before it allocates
+    # (imaging.decode.decode_cost): the embedder's decode-memory budget.
 
-    def trimmed(self, data: bytes) -> Pixels:
-        return self._plain.trimmed_to_object(data)
+    def plain(self, data: bytes, region: Region | None = None, reserve: Reserve | None = None) -> Pixels:
+        return self._plain(data, region, reserve)
 
-    def decode_photo(self, data: bytes) -> Decoded:
+    def trimmed(self, data: bytes, reserve: Reserve | None = None) -> Pixels:
+        return self._plain.trimmed_to_object(data, reserve)
+
+    def decode_photo(self, data: bytes, reserve: Reserve | None = None) -> Decoded:
         """The whole photo at full resolution (no JPEG draft scaling): the crop may be a small part of it."""
-        return decode(data, self.limits)
+        return decode(data, self.limits, reserve=reserve)
 
     def whole_photo(self, photo: Decoded) -> Pixels:
         """The first pass: the whole photo letterboxed at the localisation size."""
