@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from support import DEV_SET, REPO, base_model_repository, mini_catalog, open_channel
+from support import DEV_SET, REPO, WRITE_WINDOW_SECONDS, base_model_repository, mini_catalog, open_channel
 
 from imagesearch.common.admission import AdmissionLimits
 from imagesearch.common.telemetry import build_tracer_provider
@@ -129,9 +129,10 @@ class Fleet:
         collection_prefix: str | None = None,
         redis_url: str | None = None,
         exporter: InMemorySpanExporter | None = None,
-        admission: AdmissionLimits | None = None,
+        **settings: object,
     ):  # type: ignore[no-untyped-def]
-        """Another gateway (and, with a collection prefix, its own retriever) sharing the embedder."""
+        """Another gateway (and, with a collection prefix, its own retriever) sharing the embedder.
+        `settings` override GatewaySettings fields (e.g. retrieve_timeout_seconds=0.1)."""
         from imagesearch.common.server import ServerOptions, ServiceServer
         from imagesearch_gateway.app import GatewayBackend
         from imagesearch_gateway.settings import GatewaySettings
@@ -156,27 +157,29 @@ class Fleet:
             await retriever.wait_until_serving(timeout=60)
             self._extra.append(retriever)
             retriever_addr = retriever.address
-        settings = GatewaySettings(
-            host="127.0.0.1",
-            port=0,
-            embedder_addr=self.embedder.address,
-            retriever_addr=retriever_addr,
-            redis_url=redis_url if redis_url is not None else self.redis_url,
-            cache_retry_seconds=0.5,
-            max_message_bytes=8 * 1024 * 1024,
-        )
+        fields: dict[str, object] = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "embedder_addr": self.embedder.address,
+            "retriever_addr": retriever_addr,
+            "redis_url": redis_url if redis_url is not None else self.redis_url,
+            "cache_retry_seconds": 0.5,
+            "cache_write_window_seconds": WRITE_WINDOW_SECONDS,
+            "max_message_bytes": 8 * 1024 * 1024,
+        }
+        config = GatewaySettings(**{**fields, **settings})  # type: ignore[arg-type]
         provider = _provider("gateway", exporter)
-        backend = GatewayBackend(settings, provider)
+        backend = GatewayBackend(config, provider)
         gateway = ServiceServer(
             "gateway",
             backend,
             ServerOptions(
-                host=settings.host,
+                host=config.host,
                 port=0,
-                max_message_bytes=settings.max_message_bytes,
+                max_message_bytes=config.max_message_bytes,
                 connect_retry_seconds=0.2,
                 health_check_interval_seconds=1.0,
-                admission=admission or AdmissionLimits(),
+                admission=AdmissionLimits(config.max_in_flight, config.max_in_flight_bytes),
             ),
             provider,
         )

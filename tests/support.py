@@ -44,6 +44,8 @@ HOSTILE_STRINGS = [
     'attributes["k"]',
     "",
 ]
+# How long the test gateways keep a catalog uncached after a failed write or a lost (or new) cache state.
+WRITE_WINDOW_SECONDS = 1.0
 # The columns `imagesearch index` reads from a catalog CSV.
 CSV_HEADER = "product_id,title,category,brand,price,image,attributes\n"
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from support import product_input, read_rows
+from support import WRITE_WINDOW_SECONDS, product_input, read_rows
 
 from imagesearch.v1 import search_pb2
 
@@ -18,6 +20,7 @@ def images(dev_set):  # type: ignore[no-untyped-def]
 
 async def test_a_repeated_search_is_a_cache_hit(gateway, images) -> None:
     await gateway.UpsertProducts(search_pb2.UpsertProductsRequest(products=[product_input("c-1", [images[0]])]))
+    await asyncio.sleep(WRITE_WINDOW_SECONDS + 0.1)  # the catalog's cache state may be new: one window uncached
     request = search_pb2.SearchRequest(image=images[0], top_k=5)
     first = await gateway.Search(request)
     second = await gateway.Search(request)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import numpy as np
 
@@ -96,25 +97,32 @@ class FakeRetriever:
 
 
 class FakeCache:
-    """A dict; `generation` None turns caching off (every search is a miss that stores nothing)."""
+    """A dict; `token` None turns caching off (every search is a miss that stores nothing)."""
 
-    def __init__(self, generation: int | None = 1) -> None:
-        self.generation = generation
+    def __init__(self, token: str | None = "t1") -> None:
+        self.token = token
         self.values: dict[tuple[str, str], bytes] = {}
         self.fingerprints: list[str] = []
-        self.invalidated: list[str] = []
+        self.invalidated: list[str] = []  # catalogs written, in order
+        self.corrupt = 0
 
-    async def get(self, catalog: str, fingerprint: str, read: bool = True) -> tuple[bytes | None, int | None]:
+    async def get(self, catalog: str, fingerprint: str, read: bool = True) -> tuple[bytes | None, str | None]:
         self.fingerprints.append(fingerprint)
-        if self.generation is None:
+        if self.token is None:
             return None, None
-        return (self.values.get((catalog, fingerprint)) if read else None), self.generation
+        return (self.values.get((catalog, fingerprint)) if read else None), self.token
 
-    async def put(self, catalog: str, fingerprint: str, generation: int, value: bytes) -> None:
+    async def put(self, catalog: str, fingerprint: str, token: str, value: bytes) -> None:
         self.values[(catalog, fingerprint)] = value
 
-    async def invalidate(self, catalog: str) -> None:
+    def discard_corrupt(self) -> None:
+        self.corrupt += 1
+
+    @contextlib.asynccontextmanager
+    async def writing(self, catalog: str) -> AsyncIterator[None]:
         self.invalidated.append(catalog)
+        self.values = {key: value for key, value in self.values.items() if key[0] != catalog}
+        yield
 
 
 def ports(

@@ -66,7 +66,7 @@ async def test_probabilities_follow_the_models_own_calibration_then_the_fallback
 
 
 async def test_an_answer_is_cached_and_a_corrupt_cached_value_is_a_miss() -> None:
-    cache = FakeCache(generation=7)
+    cache = FakeCache(token="t7")
     retriever = FakeRetriever(lambda vector: hits("p0", "p1"))
     core = SearchCore(ports(FakeEmbedder(), retriever, cache, tracker()), PLAIN)
     query = SearchQuery(image=b"photo")
@@ -74,10 +74,12 @@ async def test_an_answer_is_cached_and_a_corrupt_cached_value_is_a_miss() -> Non
     again = await core.search(query)
     assert again.cache_hit and [h.product_id for h in again.hits] == ["p0", "p1"] and len(retriever.searches) == 1
     [key] = cache.values
-    for junk in (b"\xff not json", b'{"hits": [{"nope": 1}], "prediction": null}', b"[]"):
+    junks = (b"\xff not json", b'{"hits": [{"nope": 1}], "prediction": null}', b"[]")
+    for junk in junks:
         cache.values[key] = junk
         outcome = await core.search(query)
         assert not outcome.cache_hit and [h.product_id for h in outcome.hits] == ["p0", "p1"]
+    assert cache.corrupt == len(junks)  # counted
 
 
 async def test_a_rollout_is_followed_by_the_model_that_made_the_query_vector() -> None:

@@ -1,5 +1,6 @@
 """Catalog writes and reads: upsert (embed every image, then write whole products), delete, get,
-drop a catalog. Every write advances the catalog's cache generation, even when it failed part-way.
+drop a catalog. Every write runs inside the cache's `writing(catalog)`: no cached answer from before it,
+or from while it may be landing, is served after it.
 """
 
 from __future__ import annotations
@@ -125,11 +126,8 @@ class CatalogCore(Core[CatalogOptions]):
                     outcomes[record.product_id], possible_duplicates=found
                 )
         if writes:
-            try:
+            async with self._cache.writing(catalog):
                 await self._retriever.upsert(served.id, writes, catalog)
-            finally:
-                # Even a failed write may have landed partly: never trust older cached answers.
-                await self._cache.invalidate(catalog)
         return [outcomes[item.product.product_id] for item in items]
 
     async def _embed_views(self, contents: list[bytes]) -> tuple[list[Views], ServedModel]:
@@ -175,10 +173,8 @@ class CatalogCore(Core[CatalogOptions]):
         check_count(len(product_ids), "product_ids", MAX_IDS_PER_DELETE)
         for pid in product_ids:
             check_product_id(pid)
-        try:
+        async with self._cache.writing(catalog):
             return await self._retriever.delete(self._models.current.id, list(dict.fromkeys(product_ids)), catalog)
-        finally:
-            await self._cache.invalidate(catalog)
 
     async def get(self, product_id: str, catalog: str = "") -> ProductRecord:
         check_catalog(catalog)
@@ -188,10 +184,8 @@ class CatalogCore(Core[CatalogOptions]):
     async def delete_catalog(self, catalog: str) -> bool:
         if not check_catalog(catalog):
             raise InvalidArgument("name the catalog to delete; the default catalog cannot be deleted")
-        try:
+        async with self._cache.writing(catalog):
             return await self._retriever.drop_catalog(self._models.current.id, catalog)
-        finally:
-            await self._cache.invalidate(catalog)
 
 
 def _validate(items: Sequence[ProductUpsert]) -> None:

@@ -7,6 +7,7 @@ implement them over gRPC and Redis live in clients.py and cache.py, and tests us
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -81,13 +82,19 @@ class Retriever(Protocol):
 
 
 class Cache(Protocol):
-    async def get(self, catalog: str, fingerprint: str, read: bool = True) -> tuple[bytes | None, int | None]:
-        """(cached value or None, generation to store under or None when caching is off)."""
+    async def get(self, catalog: str, fingerprint: str, read: bool = True) -> tuple[bytes | None, str | None]:
+        """(cached value or None, token to store the answer under, or None when it must not be stored)."""
         ...
 
-    async def put(self, catalog: str, fingerprint: str, generation: int, value: bytes) -> None: ...
+    async def put(self, catalog: str, fingerprint: str, token: str, value: bytes) -> None: ...
 
-    async def invalidate(self, catalog: str) -> None: ...
+    def discard_corrupt(self) -> None:
+        """A value from `get` did not decode: it is counted, and read as a miss."""
+
+    def writing(self, catalog: str) -> AbstractAsyncContextManager[None]:
+        """Around every write to the catalog: no answer from before it, or from while it may be
+        landing, is served after it."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -113,10 +113,13 @@ class SearchCore(Core[SearchOptions]):
         served = self._models.current
         request = _cache_request(query)
         fingerprint = cache_codec.fingerprint(request, served, self._options)
-        cached, generation = await self._cache.get(query.catalog, fingerprint, read=not query.skip_cache)
-        if cached is not None and (answer := cache_codec.decode(cached)) is not None:
-            hits, prediction = answer
-            return SearchOutcome(hits=hits, model=served.id, cache_hit=True, predicted_category=prediction)
+        cached, token = await self._cache.get(query.catalog, fingerprint, read=not query.skip_cache)
+        if cached is not None:
+            answer = cache_codec.decode(cached)
+            if answer is not None:
+                hits, prediction = answer
+                return SearchOutcome(hits=hits, model=served.id, cache_hit=True, predicted_category=prediction)
+            self._cache.discard_corrupt()
         vector = whole = None
         if query.image is not None:
             vector, whole, made_by = await self._query_vectors(query)
@@ -124,8 +127,8 @@ class SearchCore(Core[SearchOptions]):
                 served, fingerprint = made_by, cache_codec.fingerprint(request, made_by, self._options)
         hits, prediction = await self._ranked(query, served, vector, whole)
         hits = [dataclasses.replace(h, same_product_probability=served.calibration.probability(h.score)) for h in hits]
-        if generation is not None:
-            await self._cache.put(query.catalog, fingerprint, generation, cache_codec.encode(hits, prediction))
+        if token is not None:
+            await self._cache.put(query.catalog, fingerprint, token, cache_codec.encode(hits, prediction))
         return SearchOutcome(hits=hits, model=served.id, cache_hit=False, predicted_category=prediction)
 
     async def _query_vectors(self, query: SearchQuery) -> tuple[Floats, Floats | None, ServedModel]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from imagesearch.common.config import Settings, SettingsError, setting
 from imagesearch.contracts.calibration import FALLBACK, ScoreCalibration
 from imagesearch.contracts.limits import MAX_ROWS_PER_PRODUCT
+
+NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True, repr=False)
@@ -18,12 +21,24 @@ class GatewaySettings(Settings):
     redis_url: str = setting(
         "redis://127.0.0.1:6379/0", "REDIS_URL", "result cache; empty string disables caching", empty_is_a_value=True
     )
+    cache_namespace: str = setting(
+        "imagesearch",
+        "CACHE_NAMESPACE",
+        "first part of every Redis key: deployments that share one Redis must each have their own",
+    )
     cache_ttl_seconds: int = setting(300, "CACHE_TTL_SECONDS", "how long a cached search answer lives", minimum=1)
     cache_timeout_seconds: float = setting(
         0.25, "CACHE_TIMEOUT_SECONDS", "give up on Redis after this long and search uncached", minimum=0.01
     )
     cache_retry_seconds: float = setting(
         2.0, "CACHE_RETRY_SECONDS", "after a Redis failure, skip the cache this long before trying again", minimum=0
+    )
+    cache_write_window_seconds: float = setting(
+        60.0,
+        "CACHE_WRITE_WINDOW_SECONDS",
+        "a catalog write that failed or was given up on may still land this long: its catalog is searched "
+        "uncached meanwhile (keep it above RETRIEVE_TIMEOUT_SECONDS plus one Milvus call)",
+        minimum=1,
     )
     embed_timeout_seconds: float = setting(
         15.0, "EMBED_TIMEOUT_SECONDS", "deadline of each call to the embedder", minimum=0.1
@@ -103,6 +118,8 @@ class GatewaySettings(Settings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not NAMESPACE.fullmatch(self.cache_namespace):
+            raise SettingsError(f"CACHE_NAMESPACE must match {NAMESPACE.pattern}, got {self.cache_namespace!r}")
         if not 0.0 <= self.whole_photo_below <= 1.0:
             raise SettingsError(f"GATEWAY_WHOLE_PHOTO_BELOW is a probability, in [0, 1]; got {self.whole_photo_below}")
         # Checked here, not at the first upsert: the retriever would refuse the whole request.
