@@ -16,6 +16,7 @@ from support import product_input, read_rows
 
 from imagesearch.imaging.objects import object_box
 from imagesearch.v1 import common_pb2, search_pb2
+from imagesearch_retriever.milvus import schema
 from imagesearch_retriever.milvus.schema import collection_name
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -79,14 +80,16 @@ async def test_every_image_is_two_rows_under_one_uri(fleet) -> None:  # type: ig
         rows = client.query(
             name,
             filter=f'product_id == "{TARGET}"',
-            output_fields=["image_id", "image_uri"],
+            output_fields=["image_id", "image_uri", "version"],
             consistency_level="Strong",
         )
     finally:
         client.close()
-    by_id = {row["image_id"]: row["image_uri"] for row in rows}
+    [version] = {row["version"] for row in rows}  # one write's rows
+    by_index = {schema.image_index(row["image_id"]): row["image_uri"] for row in rows}
     # As sent first (the ids the rows had before object crops), then the trimmed twins.
-    assert by_id == {f"{TARGET}#0": FRONT, f"{TARGET}#1": BACK, f"{TARGET}#2": FRONT, f"{TARGET}#3": BACK}
+    assert by_index == {0: FRONT, 1: BACK, 2: FRONT, 3: BACK}
+    assert {row["image_id"] for row in rows} == {f"{TARGET}#{version}#{index}" for index in range(4)}
 
 
 async def test_get_product_lists_each_uri_once(gateway) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from imagesearch.common.config import SettingsError
 from imagesearch.common.errors import InvalidArgument, NotFound
 from imagesearch.common.types import FilterSpec, Hit, ModelId, ProductRecord
 from imagesearch_retriever.core import RetrieverCore
-from imagesearch_retriever.milvus.schema import collection_name
+from imagesearch_retriever.milvus.schema import collection_name, heads_name
 from imagesearch_retriever.settings import RetrieverSettings
 from imagesearch_retriever.store import VectorQuery
 
@@ -123,10 +123,12 @@ async def test_bad_filter_is_rejected_before_the_store_is_asked() -> None:
 
 
 def test_collection_names() -> None:
-    assert collection_name("imagesearch", ModelId("effnet-lite0", "1.2", 1280)) == "imagesearch_effnet_lite0_v1_2_1280d"
-    assert collection_name("p", ModelId("ü/ß", "x y", 3)) == "p_____vx_y_3d"
+    name = collection_name("imagesearch", ModelId("effnet-lite0", "1.2", 1280))
+    assert name == "imagesearch_effnet_lite0_v1_2_1280d_s2"
+    assert collection_name("p", ModelId("ü/ß", "x y", 3)) == "p_____vx_y_3d_s2"
     long = collection_name("p", ModelId("n" * 300, "1", 8))
-    assert len(long) == 255 and long != collection_name("p", ModelId("n" * 301, "1", 8))
+    # Room is left for the heads collection's suffix within Milvus' 255 characters.
+    assert len(heads_name(long)) == 255 and long != collection_name("p", ModelId("n" * 301, "1", 8))
 
 
 def test_settings_defaults_and_validation() -> None:

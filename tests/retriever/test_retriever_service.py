@@ -21,6 +21,7 @@ from imagesearch.common.server import ServiceServer
 from imagesearch.stack.ports import free_port
 from imagesearch.v1 import common_pb2, embedder_pb2, retriever_pb2, retriever_pb2_grpc
 from imagesearch_retriever.app import SERVICE_NAME, build_server
+from imagesearch_retriever.milvus.schema import heads_name
 from imagesearch_retriever.settings import RetrieverSettings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -388,7 +389,8 @@ async def test_models_never_mix(env: Env) -> None:
         names = sorted(n for n in client.list_collections() if n.startswith(env.prefix + "_"))
     finally:
         client.close()
-    assert names == [f"{env.prefix}_effnet_lite0_v1_1280d", f"{env.prefix}_tiny_v2024_1_64d"]
+    rows = [f"{env.prefix}_effnet_lite0_v1_1280d_s2", f"{env.prefix}_tiny_v2024_1_64d_s2"]
+    assert names == sorted([*rows, *(heads_name(name) for name in rows)])
 
 
 async def test_milvus_calls_are_traced(env: Env) -> None:
@@ -397,7 +399,7 @@ async def test_milvus_calls_are_traced(env: Env) -> None:
     spans = {s.name: s for s in env.spans.get_finished_spans()}
     assert "milvus.search" in spans
     milvus_span = spans["milvus.search"]
-    assert milvus_span.attributes["milvus.collection"] == f"{env.prefix}_effnet_lite0_v1_1280d"
+    assert milvus_span.attributes["milvus.collection"] == f"{env.prefix}_effnet_lite0_v1_1280d_s2"
     server_spans = [s for s in spans.values() if s.kind.name == "SERVER"]
     assert server_spans and milvus_span.parent is not None
     assert milvus_span.parent.span_id == server_spans[0].context.span_id

@@ -104,7 +104,11 @@ class RetrieverCore:
         return qualified[:top_k]
 
     async def upsert(
-        self, catalog: str, model: ModelId, products: Sequence[tuple[ProductRecord, Sequence[Image]]]
+        self,
+        catalog: str,
+        model: ModelId,
+        products: Sequence[tuple[ProductRecord, Sequence[Image]]],
+        deadline: float | None = None,
     ) -> tuple[int, int]:
         check_catalog(catalog)
         validate_model(model)
@@ -116,15 +120,17 @@ class RetrieverCore:
                 raise InvalidArgument(f"product {product.product_id!r} appears more than once in one request")
             seen.add(product.product_id)
             checked.append((product, validate_product(product, images, model.dimension)))
-        return await self._store.upsert(catalog, model, checked)
+        return await self._store.upsert(catalog, model, checked, deadline)
 
-    async def delete(self, catalog: str, model: ModelId, product_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+    async def delete(
+        self, catalog: str, model: ModelId, product_ids: Sequence[str], deadline: float | None = None
+    ) -> tuple[list[str], list[str]]:
         check_catalog(catalog)
         validate_model(model)
         check_count(len(product_ids), "product_ids", MAX_IDS_PER_DELETE)
         for pid in product_ids:
             check_product_id(pid)
-        return await self._store.delete(catalog, model, product_ids)
+        return await self._store.delete(catalog, model, product_ids, deadline)
 
     async def get(self, catalog: str, model: ModelId, product_id: str) -> ProductRecord:
         check_catalog(catalog)

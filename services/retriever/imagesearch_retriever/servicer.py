@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from imagesearch.common import convert
@@ -10,6 +12,12 @@ from imagesearch.common.server import RpcContext
 from imagesearch.common.types import Floats
 from imagesearch.v1 import common_pb2, retriever_pb2, retriever_pb2_grpc
 from imagesearch_retriever.core import RetrieverCore
+
+
+def _deadline(context: RpcContext) -> float | None:
+    """The caller's deadline on our monotonic clock (None when it set none): a write is not committed after it."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
 
 
 class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
@@ -45,12 +53,14 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
             )
             for item in request.products
         ]
-        written, images = await self._core.upsert(request.catalog, convert.model_from_pb(request.model), products)
+        written, images = await self._core.upsert(
+            request.catalog, convert.model_from_pb(request.model), products, _deadline(context)
+        )
         return retriever_pb2.UpsertResponse(products=written, images=images)
 
     async def Delete(self, request: retriever_pb2.DeleteRequest, context: RpcContext) -> retriever_pb2.DeleteResponse:
         deleted, not_found = await self._core.delete(
-            request.catalog, convert.model_from_pb(request.model), list(request.product_ids)
+            request.catalog, convert.model_from_pb(request.model), list(request.product_ids), _deadline(context)
         )
         return retriever_pb2.DeleteResponse(deleted=deleted, not_found=not_found)
 

@@ -26,19 +26,27 @@ class VectorQuery:
 
 
 class VectorStore(Protocol):
-    """Per (catalog, model): one collection of image rows. Inputs arrive validated (validation.py)."""
+    """Per (catalog, model): the products' image rows, written atomically per product. Inputs arrive
+    validated (validation.py). `deadline` (time.monotonic()) is the caller's: past it a write is
+    not committed, and fails DEADLINE_EXCEEDED having changed nothing visible."""
 
     # The most images one search may return per query vector (Milvus' topk limit).
     max_search_limit: int
 
     async def upsert(
-        self, catalog: str, model: ModelId, products: Sequence[tuple[ProductRecord, Sequence[Image]]]
+        self,
+        catalog: str,
+        model: ModelId,
+        products: Sequence[tuple[ProductRecord, Sequence[Image]]],
+        deadline: float | None = None,
     ) -> tuple[int, int]:
-        """Write products (each replacing its earlier version); (products, rows) written."""
+        """Write products (each replacing its earlier version, whole or not at all); (products, rows) written."""
         ...
 
-    async def delete(self, catalog: str, model: ModelId, product_ids: Sequence[str]) -> tuple[list[str], list[str]]:
-        """(deleted, not found), each in request order."""
+    async def delete(
+        self, catalog: str, model: ModelId, product_ids: Sequence[str], deadline: float | None = None
+    ) -> tuple[list[str], list[str]]:
+        """Remove products from the catalog, under every model; (deleted, not found), each in request order."""
         ...
 
     async def get(self, catalog: str, model: ModelId, product_id: str) -> ProductRecord | None: ...
@@ -52,5 +60,5 @@ class VectorStore(Protocol):
         ...
 
     async def drop(self, catalog: str, model: ModelId) -> bool:
-        """Drop the (catalog, model) collection; False when it did not exist."""
+        """Drop the catalog, under every model; False when it did not exist."""
         ...

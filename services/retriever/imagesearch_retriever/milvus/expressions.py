@@ -75,3 +75,19 @@ def build_expression(spec: FilterSpec, exclude_product_id: str | None = None) ->
             f"filter is too large ({len(expression)} characters once encoded; at most {MAX_EXPRESSION_CHARS})"
         )
     return expression
+
+
+def exact_versions(versions: dict[str, int]) -> str:
+    """Rows of exactly these product versions: the committed version of each product named."""
+    return (
+        "("
+        + " || ".join(
+            f"(product_id == {quote(pid)} && version == {int(version)})" for pid, version in sorted(versions.items())
+        )
+        + ")"
+    )
+
+
+def both(first: str, second: str) -> str:
+    """Two expressions that must both hold ("" restricts nothing)."""
+    return f"({first}) && {second}" if first else second

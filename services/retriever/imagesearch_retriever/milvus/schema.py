@@ -1,8 +1,9 @@
-"""One collection per (catalog, model), one row per product image; named and described so that
-vectors of two models, or of two catalogs, can never share one.
+"""Two collections per (catalog, model): image rows and heads; named and described so that vectors of
+two models, or of two catalogs, can never share one. How versions make writes atomic: versions.py.
 
-    <prefix>[_c_<catalog>]_<model name>_v<version>_<dimension>d      (sanitised to [A-Za-z0-9_])
-      image_id   VARCHAR primary key   "<product_id>#<image index>"
+    <prefix>[_c_<catalog>]_<model name>_v<version>_<dimension>d_s2      (sanitised to [A-Za-z0-9_])
+      image_id   VARCHAR primary key   "<product_id>#<write version>#<image index>"
+      version    INT64                 the write that made the row
       product_id VARCHAR(256)
       title      VARCHAR(2048)
       category   VARCHAR(256)
@@ -12,8 +13,16 @@ vectors of two models, or of two catalogs, can never share one.
       image_uri  VARCHAR(2048)
       embedding  FLOAT_VECTOR(dimension)     HNSW, metric IP (vectors are L2-normalised: IP = cosine)
 
-The collection description records the model and catalog (JSON); it is checked whenever an
-existing collection is opened.
+    <the same name>_heads
+      head_id    VARCHAR primary key   "<product_id>#<write version>"
+      product_id VARCHAR(256)
+      version    INT64
+      deleted    BOOL                  a tombstone
+      slot       FLOAT_VECTOR(2)       unused (Milvus 2.3 needs a vector field to load a collection)
+
+The descriptions record the schema, model and catalog (JSON); they are checked whenever an
+existing collection is opened. The `_s<schema>` suffix keeps collections of an older layout
+(schema 1: one row per image, rewritten in place) from being read as this one.
 """
 
 from __future__ import annotations
@@ -36,8 +45,13 @@ from imagesearch.contracts.limits import (
     MAX_TITLE_BYTES,
 )
 
-SCHEMA_VERSION = 1
-MAX_IMAGE_ID_BYTES = MAX_PRODUCT_ID_BYTES + 1 + 4  # "<product_id>#<index>"
+SCHEMA_VERSION = 2
+MAX_VERSION_DIGITS = 19  # an INT64
+MAX_HEAD_ID_BYTES = MAX_PRODUCT_ID_BYTES + 1 + MAX_VERSION_DIGITS  # "<product_id>#<version>"
+MAX_IMAGE_ID_BYTES = MAX_HEAD_ID_BYTES + 1 + 4  # "<product_id>#<version>#<index>"
+HEADS_SUFFIX = "_heads"
+HEAD_SLOT_DIM = 2
+HEAD_SLOT = [0.0] * HEAD_SLOT_DIM
 MAX_COLLECTION_NAME = 255
 PRODUCT_FIELDS = ("product_id", "title", "category", "brand", "price", "attributes")
 HIT_FIELDS = [*PRODUCT_FIELDS, "image_uri"]
@@ -61,20 +75,26 @@ def collection_name(prefix: str, model: ModelId) -> str:
     Different models can sanitise to one name ("a-b" and "a_b"); the model recorded in the
     description catches that when the collection is opened.
     """
-    raw = f"{prefix}_{model.name}_v{model.version}_{model.dimension}d"
+    raw = f"{prefix}_{model.name}_v{model.version}_{model.dimension}d_s{SCHEMA_VERSION}"
     name = re.sub(r"[^A-Za-z0-9_]", "_", raw)
     if not re.match(r"[A-Za-z_]", name):
         name = "_" + name
-    if len(name) > MAX_COLLECTION_NAME:
+    room = MAX_COLLECTION_NAME - len(HEADS_SUFFIX)  # the heads collection adds its suffix
+    if len(name) > room:
         digest = hashlib.sha256(raw.encode()).hexdigest()[:12]
-        name = f"{name[: MAX_COLLECTION_NAME - 13]}_{digest}"
+        name = f"{name[: room - 13]}_{digest}"
     return name
 
 
-def description(model: ModelId, catalog: str) -> str:
+def heads_name(rows_name: str) -> str:
+    return rows_name + HEADS_SUFFIX
+
+
+def description(model: ModelId, catalog: str, role: str = "images") -> str:
     return json.dumps(
         {
             "imagesearch_schema": SCHEMA_VERSION,
+            "role": role,
             "model": {"name": model.name, "version": model.version, "dimension": model.dimension},
             "catalog": catalog,
         },
@@ -87,6 +107,7 @@ def schema(model: ModelId, catalog: str) -> Any:
         auto_id=False, enable_dynamic_field=False, description=description(model, catalog)
     )
     fields.add_field("image_id", DataType.VARCHAR, is_primary=True, max_length=MAX_IMAGE_ID_BYTES)
+    fields.add_field("version", DataType.INT64)
     fields.add_field("product_id", DataType.VARCHAR, max_length=MAX_PRODUCT_ID_BYTES)
     fields.add_field("title", DataType.VARCHAR, max_length=MAX_TITLE_BYTES)
     fields.add_field("category", DataType.VARCHAR, max_length=MAX_CATEGORY_BYTES)
@@ -96,6 +117,24 @@ def schema(model: ModelId, catalog: str) -> Any:
     fields.add_field("image_uri", DataType.VARCHAR, max_length=MAX_IMAGE_URI_BYTES)
     fields.add_field("embedding", DataType.FLOAT_VECTOR, dim=model.dimension)
     return fields
+
+
+def heads_schema(model: ModelId, catalog: str) -> Any:
+    fields = MilvusClient.create_schema(
+        auto_id=False, enable_dynamic_field=False, description=description(model, catalog, "heads")
+    )
+    fields.add_field("head_id", DataType.VARCHAR, is_primary=True, max_length=MAX_HEAD_ID_BYTES)
+    fields.add_field("product_id", DataType.VARCHAR, max_length=MAX_PRODUCT_ID_BYTES)
+    fields.add_field("version", DataType.INT64)
+    fields.add_field("deleted", DataType.BOOL)
+    fields.add_field("slot", DataType.FLOAT_VECTOR, dim=HEAD_SLOT_DIM)
+    return fields
+
+
+def heads_index_params(client: MilvusClient) -> Any:
+    index = client.prepare_index_params()
+    index.add_index(field_name="slot", index_type="FLAT", metric_type="L2", params={})
+    return index
 
 
 def index_params(client: MilvusClient, hnsw: HnswParams) -> Any:
@@ -109,21 +148,35 @@ def index_params(client: MilvusClient, hnsw: HnswParams) -> Any:
     return index
 
 
-def verify(info: dict[str, Any], name: str, model: ModelId, catalog: str) -> None:
-    """A collection's describe_collection() must show the retriever made it for this model and catalog."""
+def recorded(info: dict[str, Any]) -> tuple[ModelId, str, str] | None:
+    """(model, catalog, role) a describe_collection() says the retriever made it for; None if not ours."""
     try:
         described = json.loads(info.get("description") or "")
-        recorded = described["model"]
-        found = ModelId(str(recorded["name"]), str(recorded["version"]), int(recorded["dimension"]))
-        owner = str(described.get("catalog", ""))
-    except (ValueError, KeyError, TypeError):
+        model = described["model"]
+        found = ModelId(str(model["name"]), str(model["version"]), int(model["dimension"]))
+        if int(described.get("imagesearch_schema", 0)) != SCHEMA_VERSION:
+            return None
+        return found, str(described.get("catalog", "")), str(described.get("role", "images"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def verify(info: dict[str, Any], name: str, model: ModelId, catalog: str, role: str = "images") -> None:
+    """A collection's describe_collection() must show the retriever made it for this model, catalog and role."""
+    mine = recorded(info)
+    if mine is None:
         raise FailedPrecondition(
-            f"collection {name} exists but was not created by the retriever (no model in its description)"
-        ) from None
+            f"collection {name} exists but was not created by this retriever (schema {SCHEMA_VERSION})"
+        )
+    found, owner, made_as = mine
     if owner != catalog:
         raise FailedPrecondition(f"collection {name} belongs to catalog {owner!r}, not {catalog!r}")
-    dims = [f.get("params", {}).get("dim") for f in info.get("fields", []) if f.get("name") == "embedding"]
-    if found != model or dims != [model.dimension]:
+    if made_as != role:
+        raise FailedPrecondition(f"collection {name} holds {made_as}, not {role}")
+    vector_field = "embedding" if role == "images" else "slot"
+    dimension = model.dimension if role == "images" else HEAD_SLOT_DIM
+    dims = [f.get("params", {}).get("dim") for f in info.get("fields", []) if f.get("name") == vector_field]
+    if found != model or dims != [dimension]:
         raise FailedPrecondition(
             f"collection {name} holds vectors of model {found.name} v{found.version} ({found.dimension}d), "
             f"not {model.name} v{model.version} ({model.dimension}d)"
@@ -144,6 +197,7 @@ def product_fields(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def image_index(image_id: str) -> int:
+    """The image's position in its product ("<product_id>#<version>#<index>")."""
     try:
         return int(image_id.rsplit("#", 1)[1])
     except (IndexError, ValueError):

@@ -1,16 +1,20 @@
-"""The Milvus store: one collection per (catalog, model), one row per product image.
+"""The Milvus store: per (catalog, model) a collection of image rows and one of heads (schema.py).
 
 pymilvus is synchronous: every call runs on a small dedicated thread pool (so slow Milvus calls
 cannot starve the loop's default executor) with the caller's context copied, so the per-call
 spans nest under the gRPC span. Inputs arrive validated by the core; this module only stores.
 
-Consistency: writes pay for it, reads don't. Every write ends with a Strong *barrier* query,
-which returns only once the query nodes have applied everything up to that moment; so when a
-write call returns, the write is visible to every later read of any replica, and a deleted
-product never comes back. Reads then use consistency_level="Session" by default
+Writes are versioned (versions.py): a product is its newest committed version or, after a delete,
+nothing; never a mix of two writes, whatever fails between the steps and however many replicas
+write it at once. Every read resolves which rows are visible from the heads.
+
+Consistency: writes pay for it, reads don't. A write waits (a Strong *barrier* query, which
+returns only once the query nodes have applied everything up to that moment) after its rows and
+again after its heads; so when a write call returns it is visible to every later read of any
+replica, and a deleted product never comes back. Reads use consistency_level="Session" by default
 (RETRIEVER_READ_CONSISTENCY), which does not wait for Milvus' next time tick: a Strong read costs
-up to one tick (200 ms by default), a Session read ~3 ms. The queries of the write path are
-always Strong: they decide what to delete.
+up to one tick (200 ms by default), a Session read ~3 ms. The write path's own queries are Strong:
+they decide what to delete.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import functools
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,23 +35,51 @@ import numpy as np
 from opentelemetry.trace import Status, StatusCode, Tracer, TracerProvider
 from pymilvus import MilvusClient
 
-from imagesearch.common.errors import DomainError, Unavailable
+from imagesearch.common.errors import DeadlineExceeded, DomainError, Unavailable
 from imagesearch.common.types import Floats, Hit, ModelId, ProductRecord
-from imagesearch_retriever.milvus import schema
+from imagesearch_retriever.milvus import schema, versions
 from imagesearch_retriever.milvus.errors import CollectionGone, describe, translate
-from imagesearch_retriever.milvus.expressions import build_expression, in_list, quote
+from imagesearch_retriever.milvus.expressions import both, build_expression, exact_versions, in_list
 from imagesearch_retriever.store import Image, VectorQuery
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_SEARCH_LIMIT = 16384  # Milvus' limit on topk
-_WRITE_BATCH_ROWS = 256  # ~1.3 MB of 1280-d vectors per upsert call, far below Milvus' 64 MB message cap
-_QUERY_BATCH_IDS = 256
+_WRITE_BATCH_ROWS = 256  # ~1.3 MB of 1280-d vectors per insert call, far below Milvus' 64 MB message cap
+# A query returns at most 16384 rows: 32 products of up to 128 rows, in up to 4 versions at once.
+_ROW_QUERY_PRODUCTS = 32
+_HEAD_QUERY_PRODUCTS = 1024
+_DELETE_BATCH_IDS = 1024
 
 
 def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """The two collections of one (catalog, model): image rows, and the heads that say which are visible."""
+
+    rows: str
+    heads: str
+
+
+@dataclass(frozen=True)
+class _Row:
+    """An image row found by a search, with the version of the write that made it."""
+
+    hit: Hit
+    version: int
+    image_id: str
+
+
+def _merged(page: list[_Row], extra: list[_Row]) -> list[_Row]:
+    """Two result pages of one query as one, best first, each row once."""
+    rows = {row.image_id or id(row): row for row in page}
+    for row in extra:
+        rows.setdefault(row.image_id or id(row), row)
+    return sorted(rows.values(), key=lambda row: -row.hit.score)
 
 
 @dataclass(frozen=True)
@@ -83,7 +116,7 @@ class MilvusStore:
         self._tracer: Tracer = tracer_provider.get_tracer("imagesearch.retriever.milvus")
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="milvus")
         self._client: MilvusClient | None = None
-        self._open: set[str] = set()  # collections known to exist, match their model and be loaded
+        self._open: set[str] = set()  # rows collections whose pair is known to exist, match and be loaded
         self._open_lock = threading.RLock()  # re-entered when a call inside the locked open finds the collection gone
 
     # ---- lifecycle
@@ -118,35 +151,49 @@ class MilvusStore:
     # ---- operations
 
     async def drop(self, catalog: str, model: ModelId) -> bool:
-        return await self._run(self._drop, catalog, model)
+        """Drop every collection of the catalog, of every model (`model` is the caller's current one)."""
+        return await self._run(self._drop, catalog)
 
-    def _drop(self, catalog: str, model: ModelId) -> bool:
-        name = self._name(catalog, model)
+    def _drop(self, catalog: str) -> bool:
         client = self._require_client()
-        if not self._call("milvus.has_collection", name, 0, client.has_collection, name):
-            return False
-        self._verify_collection(client, name, model, catalog)
-        self._call("milvus.drop_collection", name, 0, client.drop_collection, name)
-        self._forget(name)
-        return True
+        pairs = self._catalog_pairs(client, catalog, load=False)
+        for pair in pairs:
+            for name in (pair.heads, pair.rows):  # heads first: rows without heads are invisible
+                if self._call("milvus.has_collection", name, 0, client.has_collection, name):
+                    self._call("milvus.drop_collection", name, 0, client.drop_collection, name)
+            self._forget(pair.rows)
+        return bool(pairs)
 
     async def upsert(
-        self, catalog: str, model: ModelId, products: Sequence[tuple[ProductRecord, Sequence[Image]]]
+        self,
+        catalog: str,
+        model: ModelId,
+        products: Sequence[tuple[ProductRecord, Sequence[Image]]],
+        deadline: float | None = None,
     ) -> tuple[int, int]:
-        """Write products with their images; each replaces every earlier version of itself."""
+        """Write products with their images; each replaces every earlier version of itself, atomically.
+
+        `deadline` (time.monotonic()): past it, the write is not committed (its caller has gone).
+        """
         if not products:
             return 0, 0
-        return await self._run(self._upsert, catalog, model, products)
+        return await self._run(self._upsert, catalog, model, products, deadline)
 
     def _upsert(
-        self, catalog: str, model: ModelId, products: Sequence[tuple[ProductRecord, Sequence[Image]]]
+        self,
+        catalog: str,
+        model: ModelId,
+        products: Sequence[tuple[ProductRecord, Sequence[Image]]],
+        deadline: float | None,
     ) -> tuple[int, int]:
-        name = self._open_collection(catalog, model, create=True)
-        assert name is not None
+        pair = self._open_collection(catalog, model, create=True)
+        assert pair is not None
         client = self._require_client()
+        version = versions.new_version()
         rows: list[dict[str, Any]] = [
             {
-                "image_id": f"{product.product_id}#{index}",
+                "image_id": versions.image_id(product.product_id, version, index),
+                "version": version,
                 "product_id": product.product_id,
                 "title": product.title,
                 "category": product.category,
@@ -159,76 +206,119 @@ class MilvusStore:
             for product, images in products
             for index, (uri, vector) in enumerate(images)
         ]
+        heads = [versions.Head(product.product_id, version) for product, _ in products]
         try:
-            # New rows first (upsert replaces rows with the same image_id), then the
-            # leftovers of longer earlier versions: the product never disappears in between.
-            # (pymilvus' own delete(ids=...) would not escape quotes in ids: we build the filter.)
             for batch in _chunks(rows, _WRITE_BATCH_ROWS):
-                self._call("milvus.upsert", name, len(batch), client.upsert, name, list(batch))
-            keep = {row["image_id"] for row in rows}
-            for group in _chunks(products, _QUERY_BATCH_IDS):
-                pids = [p.product_id for p, _ in group]
-                existing = self._rows_of(client, name, pids, ["image_id"])
-                stale = sorted(r["image_id"] for r in existing if r["image_id"] not in keep)
-                if stale:  # by primary key: cheaper than an expression Milvus must evaluate first
-                    self._call(
-                        "milvus.delete", name, len(stale), client.delete, name, filter=in_list("image_id", stale)
-                    )
-            self._barrier(client, name)
+                self._call("milvus.insert", pair.rows, len(batch), client.insert, pair.rows, list(batch))
+            # A reader that sees a head must see its rows: they are applied before the head exists.
+            self._barrier(client, pair.rows, "image_id")
+            self._commit(client, pair, heads, deadline)
         except CollectionGone:
-            raise Unavailable(f"collection {name} was dropped during the write; retry") from None
+            raise Unavailable(f"collection {pair.rows} was dropped during the write; retry") from None
+        self._clean_up(client, pair, [head.product_id for head in heads])
         return len(products), len(rows)
 
-    async def delete(self, catalog: str, model: ModelId, product_ids: Sequence[str]) -> tuple[list[str], list[str]]:
-        """Remove products; returns (deleted, not_found), each in request order."""
+    async def delete(
+        self, catalog: str, model: ModelId, product_ids: Sequence[str], deadline: float | None = None
+    ) -> tuple[list[str], list[str]]:
+        """Remove products from every model's collection of the catalog (a rollback must not bring
+        them back); returns (deleted, not_found), each in request order."""
         ids = list(dict.fromkeys(product_ids))
         if not ids:
             return [], []
-        return await self._run(self._delete, catalog, model, ids)
+        return await self._run(self._delete, catalog, ids, deadline)
 
-    def _delete(self, catalog: str, model: ModelId, ids: list[str]) -> tuple[list[str], list[str]]:
-        name = self._open_collection(catalog, model, create=False)
-        if name is None:
-            return [], ids
+    def _delete(self, catalog: str, ids: list[str], deadline: float | None) -> tuple[list[str], list[str]]:
         client = self._require_client()
         present: set[str] = set()
-        try:
-            for batch in _chunks(ids, _QUERY_BATCH_IDS):
-                # Ask first, so the caller learns which ids were unknown.
-                rows = self._rows_of(client, name, batch, ["product_id"])
-                found = {row["product_id"] for row in rows}
-                if found:
-                    self._call(
-                        "milvus.delete",
-                        name,
-                        len(found),
-                        client.delete,
-                        name,
-                        filter=in_list("product_id", sorted(found)),
-                    )
-                present |= found
-            if present:
-                self._barrier(client, name)
-        except CollectionGone:
-            pass  # dropped meanwhile: whatever was not deleted yet is gone anyway
+        for pair in self._catalog_pairs(client, catalog, load=True):
+            try:
+                live = versions.live_versions(self._heads_of(client, pair, ids, "Strong"))
+                existing = [pid for pid in ids if pid in live]
+                if not existing:
+                    continue
+                version = versions.new_version()
+                self._commit(client, pair, [versions.Head(pid, version, deleted=True) for pid in existing], deadline)
+            except CollectionGone:
+                continue  # dropped meanwhile: whatever was in it is gone anyway
+            present.update(existing)
+            self._clean_up(client, pair, existing)
         return [pid for pid in ids if pid in present], [pid for pid in ids if pid not in present]
 
-    def _rows_of(self, client: Any, name: str, product_ids: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
-        """The rows of these products, read Strong: the write path decides what to delete on them."""
+    def _commit(self, client: Any, pair: Pair, heads: Sequence[versions.Head], deadline: float | None) -> None:
+        """The commit point: every head of the write in one insert (one timestamp), then a barrier."""
+        if deadline is not None and time.monotonic() > deadline:
+            raise DeadlineExceeded("the caller's deadline passed before the write was committed; nothing changed")
+        rows = [
+            {
+                "head_id": head.head_id,
+                "product_id": head.product_id,
+                "version": head.version,
+                "deleted": head.deleted,
+                "slot": schema.HEAD_SLOT,
+            }
+            for head in heads
+        ]
+        self._call("milvus.insert", pair.heads, len(rows), client.insert, pair.heads, rows)
+        self._barrier(client, pair.heads, "head_id")
+
+    def _clean_up(self, client: Any, pair: Pair, product_ids: Sequence[str]) -> None:
+        """Delete what no reader will see again (versions.stale_rows, stale_heads). Best effort: the
+        write is committed whatever happens here, and the next write of a product cleans it too."""
+        try:
+            now_ms = int(time.time() * 1000)
+            for group in _chunks(product_ids, _ROW_QUERY_PRODUCTS):
+                heads = self._heads_of(client, pair, group, "Strong")
+                newest = versions.committed(heads)
+                stored = self._query(
+                    client, pair.rows, in_list("product_id", group), ["image_id", "product_id", "version"], "Strong"
+                )
+                rows = [versions.StoredRow(r["image_id"], r["product_id"], int(r["version"])) for r in stored]
+                for batch in _chunks(versions.stale_rows(rows, newest, now_ms), _DELETE_BATCH_IDS):
+                    self._call(
+                        "milvus.delete",
+                        pair.rows,
+                        len(batch),
+                        client.delete,
+                        pair.rows,
+                        filter=in_list("image_id", batch),
+                    )
+                for batch in _chunks(versions.stale_heads(heads, newest), _DELETE_BATCH_IDS):
+                    self._call(
+                        "milvus.delete",
+                        pair.heads,
+                        len(batch),
+                        client.delete,
+                        pair.heads,
+                        filter=in_list("head_id", batch),
+                    )
+        except (DomainError, CollectionGone) as err:
+            log.warning("clean-up of %d products in %s left for later: %s", len(product_ids), pair.rows, err)
+
+    def _heads_of(self, client: Any, pair: Pair, product_ids: Sequence[str], consistency: str) -> list[versions.Head]:
+        heads: list[versions.Head] = []
+        for group in _chunks(list(product_ids), _HEAD_QUERY_PRODUCTS):
+            found = self._query(
+                client, pair.heads, in_list("product_id", group), ["product_id", "version", "deleted"], consistency
+            )
+            heads.extend(versions.Head(r["product_id"], int(r["version"]), bool(r["deleted"])) for r in found)
+        return heads
+
+    def _query(self, client: Any, name: str, expr: str, fields: list[str], consistency: str) -> list[dict[str, Any]]:
         return list(
             self._call(
                 "milvus.query",
                 name,
-                len(product_ids),
+                0,
                 client.query,
                 name,
-                filter=in_list("product_id", product_ids),
+                filter=expr,
                 output_fields=fields,
-                consistency_level="Strong",
+                consistency_level=consistency,
             )
         )
 
-    def _barrier(self, client: Any, name: str) -> None:
+    def _barrier(self, client: Any, name: str, primary_key: str) -> None:
         """Wait until the query nodes have applied every write made so far (see module doc)."""
         self._call(
             "milvus.barrier",
@@ -236,8 +326,8 @@ class MilvusStore:
             0,
             client.query,
             name,
-            filter='image_id in [""]',
-            output_fields=["image_id"],
+            filter=f'{primary_key} in [""]',
+            output_fields=[primary_key],
             consistency_level="Strong",
         )
 
@@ -257,64 +347,99 @@ class MilvusStore:
         return [(r["image_uri"], np.asarray(r["embedding"], dtype=np.float32)) for r in rows]
 
     def _product_rows(self, catalog: str, model: ModelId, product_id: str, fields: list[str]) -> list[dict[str, Any]]:
-        name = self._open_collection(catalog, model, create=False)
-        if name is None:
+        """The rows of the product's visible version; [] when it has none."""
+        pair = self._open_collection(catalog, model, create=False)
+        if pair is None:
             return []
         client = self._require_client()
         try:
-            return list(
-                self._call(
-                    "milvus.query",
-                    name,
-                    1,
-                    client.query,
-                    name,
-                    filter=f"product_id == {quote(product_id)}",
-                    output_fields=fields,
-                    consistency_level=self._consistency,
-                )
-            )
+            version = versions.live_versions(self._heads_of(client, pair, [product_id], self._consistency))
+            if product_id not in version:
+                return []
+            expr = exact_versions({product_id: version[product_id]})
+            return self._query(client, pair.rows, expr, fields, self._consistency)
         except CollectionGone:
             return []
 
     async def search(self, catalog: str, model: ModelId, query: VectorQuery) -> list[list[Hit]]:
-        """Nearest images for each query vector (best first), `limit` per vector, restricted by the filter."""
+        """Nearest visible images for each query vector (best first), `limit` per vector, restricted by the filter."""
         if not query.vectors:
             return []
         expr = build_expression(query.spec, query.exclude_product_id)
         return await self._run(self._search, catalog, model, list(query.vectors), query.limit, expr)
 
     def _search(self, catalog: str, model: ModelId, queries: list[Floats], limit: int, expr: str) -> list[list[Hit]]:
-        name = self._open_collection(catalog, model, create=False)
-        if name is None:
+        pair = self._open_collection(catalog, model, create=False)
+        if pair is None:
             return [[] for _ in queries]  # nothing indexed for this model yet: an empty catalog
         client = self._require_client()
-        params = {"metric_type": "IP", "params": {"ef": max(self._hnsw.ef_search, limit)}}
+        fetch = limit
         try:
-            pages = self._call(
-                "milvus.search",
-                name,
-                len(queries),
-                client.search,
-                name,
-                data=[q.tolist() for q in queries],
-                limit=limit,
-                filter=expr,
-                output_fields=schema.HIT_FIELDS,
-                search_params=params,
-                consistency_level=self._consistency,
-            )
+            while True:
+                pages = self._raw_search(client, pair.rows, queries, fetch, expr)
+                visible = self._visible(client, pair, queries, pages, fetch, expr)
+                # A page that lost rows to older or unfinished versions may hide visible ones behind them.
+                short = any(len(raw) >= fetch and len(seen) < limit for raw, seen in zip(pages, visible))
+                if not short or fetch >= MAX_SEARCH_LIMIT:
+                    return [[row.hit for row in page[:limit]] for page in visible]
+                fetch = min(fetch * 2, MAX_SEARCH_LIMIT)
         except CollectionGone:
             return [[] for _ in queries]
-        result: list[list[Hit]] = []
+
+    def _visible(
+        self,
+        client: Any,
+        pair: Pair,
+        queries: list[Floats],
+        pages: list[list[_Row]],
+        fetch: int,
+        expr: str,
+    ) -> list[list[_Row]]:
+        """Each page with only rows of their product's visible version. A product whose page rows
+        are of another version (a write is being applied, or was cleaned up half-way) is looked up
+        again at its visible version, so it is ranked by the rows a reader must see."""
+        product_ids = {row.hit.product_id for page in pages for row in page}
+        if not product_ids:
+            return pages
+        live = versions.live_versions(self._heads_of(client, pair, sorted(product_ids), self._consistency))
+        outdated = {
+            pid: live[pid]
+            for pid in {
+                row.hit.product_id for page in pages for row in page if live.get(row.hit.product_id) != row.version
+            }
+            if pid in live
+        }
+        kept = [[row for row in page if live.get(row.hit.product_id) == row.version] for page in pages]
+        if outdated:
+            again = self._raw_search(client, pair.rows, queries, fetch, both(expr, exact_versions(outdated)))
+            kept = [_merged(page, extra) for page, extra in zip(kept, again)]
+        return kept
+
+    def _raw_search(self, client: Any, name: str, queries: list[Floats], limit: int, expr: str) -> list[list[_Row]]:
+        params = {"metric_type": "IP", "params": {"ef": max(self._hnsw.ef_search, limit)}}
+        pages = self._call(
+            "milvus.search",
+            name,
+            len(queries),
+            client.search,
+            name,
+            data=[q.tolist() for q in queries],
+            limit=limit,
+            filter=expr,
+            output_fields=[*schema.HIT_FIELDS, "version"],
+            search_params=params,
+            consistency_level=self._consistency,
+        )
+        result: list[list[_Row]] = []
         for page in pages:
-            matches = []
+            rows = []
             for hit in page:
                 entity = hit["entity"]
                 # IP of unit vectors; clamp float noise so scores stay within [-1, 1].
                 score = min(1.0, max(-1.0, float(hit["distance"])))
-                matches.append(Hit(score=score, image_uri=entity.get("image_uri", ""), **schema.product_fields(entity)))
-            result.append(matches)
+                found = Hit(score=score, image_uri=entity.get("image_uri", ""), **schema.product_fields(entity))
+                rows.append(_Row(found, int(entity.get("version", 0)), str(hit.get("id", ""))))
+            result.append(rows)
         return result
 
     # ---- collections
@@ -326,36 +451,64 @@ class MilvusStore:
         with self._open_lock:
             self._open.discard(name)
 
-    def _open_collection(self, catalog: str, model: ModelId, *, create: bool) -> str | None:
-        """The (catalog, model) collection, verified and loaded; None if it does not exist and create is False."""
+    def _open_collection(self, catalog: str, model: ModelId, *, create: bool) -> Pair | None:
+        """The (catalog, model) collections, verified and loaded; None if they do not exist and create is False."""
         name = self._name(catalog, model)
+        pair = Pair(name, schema.heads_name(name))
         if name in self._open:
-            return name
+            return pair
         client = self._require_client()
         with self._open_lock:
             if name in self._open:
-                return name
+                return pair
             try:
-                return self._open_locked(client, name, catalog, model, create)
+                return pair if self._open_locked(client, pair, catalog, model, create) else None
             except CollectionGone:  # dropped between our calls
                 if create:
                     raise Unavailable(f"collection {name} was dropped while being opened; retry") from None
                 return None
 
-    def _open_locked(self, client: MilvusClient, name: str, catalog: str, model: ModelId, create: bool) -> str | None:
-        exists = self._call("milvus.has_collection", name, 0, client.has_collection, name)
-        if not exists:
-            if not create:
-                return None
-            self._create_collection(client, name, catalog, model)
-        self._verify_collection(client, name, model, catalog)
-        # Idempotent, and needed after a Milvus restart: collections come back released.
-        self._call("milvus.load_collection", name, 0, client.load_collection, name)
-        self._open.add(name)
-        return name
+    def _open_locked(self, client: MilvusClient, pair: Pair, catalog: str, model: ModelId, create: bool) -> bool:
+        for name, role in ((pair.rows, "images"), (pair.heads, "heads")):
+            if not self._call("milvus.has_collection", name, 0, client.has_collection, name):
+                if not create:
+                    return False
+                self._create_collection(client, name, catalog, model, role)
+            self._verify_collection(client, name, model, catalog, role)
+            # Idempotent, and needed after a Milvus restart: collections come back released.
+            self._call("milvus.load_collection", name, 0, client.load_collection, name)
+        self._open.add(pair.rows)
+        return True
 
-    def _create_collection(self, client: MilvusClient, name: str, catalog: str, model: ModelId) -> None:
-        log.info("creating collection %s for model %s v%s (%dd)", name, model.name, model.version, model.dimension)
+    def _catalog_pairs(self, client: MilvusClient, catalog: str, *, load: bool) -> list[Pair]:
+        """The collections of every model the catalog has been written with."""
+        prefix = schema.catalog_prefix(self._prefix, catalog) + "_"
+        pairs = []
+        names = self._call("milvus.list_collections", None, 0, client.list_collections)
+        for name in sorted(n for n in names if n.startswith(prefix) and not n.endswith(schema.HEADS_SUFFIX)):
+            try:
+                info = self._call("milvus.describe_collection", name, 0, client.describe_collection, name)
+            except CollectionGone:
+                continue
+            mine = schema.recorded(info)
+            if mine is None or mine[1] != catalog or mine[2] != "images":
+                continue  # another catalog's (a name that merely starts alike), or not ours
+            if load:
+                opened = self._open_collection(catalog, mine[0], create=False)
+                if opened is not None:
+                    pairs.append(opened)
+            else:
+                pairs.append(Pair(name, schema.heads_name(name)))
+        return pairs
+
+    def _create_collection(self, client: MilvusClient, name: str, catalog: str, model: ModelId, role: str) -> None:
+        log.info(
+            "creating collection %s (%s) for model %s v%s (%dd)", name, role, model.name, model.version, model.dimension
+        )
+        if role == "images":
+            fields, index = schema.schema(model, catalog), schema.index_params(client, self._hnsw)
+        else:
+            fields, index = schema.heads_schema(model, catalog), schema.heads_index_params(client)
         try:
             self._call(
                 "milvus.create_collection",
@@ -363,8 +516,8 @@ class MilvusStore:
                 0,
                 client.create_collection,
                 name,
-                schema=schema.schema(model, catalog),
-                index_params=schema.index_params(client, self._hnsw),
+                schema=fields,
+                index_params=index,
                 consistency_level="Strong",  # the collection's default
             )
         except DomainError:
@@ -373,9 +526,13 @@ class MilvusStore:
             if not self._call("milvus.has_collection", name, 0, client.has_collection, name):
                 raise
 
-    def _verify_collection(self, client: MilvusClient, name: str, model: ModelId, catalog: str) -> None:
+    def _verify_collection(self, client: MilvusClient, name: str, model: ModelId, catalog: str, role: str) -> None:
         schema.verify(
-            self._call("milvus.describe_collection", name, 0, client.describe_collection, name), name, model, catalog
+            self._call("milvus.describe_collection", name, 0, client.describe_collection, name),
+            name,
+            model,
+            catalog,
+            role,
         )
 
     # ---- plumbing
