@@ -43,6 +43,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tqdm import tqdm
 
+from imagesearch.contracts.limits import MAX_PRODUCTS_PER_UPSERT
 from imagesearch.stack.milvus import LocalMilvus
 from imagesearch.stack.ports import free_port
 from imagesearch.v1 import common_pb2, embedder_pb2, retriever_pb2, retriever_pb2_grpc
@@ -165,7 +166,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300, help="timed searches per path")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--top-k", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=1000, help="products per Upsert call")
+    parser.add_argument(
+        "--batch", type=int, default=MAX_PRODUCTS_PER_UPSERT, help="products per Upsert call (at most the limit)"
+    )
     parser.add_argument("--ef", type=int, default=128, help="HNSW ef at search time (HNSW_EF_SEARCH)")
     parser.add_argument(
         "--consistency",

@@ -17,17 +17,16 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 async def test_a_deleted_product_never_comes_back_after_its_delete_timed_out(fleet, gateway, dev_set) -> None:
     """The writer is a gateway whose retriever deadline (0.1 s) passes while the delete's commit is in
-    flight (held 0.4 s here, as a slow Milvus would); the reader is another gateway, with the cache,
+    flight at Milvus (held 0.4 s here, as a slow Milvus would); the reader is another gateway, with the cache,
     sharing Redis. Before the fix the reader cached the pre-delete answer under the generation the
     writer had already advanced, and served the deleted product for the whole TTL."""
-    store = fleet.retriever._backend.store
-    commit = store._commit
+    client = fleet.retriever._backend.store._client
+    insert = client.insert
 
-    def slow_commit(client, pair, heads, deadline):  # type: ignore[no-untyped-def]
-        if any(head.deleted for head in heads):
-            time.sleep(0.4)  # started before the caller's deadline, lands after it
-            deadline = None
-        return commit(client, pair, heads, deadline)
+    def slow_insert(name, rows, **kwargs):  # type: ignore[no-untyped-def]
+        if any(row.get("deleted") for row in rows):
+            time.sleep(0.4)  # the commit is in flight at Milvus when the caller's deadline passes
+        return insert(name, rows, **kwargs)
 
     writer_server, _ = await fleet.start_gateway(retrieve_timeout_seconds=0.1)
     image = (dev_set / read_rows(dev_set / "catalog.csv")[90]["image"]).read_bytes()
@@ -38,7 +37,7 @@ async def test_a_deleted_product_never_comes_back_after_its_delete_timed_out(fle
         reply = await gateway.Search(request, timeout=10)
         return any(hit.product_id == "gone" for hit in reply.hits)
 
-    store._commit = slow_commit
+    client.insert = slow_insert
     try:
         async with open_channel(writer_server.address) as channel:
             writer = search_pb2_grpc.SearchServiceStub(channel)
@@ -73,6 +72,6 @@ async def test_a_deleted_product_never_comes_back_after_its_delete_timed_out(fle
                 await gateway.GetProduct(search_pb2.GetProductRequest(catalog=catalog, product_id="gone"))
             assert lookup.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
-        store._commit = commit
+        client.insert = insert
         await gateway.DeleteCatalog(search_pb2.DeleteCatalogRequest(catalog=catalog), timeout=30)
         await fleet.stop_extra()

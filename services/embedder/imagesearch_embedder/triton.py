@@ -20,10 +20,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 from opentelemetry.sdk.trace import TracerProvider
-from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.grpc import InferInput, InferRequestedOutput, KeepAliveOptions
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
+from imagesearch.common import deadline, keepalive
+from imagesearch.common.breaker import PROBE_TIMEOUT_SECONDS, Breaker
 from imagesearch.common.errors import DeadlineExceeded, DomainError, FailedPrecondition, ResourceExhausted, Unavailable
 from imagesearch.common.types import Floats, Pixels
 from imagesearch.contracts.model import (
@@ -160,13 +162,23 @@ class TritonEmbedder:
         self._tracer = tracer_provider.get_tracer("imagesearch_embedder.triton")
         self._client: InferenceServerClient | None = None
         self._served: ServedModel | None = None
+        self.breaker = Breaker(f"triton at {self._url}")
+        self._probe_timeout = min(self._timeout, PROBE_TIMEOUT_SECONDS)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def connect(self) -> None:
         """Open the client; raise if Triton or the model is not ready, or the model breaks the contract."""
         if self._client is None:
-            self._client = InferenceServerClient(self._url)
+            self._client = InferenceServerClient(
+                self._url,
+                keepalive_options=KeepAliveOptions(
+                    keepalive_time_ms=keepalive.TIME_MS,
+                    keepalive_timeout_ms=keepalive.TIMEOUT_MS,
+                    keepalive_permit_without_calls=True,
+                    http2_max_pings_without_data=0,
+                ),
+            )
         try:
             self._served = await self._resolve(self._client)
         except BaseException:
@@ -196,7 +208,8 @@ class TritonEmbedder:
         contract; `served` then reports it, so callers can tell vectors apart.
         """
         client, contract = self._require()
-        if await self._call(client.is_model_ready(contract.name, contract.version, client_timeout=self._timeout)):
+        ready = client.is_model_ready(contract.name, contract.version, client_timeout=self._probe_timeout)
+        if await self._call(ready):
             return
         if self._wanted_version:
             raise Unavailable(f"triton at {self._url}: model {contract.name!r} version {contract.version} is not ready")
@@ -304,6 +317,8 @@ class TritonEmbedder:
                 "triton.batch_size": len(chunk),
             },
         ):
+            self.breaker.check()  # Triton known to be down: fail now, not after the deadline
+            timeout = deadline.bounded(self._timeout, f"triton at {self._url}")
             image = InferInput(INPUT, list(chunk.shape), INPUT_DATATYPE)
             image.set_data_from_numpy(np.ascontiguousarray(chunk))
             # A failure is recorded on the span (exception event + ERROR status) by start_as_current_span.
@@ -314,7 +329,7 @@ class TritonEmbedder:
                     model_version=c.version,
                     outputs=[InferRequestedOutput(EMBEDDING)]
                     + ([InferRequestedOutput(SALIENCY)] if want_saliency else []),
-                    client_timeout=self._timeout,
+                    client_timeout=timeout,
                 )
             )
             vectors = result.as_numpy(EMBEDDING)
@@ -338,11 +353,19 @@ class TritonEmbedder:
         return self._client, self._served
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
-        """Await a tritonclient call, translating its exceptions into DomainErrors that name Triton."""
+        """Await a tritonclient call, translating its exceptions into DomainErrors that name Triton;
+        the breaker learns from every answer."""
         try:
-            return await awaitable
+            result = await awaitable
         except InferenceServerException as err:
-            raise self._map_error(err) from None
+            mapped = self._map_error(err)
+            self.breaker.record(mapped)
+            raise mapped from None
+        except BaseException:
+            self.breaker.release()
+            raise
+        self.breaker.succeeded()
+        return result
 
     def _map_error(self, err: InferenceServerException) -> DomainError:
         status = err.status() or ""

@@ -6,11 +6,14 @@ close(). Until connect() has named the embedder's model every call fails UNAVAIL
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from imagesearch.common import service
 from imagesearch.common.config import options_from
+from imagesearch.common.errors import DomainError
 from imagesearch.v1 import search_pb2_grpc
 from imagesearch_gateway.cache import CacheOptions, ResultCache
 from imagesearch_gateway.catalog import CatalogCore, CatalogOptions
@@ -20,6 +23,8 @@ from imagesearch_gateway.ports import Ports
 from imagesearch_gateway.search import SearchCore, SearchOptions
 from imagesearch_gateway.servicer import SearchServicer
 from imagesearch_gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
 
 
 class GatewayBackend:
@@ -38,6 +43,7 @@ class GatewayBackend:
         ports = Ports(self.embedder, self.retriever, self.cache, self.models)
         self.search = SearchCore(ports, options_from(s, SearchOptions))
         self.catalog = CatalogCore(ports, options_from(s, CatalogOptions))
+        self._embedder_down = False
 
     def register(self, server: grpc.aio.Server) -> None:
         search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(self.search, self.catalog), server)
@@ -46,11 +52,27 @@ class GatewayBackend:
         self.embedder.open()
         self.retriever.open()
         await self.cache.connect()
-        await self.check()
+        await self.retriever.check()
+        await self._follow_the_model()  # needed once: every call names the model
 
     async def check(self) -> None:
-        await self.embedder.check()
+        """SERVING while the retriever answers: lookups, deletes and cached answers need nothing else.
+        An embedder outage only fails what needs it (searches by photo, upserts), fast, through its
+        breaker; health staying up keeps the rest served."""
         await self.retriever.check()
+        try:
+            await self._follow_the_model()
+        except DomainError as err:
+            if not self._embedder_down:
+                log.warning("embedder unavailable (%s): searches by photo and upserts fail fast meanwhile", err.message)
+            self._embedder_down = True
+            return
+        if self._embedder_down:
+            log.info("embedder back")
+        self._embedder_down = False
+
+    async def _follow_the_model(self) -> None:
+        await self.embedder.check()
         # A redeployed embedder may serve another model: follow it (and its calibration) so vectors never mix.
         self.models.observe(*await self.embedder.model_info())
 

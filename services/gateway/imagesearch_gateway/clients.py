@@ -1,8 +1,11 @@
 """gRPC adapters for the gateway's downstream services (the `Embedder` and `Retriever` ports).
 
 One long-lived channel each, opened in `open()` (inside the event loop) and closed in `close()`;
-until then every call fails UNAVAILABLE. Each call has a deadline; a failed call becomes the
-DomainError our caller should see (`imagesearch.common.interceptors.from_downstream`).
+until then every call fails UNAVAILABLE. Channels send keepalive pings (imagesearch.common.
+keepalive). Each call's deadline is its timeout cut to what our caller has left (imagesearch.
+common.deadline); a failed call becomes the DomainError our caller should see (`imagesearch.common.
+interceptors.from_downstream`), and an outage opens the service's breaker, so later calls fail
+fast until a health probe or a trial call finds it back (imagesearch.common.breaker).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
 
-from imagesearch.common import convert
+from imagesearch.common import convert, deadline, keepalive
+from imagesearch.common.breaker import PROBE_TIMEOUT_SECONDS, Breaker
 from imagesearch.common.errors import DomainError, FailedPrecondition, Unavailable
 from imagesearch.common.interceptors import from_downstream
 from imagesearch.common.telemetry import client_interceptors
@@ -37,6 +41,7 @@ class _Client:
         self._max_message_bytes = max_message_bytes
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
+        self.breaker = Breaker(f"{self.name} at {address}")
 
     def open(self) -> None:
         if self._channel is None:
@@ -46,6 +51,7 @@ class _Client:
                 options=[
                     ("grpc.max_receive_message_length", self._max_message_bytes),
                     ("grpc.max_send_message_length", self._max_message_bytes),
+                    *keepalive.client_options(),
                 ],
             )
             self._stub = self._make_stub(self._channel)
@@ -66,20 +72,33 @@ class _Client:
         return self._stub
 
     async def check(self) -> None:
+        """Probe the service's health; the breaker follows the answer (it is the trial call when open)."""
         try:
             reply = await health_pb2_grpc.HealthStub(self.channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=self._timeout
+                health_pb2.HealthCheckRequest(), timeout=min(self._timeout, PROBE_TIMEOUT_SECONDS)
             )
         except grpc.aio.AioRpcError as err:
+            self.breaker.failed(f"{self.name} is unreachable: {err.code().name}")
             raise Unavailable(f"{self.name} is unreachable: {err.code().name}") from err
         if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            self.breaker.failed(f"{self.name} is not serving")
             raise Unavailable(f"{self.name} is not serving")
+        self.breaker.succeeded()
 
     async def _call(self, method: Callable[..., Awaitable[Reply]], request: Any) -> Reply:
+        self.breaker.check()
+        timeout = deadline.bounded(self._timeout, self.name)
         try:
-            return await method(request, timeout=self._timeout)
+            reply = await method(request, timeout=timeout)
         except grpc.aio.AioRpcError as err:
-            raise from_downstream(self.name, err) from err
+            mapped = from_downstream(self.name, err)
+            self.breaker.record(mapped)
+            raise mapped from err
+        except BaseException:
+            self.breaker.release()
+            raise
+        self.breaker.succeeded()
+        return reply
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None

@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from imagesearch.common import deadline
 from imagesearch.common.errors import (
     DeadlineExceeded,
     DomainError,
@@ -40,6 +41,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
         method = handler_call_details.method
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            token = deadline.received(context.time_remaining())  # every downstream call is bounded by it
             try:
                 return await inner(request, context)  # type: ignore[arg-type]  # the aio handler takes the aio context
             except DomainError as err:
@@ -50,6 +52,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
             except Exception:
                 log.exception("%s failed unexpectedly", method)
                 code, message = grpc.StatusCode.INTERNAL, "internal error; see the server log"
+            finally:
+                deadline.reset(token)
             await context.abort(code, message)
 
         return grpc.unary_unary_rpc_method_handler(

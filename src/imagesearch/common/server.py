@@ -25,6 +25,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
 
+from imagesearch.common import keepalive
 from imagesearch.common.admission import AdmissionInterceptor, AdmissionLimits
 from imagesearch.common.interceptors import ErrorMappingInterceptor
 from imagesearch.common.telemetry import server_interceptor
@@ -95,6 +96,7 @@ class ServiceServer:
             options=[
                 ("grpc.max_receive_message_length", opts.max_message_bytes),
                 ("grpc.max_send_message_length", opts.max_message_bytes),
+                *keepalive.server_options(),
             ],
         )
         self._backend.register(self._server)

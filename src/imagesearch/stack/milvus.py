@@ -23,8 +23,10 @@ Why not just `MilvusServer().start()`:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -74,6 +76,21 @@ class MilvusStartError(RuntimeError):
 
 class _QuickFailure(MilvusStartError):
     """A start that failed fast (likely a port race): worth another try with fresh ports."""
+
+
+def _bind_like_milvus(port: int) -> socket.socket | None:
+    """The package's port check, with SO_REUSEADDR as Milvus' own (Go) listeners use: a port whose
+    last server was killed keeps connections in TIME_WAIT for a minute, which a plain bind refuses
+    though Milvus would listen on it fine. A port another process listens on is still refused."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        return sock
+    except OSError:
+        sock.close()
+        return None
 
 
 class LocalMilvus(Managed):
@@ -185,6 +202,7 @@ class LocalMilvus(Managed):
         # Set by the package only when it loads its own template.
         config.glog_conf_file = str(package_template.parent / "glog.conf")
         server = milvus_pkg.MilvusServer(config, wait_for_started=False)
+        config.try_bind_port = _bind_like_milvus
         config.resolve()  # checks each port binds, writes configs/milvus.yaml, creates data/ and logs/
         milvus_pkg._initialize_data_files(config.base_data_dir)  # unpacks the binaries (once; md5-checked)
         executable = Path(server.get_milvus_executable_path())
@@ -242,6 +260,17 @@ class LocalMilvus(Managed):
     def _failure(self, headline: str) -> str:
         tail = log_tail(self.log_path)
         return f"{headline}; log {self.log_path}:\n{tail}" if tail else headline
+
+    def kill(self) -> None:
+        """SIGKILL the server and everything it started, as a crash would (for fault tests): nothing is
+        flushed. `start()` again on the same `base_dir` and port is a restart on its own data."""
+        proc, self._proc = self._proc, None
+        atexit.unregister(self.stop)
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session (spawn): the whole group
+        proc.wait()
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagesearch.common import keepalive
 from imagesearch.contracts.model import MODEL_NAME
 from imagesearch.stack.ports import free_ports
 from imagesearch.stack.process import Managed, log_tail, spawn
@@ -397,6 +398,7 @@ class TritonServer(Managed):
             f"--grpc-port={self.grpc_port}",
             f"--http-port={self.http_port}",
             "--grpc-address=127.0.0.1",
+            *keepalive.triton_server_flags(),
             "--http-address=127.0.0.1",
             # Per-server shared-memory names (two servers on one host would otherwise collide), and a
             # first region big enough for a full batch (32 x 150 KB images) so it never has to grow.

@@ -9,11 +9,17 @@ from imagesearch.common.errors import DeadlineExceeded, DomainError, ResourceExh
 
 _CONNECT_FAILED = 2  # pymilvus Status.CONNECT_FAILED
 _COLLECTION_NOT_FOUND = 100
+_COLLECTION_NOT_LOADED = 101
 _RATE_LIMITED = 8
 
 
 class CollectionGone(Exception):
     """A collection was dropped behind our back (by another replica, or DropCatalog)."""
+
+
+class NotLoaded(Unavailable):
+    """A collection is not loaded (Milvus restarted: collections come back released). The store
+    forgets it, so the next call loads it again; until then the caller sees UNAVAILABLE."""
 
 
 def describe(err: Exception) -> str:
@@ -38,6 +44,8 @@ def translate(err: Exception, uri: str, timeout: float, collection: str | None) 
         )
     if isinstance(err, MilvusException):
         code = err.code
+        if callable(code):  # pymilvus' retry decorator passes the gRPC error's code() method itself
+            code = code()
         if isinstance(code, grpc.StatusCode):  # pymilvus gave up retrying a transport failure
             return (
                 late
@@ -48,6 +56,8 @@ def translate(err: Exception, uri: str, timeout: float, collection: str | None) 
             return Unavailable(f"milvus unavailable at {uri}: {err.message}")
         if code == _COLLECTION_NOT_FOUND and collection is not None:
             return CollectionGone(collection)
+        if code == _COLLECTION_NOT_LOADED or "not loaded" in (err.message or ""):
+            return NotLoaded(f"milvus at {uri}: collection {collection} is not loaded (Milvus restarted?); loading it")
         if code == _RATE_LIMITED:
             return ResourceExhausted(f"milvus is rate limiting: {err.message}")
     return err

@@ -35,10 +35,12 @@ import numpy as np
 from opentelemetry.trace import Status, StatusCode, Tracer, TracerProvider
 from pymilvus import MilvusClient
 
+from imagesearch.common import deadline
+from imagesearch.common.breaker import OUTAGES, PROBE_TIMEOUT_SECONDS, Breaker
 from imagesearch.common.errors import DeadlineExceeded, DomainError, Unavailable
 from imagesearch.common.types import Floats, Hit, ModelId, ProductRecord
 from imagesearch_retriever.milvus import schema, versions
-from imagesearch_retriever.milvus.errors import CollectionGone, describe, translate
+from imagesearch_retriever.milvus.errors import CollectionGone, NotLoaded, describe, translate
 from imagesearch_retriever.milvus.expressions import both, build_expression, exact_versions, in_list
 from imagesearch_retriever.store import Image, VectorQuery
 
@@ -117,6 +119,8 @@ class MilvusStore:
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="milvus")
         self._client: MilvusClient | None = None
         self._open: set[str] = set()  # rows collections whose pair is known to exist, match and be loaded
+        self._known: dict[str, tuple[str, ModelId]] = {}  # every pair opened since start: reloaded by check()
+        self._breaker = Breaker(f"milvus at {self.uri}")
         self._open_lock = threading.RLock()  # re-entered when a call inside the locked open finds the collection gone
 
     # ---- lifecycle
@@ -140,7 +144,19 @@ class MilvusStore:
             old.close()
 
     async def check(self) -> None:
-        await self._run(lambda: self._call("milvus.list_collections", None, 0, self._require_client().list_collections))
+        """Milvus answers, and every collection this retriever has served is loaded and caught up
+        (after a Milvus restart they come back released, and replay what they had not flushed):
+        SERVING only when answers are complete."""
+        await self._run(self._check)
+
+    def _check(self) -> None:
+        client = self._require_client()
+        self._call("milvus.list_collections", None, 0, client.list_collections, call_timeout=PROBE_TIMEOUT_SECONDS)
+        for rows_name, (catalog, model) in list(self._known.items()):
+            if rows_name not in self._open:
+                log.info("reloading collection %s", rows_name)
+                if self._open_collection(catalog, model, create=False) is None:
+                    self._known.pop(rows_name, None)  # dropped meanwhile
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -448,8 +464,15 @@ class MilvusStore:
         return schema.collection_name(schema.catalog_prefix(self._prefix, catalog), model)
 
     def _forget(self, name: str) -> None:
+        rows_name = name.removesuffix(schema.HEADS_SUFFIX)
         with self._open_lock:
-            self._open.discard(name)
+            self._open.discard(rows_name)
+            self._known.pop(rows_name, None)  # dropped: nothing to reload
+
+    def _forget_all(self) -> None:
+        """Every collection is loaded and caught up again before its next read (see _call)."""
+        with self._open_lock:
+            self._open.clear()
 
     def _open_collection(self, catalog: str, model: ModelId, *, create: bool) -> Pair | None:
         """The (catalog, model) collections, verified and loaded; None if they do not exist and create is False."""
@@ -477,7 +500,12 @@ class MilvusStore:
             self._verify_collection(client, name, model, catalog, role)
             # Idempotent, and needed after a Milvus restart: collections come back released.
             self._call("milvus.load_collection", name, 0, client.load_collection, name)
+        # Loaded is not caught up: after a restart Milvus replays what it had not flushed. A Strong
+        # read returns once it has, so no read of ours sees a partial catalog.
+        self._barrier(client, pair.rows, "image_id")
+        self._barrier(client, pair.heads, "head_id")
         self._open.add(pair.rows)
+        self._known[pair.rows] = (catalog, model)
         return True
 
     def _catalog_pairs(self, client: MilvusClient, catalog: str, *, load: bool) -> list[Pair]:
@@ -559,17 +587,37 @@ class MilvusStore:
         return translate(err, self.uri, self._timeout, collection)
 
     def _call(
-        self, span_name: str, collection: str | None, rows: int, fn: Callable[..., T], *args: Any, **kwargs: Any
+        self,
+        span_name: str,
+        collection: str | None,
+        rows: int,
+        fn: Callable[..., T],
+        *args: Any,
+        call_timeout: float | None = None,
+        **kwargs: Any,
     ) -> T:
-        """One Milvus call: a child span, the deadline, and errors translated to domain errors."""
+        """One Milvus call: the breaker, a child span, the deadline (ours cut to the caller's), and
+        errors translated to domain errors. After an outage every collection is loaded (and waited
+        for) again before it is read: Milvus may have restarted, and come back with them released."""
+        self._breaker.check()
+        wanted = self._timeout if call_timeout is None else call_timeout
+        # pymilvus bounds its retries only by an int timeout: whole seconds, at least one.
+        timeout = max(1, math.ceil(deadline.bounded(wanted, f"milvus at {self.uri}")))
         with self._span(span_name, collection, rows) as span:
             try:
-                return fn(*args, timeout=self._timeout, **kwargs)
+                result = fn(*args, timeout=timeout, **kwargs)
             except Exception as err:
                 translated = self._translate(err, collection)
                 span.set_status(Status(StatusCode.ERROR, describe(err)))
-                if isinstance(translated, CollectionGone) and collection is not None:
+                if isinstance(translated, NotLoaded):
+                    self._forget_all()
+                elif isinstance(translated, OUTAGES):
+                    self._breaker.failed(translated.message)
+                    self._forget_all()
+                elif isinstance(translated, CollectionGone) and collection is not None:
                     self._forget(collection)
                 if translated is err:
                     raise
                 raise translated from err
+        self._breaker.succeeded()
+        return result
