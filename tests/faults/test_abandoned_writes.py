@@ -13,11 +13,16 @@ from support import WRITE_WINDOW_SECONDS, open_channel, product_input, read_rows
 from imagesearch.v1 import search_pb2, search_pb2_grpc
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+# The writer's deadline for the retriever: enough for the steps before the commit (the retriever
+# commits nothing once it has passed), too little for the commit, which is held at Milvus.
+GIVE_UP_SECONDS = 0.5
+# The writer's CACHE_WRITE_WINDOW_SECONDS: longer than the held commit takes to land, as it must be.
+WINDOW_SECONDS = 3.0
 
 
 async def test_a_deleted_product_never_comes_back_after_its_delete_timed_out(fleet, gateway, dev_set) -> None:
-    """The writer is a gateway whose retriever deadline (0.1 s) passes while the delete's commit is in
-    flight at Milvus (held 0.4 s here, as a slow Milvus would); the reader is another gateway, with the cache,
+    """The writer is a gateway whose retriever deadline (0.5 s) passes while the delete's commit is in
+    flight at Milvus (held 1 s here, as a slow Milvus would); the reader is another gateway, with the cache,
     sharing Redis. Before the fix the reader cached the pre-delete answer under the generation the
     writer had already advanced, and served the deleted product for the whole TTL."""
     client = fleet.retriever._backend.store._client
@@ -25,10 +30,12 @@ async def test_a_deleted_product_never_comes_back_after_its_delete_timed_out(fle
 
     def slow_insert(name, rows, **kwargs):  # type: ignore[no-untyped-def]
         if any(row.get("deleted") for row in rows):
-            time.sleep(0.4)  # the commit is in flight at Milvus when the caller's deadline passes
+            time.sleep(GIVE_UP_SECONDS + 0.5)  # the commit is in flight at Milvus when the caller gives up
         return insert(name, rows, **kwargs)
 
-    writer_server, _ = await fleet.start_gateway(retrieve_timeout_seconds=0.1)
+    writer_server, _ = await fleet.start_gateway(
+        retrieve_timeout_seconds=GIVE_UP_SECONDS, cache_write_window_seconds=WINDOW_SECONDS
+    )
     image = (dev_set / read_rows(dev_set / "catalog.csv")[90]["image"]).read_bytes()
     catalog = "abandoned"
     request = search_pb2.SearchRequest(catalog=catalog, image=image, top_k=3)
@@ -56,12 +63,12 @@ async def test_a_deleted_product_never_comes_back_after_its_delete_timed_out(fle
                     assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED, err
                     break
             else:
-                pytest.skip("every delete finished within 0.1 s: the race could not be staged here")
+                pytest.skip("every delete finished in time: the race could not be staged here")
 
-            # While the abandoned delete lands, and for two windows after: once the product is gone,
+            # While the abandoned delete lands, and past the write window: once the product is gone,
             # it stays gone.
             seen: list[bool] = []
-            deadline = time.monotonic() + 2 * WRITE_WINDOW_SECONDS + 1.0
+            deadline = time.monotonic() + WINDOW_SECONDS + 1.0
             while time.monotonic() < deadline:
                 seen.append(await present())
                 await asyncio.sleep(0.02)

@@ -330,7 +330,8 @@ class TritonEmbedder:
                     outputs=[InferRequestedOutput(EMBEDDING)]
                     + ([InferRequestedOutput(SALIENCY)] if want_saliency else []),
                     client_timeout=timeout,
-                )
+                ),
+                cut_by_caller=timeout < self._timeout,
             )
             vectors = result.as_numpy(EMBEDDING)
             if vectors is None or vectors.shape != (len(chunk), c.dimension):
@@ -352,18 +353,15 @@ class TritonEmbedder:
             raise Unavailable(f"embedder is starting: waiting for model {self._model_name!r} on triton at {self._url}")
         return self._client, self._served
 
-    async def _call(self, awaitable: Awaitable[T]) -> T:
+    async def _call(self, awaitable: Awaitable[T], cut_by_caller: bool = False) -> T:
         """Await a tritonclient call, translating its exceptions into DomainErrors that name Triton;
-        the breaker learns from every answer."""
+        the breaker learns from every answer (not from a timeout our caller's deadline imposed)."""
         try:
             result = await awaitable
         except InferenceServerException as err:
             mapped = self._map_error(err)
-            self.breaker.record(mapped)
+            self.breaker.record(mapped, cut_by_caller)
             raise mapped from None
-        except BaseException:
-            self.breaker.release()
-            raise
         self.breaker.succeeded()
         return result
 
@@ -375,7 +373,7 @@ class TritonEmbedder:
             # a back-off signal for the caller, not an outage.
             return ResourceExhausted(f"triton at {self._url} is overloaded (its queue is full); retry with back-off")
         if status.endswith("DEADLINE_EXCEEDED"):
-            return DeadlineExceeded(f"triton at {self._url} did not answer within {self._timeout:g} s")
+            return DeadlineExceeded(f"triton at {self._url} did not answer in time")
         if status.endswith(("UNAVAILABLE", "CANCELLED")):
             return Unavailable(f"triton unavailable at {self._url}: {message}")
         if status.endswith(("NOT_FOUND",)) or "unknown model" in message.lower():

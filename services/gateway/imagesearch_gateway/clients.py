@@ -92,11 +92,8 @@ class _Client:
             reply = await method(request, timeout=timeout)
         except grpc.aio.AioRpcError as err:
             mapped = from_downstream(self.name, err)
-            self.breaker.record(mapped)
+            self.breaker.record(mapped, cut_by_caller=timeout < self._timeout)
             raise mapped from err
-        except BaseException:
-            self.breaker.release()
-            raise
         self.breaker.succeeded()
         return reply
 

@@ -151,7 +151,14 @@ class MilvusStore:
 
     def _check(self) -> None:
         client = self._require_client()
-        self._call("milvus.list_collections", None, 0, client.list_collections, call_timeout=PROBE_TIMEOUT_SECONDS)
+        self._call(
+            "milvus.list_collections",
+            None,
+            0,
+            client.list_collections,
+            call_timeout=PROBE_TIMEOUT_SECONDS,
+            probe=True,
+        )
         for rows_name, (catalog, model) in list(self._known.items()):
             if rows_name not in self._open:
                 log.info("reloading collection %s", rows_name)
@@ -481,7 +488,11 @@ class MilvusStore:
         if name in self._open:
             return pair
         client = self._require_client()
-        with self._open_lock:
+        # A reload (after a Milvus restart) can take seconds: callers fail fast meanwhile rather
+        # than queue behind it. A first open is quick and waited for.
+        if not self._open_lock.acquire(blocking=name not in self._known):
+            raise Unavailable(f"milvus at {self.uri}: collection {name} is being loaded again; retry shortly")
+        try:
             if name in self._open:
                 return pair
             try:
@@ -490,6 +501,8 @@ class MilvusStore:
                 if create:
                     raise Unavailable(f"collection {name} was dropped while being opened; retry") from None
                 return None
+        finally:
+            self._open_lock.release()
 
     def _open_locked(self, client: MilvusClient, pair: Pair, catalog: str, model: ModelId, create: bool) -> bool:
         for name, role in ((pair.rows, "images"), (pair.heads, "heads")):
@@ -594,15 +607,18 @@ class MilvusStore:
         fn: Callable[..., T],
         *args: Any,
         call_timeout: float | None = None,
+        probe: bool = False,
         **kwargs: Any,
     ) -> T:
         """One Milvus call: the breaker, a child span, the deadline (ours cut to the caller's), and
         errors translated to domain errors. After an outage every collection is loaded (and waited
         for) again before it is read: Milvus may have restarted, and come back with them released."""
-        self._breaker.check()
+        if not probe:  # probes are how the breaker learns Milvus is back
+            self._breaker.check()
         wanted = self._timeout if call_timeout is None else call_timeout
+        bounded = deadline.bounded(wanted, f"milvus at {self.uri}")
         # pymilvus bounds its retries only by an int timeout: whole seconds, at least one.
-        timeout = max(1, math.ceil(deadline.bounded(wanted, f"milvus at {self.uri}")))
+        timeout = max(1, math.ceil(bounded))
         with self._span(span_name, collection, rows) as span:
             try:
                 result = fn(*args, timeout=timeout, **kwargs)
@@ -612,7 +628,7 @@ class MilvusStore:
                 if isinstance(translated, NotLoaded):
                     self._forget_all()
                 elif isinstance(translated, OUTAGES):
-                    self._breaker.failed(translated.message)
+                    self._breaker.record(translated, cut_by_caller=bounded < wanted)
                     self._forget_all()
                 elif isinstance(translated, CollectionGone) and collection is not None:
                     self._forget(collection)
