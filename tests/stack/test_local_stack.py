@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 from support import REPO, write
 
 from imagesearch.common import probe
+from imagesearch.stack.supervision import RestartPolicy
+
+RESTARTS = RestartPolicy(first_delay=0.5, max_delay=1.0, max_restarts=2)
 
 # --- LocalStack wiring, with stand-ins for Triton, Milvus and the services ----------------
 # The real `up` against real servers is covered by the end-to-end tests; here the
@@ -107,7 +111,7 @@ def service_env(log: Path) -> dict[str, str]:
 def test_local_stack_wires_starts_watches_and_stops_in_order(stand_ins) -> None:  # type: ignore[no-untyped-def]
     local, config, events = stand_ins
     messages: list[str] = []
-    stack = local.LocalStack(config(), progress=messages.append)
+    stack = local.LocalStack(config(restarts=RESTARTS), progress=messages.append)
     stack.start()
     try:
         for name in ("embedder", "retriever", "gateway"):
@@ -134,6 +138,31 @@ def test_local_stack_wires_starts_watches_and_stops_in_order(stand_ins) -> None:
         problem = stack.check()
         assert problem is not None and problem.startswith("retriever exited unexpectedly")
         assert "ENV {" in problem  # the log tail comes with it
+
+        # Supervised: restarted on its address after the back-off, the others untouched.
+        gateway_pid = stack.services["gateway"].proc.pid
+        assert stack.supervise(now=100.0) is None  # noticed: due in first_delay
+        assert any(m.startswith("retriever exited unexpectedly") and "restarting it in" in m for m in messages)
+        assert stack.supervise(now=100.0 + RESTARTS.first_delay) is None
+        assert "retriever: restarted" in messages
+        deadline = time.monotonic() + 20
+        while probe.status(stack.services["retriever"].address) != probe.SERVING:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert stack.services["gateway"].proc.pid == gateway_pid and stack.check() is None
+
+        # A part that keeps crashing ends the run, with its log.
+        now = 200.0
+        for _ in range(RESTARTS.max_restarts - 1):  # one restart happened above
+            stack.services["retriever"].proc.kill()
+            stack.services["retriever"].proc.wait()
+            assert stack.supervise(now=now) is None
+            now += RESTARTS.max_delay
+            assert stack.supervise(now=now) is None
+        stack.services["retriever"].proc.kill()
+        stack.services["retriever"].proc.wait()
+        problem = stack.supervise(now=now)
+        assert problem is not None and problem.startswith("retriever keeps crashing (2 restarts within 10 min)")
     finally:
         stack.stop()
     # Services got SIGTERM (a graceful drain), then the dependencies stopped, in reverse order.
@@ -182,3 +211,12 @@ def test_find_repo_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert find_repo_root(environ={"IMAGESEARCH_HOME": str(REPO)}) == REPO
     with pytest.raises(StackError, match=r"IMAGESEARCH_HOME=.*no pyproject\.toml and model_repo"):
         find_repo_root(environ={"IMAGESEARCH_HOME": str(tmp_path)})
+
+
+def test_restarts_back_off_doubling_and_a_crash_loop_gives_up() -> None:
+    policy = RestartPolicy(first_delay=1.0, max_delay=30.0, max_restarts=5, window_seconds=600.0)
+    assert policy.delay([], now=0.0) == 1.0
+    assert policy.delay([0.0, 10.0], now=20.0) == 4.0
+    assert policy.delay([0.0, 1, 2, 3], now=4.0) == 16.0
+    assert policy.delay([0.0, 1, 2, 3, 4], now=5.0) is None  # crash-looping
+    assert policy.delay([0.0, 1, 2, 3, 4], now=700.0) == 1.0  # long ago: a fresh start

@@ -34,6 +34,10 @@ services on this machine, wait until every service reports SERVING, index the de
 catalog (demo/catalog.csv; products already indexed are skipped), print the endpoints,
 and run until Ctrl-C or SIGTERM, which stops everything in reverse order.
 
+A part that crashes meanwhile (Milvus, Triton, Redis or a service) is restarted on
+its address after a back-off (1 s, doubling to 30 s), saying so, while the rest keeps
+running; one that crashes 5 times within 10 minutes stops the stack, showing its log.
+
 The Milvus data lives in the runtime folder, so the catalog survives restarts. Logs:
 <runtime-dir>/logs/<service>.log, Milvus in <runtime-dir>/milvus/, Triton in <runtime-dir>/triton/.
 """

@@ -14,6 +14,7 @@ Triton, Milvus and Redis.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -29,6 +30,7 @@ from imagesearch.stack.milvus import LocalMilvus
 from imagesearch.stack.ports import free_ports
 from imagesearch.stack.process import Managed, log_tail, spawn
 from imagesearch.stack.redis import LocalRedis, redis_reachable
+from imagesearch.stack.supervision import RestartPolicy, Restarts
 from imagesearch.stack.triton import TritonServer
 
 SERVICES = ("embedder", "retriever", "gateway")  # start order; stopped in reverse
@@ -56,6 +58,7 @@ class StackConfig:
     grace: float = 20.0  # per service, for draining on stop
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     model_repo: Path | None = None  # None = <repo_root>/model_repo
+    restarts: RestartPolicy = field(default_factory=RestartPolicy)  # for parts that crash while running
 
     @property
     def model_repository(self) -> Path:
@@ -106,6 +109,7 @@ class LocalStack(Managed):
         self.triton: TritonServer | None = None
         self.milvus: LocalMilvus | None = None
         self.services: dict[str, ServiceProcess] = {}
+        self._restarts: dict[str, Restarts] = {}
 
     # --- start ---------------------------------------------------------------
 
@@ -257,17 +261,88 @@ class LocalStack(Managed):
         return self.services["gateway"].address
 
     def check(self) -> str | None:
-        """None while every child runs; else what died, with its log tail."""
-        for name in SERVICES:
-            svc = self.services.get(name)
-            if svc is not None and svc.exited() is not None:
-                return self._failure(name, f"{name} exited unexpectedly with code {svc.exited()}")
-        for label, part in (("triton", self.triton), ("milvus", self.milvus), ("redis", self.redis)):
+        """None while every child runs; else what died first, with its log tail."""
+        for _name, dead, _restart in self._parts():
+            if dead is not None:
+                return dead
+        return None
+
+    def supervise(self, now: float | None = None) -> str | None:
+        """Restart what has died, after a back-off (config.restarts), saying so; the rest keeps
+        running. None while all is well or being repaired; the failure, with its log tail, when a
+        part keeps crashing (the caller then stops the stack)."""
+        now = time.monotonic() if now is None else now
+        for name, dead, restart in self._parts():
+            if dead is None:
+                continue
+            state = self._restarts.setdefault(name, Restarts())
+            if state.due is None:
+                delay = self.config.restarts.delay(state.history, now)
+                if delay is None:
+                    policy = self.config.restarts
+                    return (
+                        f"{name} keeps crashing ({policy.max_restarts} restarts within "
+                        f"{policy.window_seconds / 60:.0f} min); stopping the stack\n{dead}"
+                    )
+                state.due = now + delay
+                self._progress(f"{dead.splitlines()[0]}; restarting it in {delay:.0f} s")
+            elif now >= state.due:
+                state.due = None
+                state.history.append(now)
+                try:
+                    restart()
+                    self._progress(f"{name}: restarted")
+                except Exception as err:  # noqa: BLE001 - it is still down: the next round counts it
+                    self._progress(f"{name}: restart failed: {err}")
+        return None
+
+    def _parts(self) -> list[tuple[str, str | None, Callable[[], None]]]:
+        """(name, what happened to it if it died, how to start it again) for every child."""
+        parts: list[tuple[str, str | None, Callable[[], None]]] = []
+        for label, part, restart in (
+            ("redis", self.redis, self._restart_redis),
+            ("triton", self.triton, self._restart_triton),
+            ("milvus", self.milvus, self._restart_milvus),
+        ):
             if part is not None and getattr(part, "running", True) is False:
                 log = getattr(part, "log_path", None)
                 tail = log_tail(log, 25) if log else ""
-                return f"{label} exited unexpectedly" + (f"\n--- last lines of {log} ---\n{tail}" if tail else "")
-        return None
+                dead = f"{label} exited unexpectedly" + (f"\n--- last lines of {log} ---\n{tail}" if tail else "")
+                parts.append((label, dead, restart))
+            elif part is not None:
+                parts.append((label, None, restart))
+        for name in SERVICES:
+            svc = self.services.get(name)
+            if svc is None:
+                continue
+            code = svc.exited()
+            failure = None if code is None else self._failure(name, f"{name} exited unexpectedly with code {code}")
+            parts.append((name, failure, functools.partial(self._spawn, svc)))
+        return parts
+
+    # Restarts keep every address: the other parts are configured with it.
+
+    def _restart_redis(self) -> None:
+        assert self.redis is not None
+        self.redis = LocalRedis(port=self.redis.port, dir=self.config.runtime_dir / "redis").start()
+
+    def _restart_triton(self) -> None:
+        old, cfg = self.triton, self.config
+        assert old is not None
+        self.triton = TritonServer(
+            model_repository=cfg.model_repository,
+            runtime_dir=cfg.runtime_dir / "triton",
+            grpc_port=old.grpc_port,
+            http_port=old.http_port,
+            metrics_port=old.metrics_port,
+        )
+        self.triton.start()
+        self.triton.wait_ready(timeout=cfg.ready_timeout)
+
+    def _restart_milvus(self) -> None:
+        assert self.milvus is not None
+        self.milvus = LocalMilvus(base_dir=self.milvus.base_dir, port=self.milvus.port)
+        self.milvus.start()
 
     def endpoints(self) -> list[tuple[str, str, str]]:
         """(part, address, note) for the start-up banner."""
