@@ -3,6 +3,7 @@ and images, the channel options, the base-only model repository."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -165,14 +166,62 @@ def demo_images(count: int, offset: int = 0, size: int = 224) -> np.ndarray:
     return np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)) for p in paths])
 
 
+class MemoryCap:
+    """A memory cgroup of its own with a hard limit: a process in it that outgrows the limit is
+    OOM-killed, as a container over its memory limit is. `MemoryCap.create()` is None where this
+    machine gives no writable memory cgroup (v1 `memory` controller, or v2 with it delegated)."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path, self.limit = path, limit
+
+    @staticmethod
+    def create(limit: int) -> MemoryCap | None:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, own = line.split(":", 2)
+            if controllers == "memory":  # cgroup v1
+                base, knob = Path("/sys/fs/cgroup/memory") / own.lstrip("/"), "memory.limit_in_bytes"
+            elif controllers == "" and "memory" in _read(Path("/sys/fs/cgroup/cgroup.subtree_control")):
+                base, knob = Path("/sys/fs/cgroup") / own.lstrip("/"), "memory.max"
+            else:
+                continue
+            path = base / f"imagesearch-test-{os.getpid()}-{len(list(base.glob('imagesearch-test-*')))}"
+            try:
+                path.mkdir()
+                (path / knob).write_text(str(limit))
+                swap = path / "memory.memsw.limit_in_bytes"
+                if swap.exists():
+                    swap.write_text(str(limit))
+            except OSError:
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            return MemoryCap(path, limit)
+        return None
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def remove(self) -> None:
+        """Once its processes have exited."""
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 class ServiceProcess:
     """One service (`imagesearch_<name>`) in a process of its own, for faults that need one: its
     memory measured, its process killed or stopped. `async with ServiceProcess(...) as svc:` starts it
     and waits until SERVING; leaving stops it with SIGTERM and fails if it had died."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path, memory_cap: MemoryCap | None = None) -> None:
         from imagesearch.stack.ports import free_port
 
+        self.memory_cap = memory_cap
         self.name, self.port, self.log = name, free_port(), log_dir / f"{name}.log"
         upper = name.upper()
         self._env = {
@@ -201,6 +250,10 @@ class ServiceProcess:
         raise AssertionError("no VmHWM")
 
     async def __aenter__(self) -> ServiceProcess:
+        return await self.start()
+
+    async def start(self) -> ServiceProcess:
+        """Spawn it (again, after kill(): on the same port) and wait until it is SERVING."""
         import asyncio
         import time
 
@@ -208,8 +261,10 @@ class ServiceProcess:
 
         from imagesearch.stack.process import spawn
 
-        with self.log.open("wb") as log:
+        with self.log.open("ab") as log:
             self.proc = spawn([sys.executable, "-m", f"imagesearch_{self.name}"], log, env=self._env)
+        if self.memory_cap is not None:
+            self.memory_cap.add(self.proc.pid)  # before it has imported much: the decode work is what counts
         deadline = time.monotonic() + 90
         # Waited for without blocking the loop: the in-process services may be what it connects to.
         async with grpc.aio.insecure_channel(self.address) as channel:
@@ -224,6 +279,12 @@ class ServiceProcess:
                     pass
                 assert time.monotonic() < deadline, f"{self.name} never became SERVING"
                 await asyncio.sleep(0.2)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would: no drain, nothing said to its clients."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
 
     async def __aexit__(self, *exc: object) -> None:
         import asyncio

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -167,3 +168,35 @@ async def test_decoded_photos_stay_reserved_until_their_request_ends(pool: Threa
     await core.embed([ImageItem(shot_png(), localize=True)])
     assert seen and seen[0] > 400 * 300
     assert core.decode_memory.used == 0
+
+
+class CountingPool(ThreadPoolExecutor):
+    """Counts the tasks that actually ran (a cancelled one never starts)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.ran = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        def counted(*a, **k):  # type: ignore[no-untyped-def]
+            self.ran += 1
+            return fn(*a, **k)
+
+        return super().submit(counted, *args, **kwargs)
+
+
+async def test_a_cancelled_request_drops_the_decodes_it_had_not_started_and_frees_its_memory() -> None:
+    pool = CountingPool()
+    try:
+        core = core_with(MeanColourModel(), pool)
+        request = asyncio.create_task(core.embed([(flat_png("RGB", 1500), None)] * 16))
+        while core.decode_memory.used == 0:  # the first decode has started
+            await asyncio.sleep(0.001)
+        request.cancel()  # the caller went away
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        await asyncio.to_thread(pool.shutdown, wait=True)
+        assert pool.ran <= 2, f"{pool.ran} of 16 decodes ran for a request nobody waited for"
+        assert core.decode_memory.used == 0
+    finally:
+        pool.shutdown(wait=False)

@@ -81,7 +81,9 @@ class _Client:
             self.breaker.failed(f"{self.name} is unreachable: {err.code().name}")
             raise Unavailable(f"{self.name} is unreachable: {err.code().name}") from err
         if reply.status != health_pb2.HealthCheckResponse.SERVING:
-            self.breaker.failed(f"{self.name} is not serving")
+            # It answers, so it fails its own calls fast, naming what it lacks (Triton, Milvus):
+            # more precise than anything said here. That alone opens nothing; an open breaker (its
+            # reason names the cause) stays open until the service is SERVING again.
             raise Unavailable(f"{self.name} is not serving")
         self.breaker.succeeded()
 

@@ -69,6 +69,10 @@ class Budget:
         return Ledger(self)
 
 
+class RequestEnded(Exception):
+    """Raised in a worker that reserves for a request that has already ended: its work is wasted."""
+
+
 class Ledger:
     """The reservations of one request, released together when it ends (`with budget.ledger() as l:`).
 
@@ -85,6 +89,10 @@ class Ledger:
         self._lock = threading.Lock()
 
     def reserve(self, amount: int) -> None:
+        """Reserve for this request; RequestEnded once it has ended (cancelled, failed, timed out),
+        so a worker still running for it stops at its next reservation instead of finishing."""
+        if self._ended:
+            raise RequestEnded("the request ended; its remaining work is dropped")
         self._budget.acquire(amount)
         with self._lock:
             self._held += amount

@@ -341,6 +341,19 @@ class TritonServer(Managed):
         text = self._new_log()
         return any(marker in text for marker in _PORT_IN_USE_MARKERS)
 
+    def kill(self) -> None:
+        """SIGKILL the server and its Python-backend stubs, as a crash would (for fault tests and the
+        local stack's supervision). `start()` again restarts it on the same ports."""
+        proc, self._proc = self._proc, None
+        atexit.unregister(self.stop)
+        if self.grpc_port:  # its clients know these addresses
+            self._requested = (self.grpc_port, self.http_port, self.metrics_port)
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # its own session (spawn): the whole group
+            proc.wait()
+        self._remove_shared_memory()
+
     def stop(self, grace: float = 10) -> None:
         """SIGTERM (Triton drains in-flight requests), then SIGKILL after `grace` seconds.
 
