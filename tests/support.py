@@ -200,6 +200,14 @@ class MemoryCap:
     def add(self, pid: int) -> None:
         (self.path / "cgroup.procs").write_text(str(pid))
 
+    def peak(self) -> int:
+        """The most memory the kernel charged to the group (more than the resident set: it is
+        sampled exactly, and counts page cache and kernel memory too)."""
+        for name in ("memory.max_usage_in_bytes", "memory.peak"):
+            if (self.path / name).exists():
+                return int((self.path / name).read_text())
+        return 0
+
     def remove(self) -> None:
         """Once its processes have exited."""
         with contextlib.suppress(OSError):

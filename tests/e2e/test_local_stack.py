@@ -113,6 +113,11 @@ def descendants(root: int) -> list[Proc]:
     return found
 
 
+def _parent(proc: Proc) -> int | None:
+    st = _stat(proc.pid)
+    return None if st is None else st[1]
+
+
 def still_running(proc: Proc) -> bool:
     st = _stat(proc.pid)
     return st is not None and st[0] != "Z" and st[2] == proc.start_time
@@ -351,6 +356,41 @@ def test_delete_removes_the_product_from_results(
 
     again = cli(up, "delete", pid, cwd=tmp_path)
     assert again.returncode == 0 and re.search(rf"^not found\s+{pid}\b", again.stdout, re.MULTILINE), describe(again)
+
+
+def test_a_crashed_milvus_and_a_crashed_service_are_restarted_and_the_catalog_is_whole_again(
+    up: Up, indexed: subprocess.CompletedProcess[str], products: list[dict[str, str]], tmp_path: Path
+) -> None:
+    """`up` supervises its children: killed, each is started again on its address (after a short
+    back-off, saying so) while the rest keeps running, and the catalog comes back whole."""
+    victims = {"milvus": EXPECTED_CHILDREN["milvus"], "embedder": EXPECTED_CHILDREN["embedder"]}
+    for pattern in victims.values():
+        # `up`'s own child, as the OOM killer or a crash would take it.
+        victim = next(c for c in descendants(up.proc.pid) if pattern.search(c.cmdline) and _parent(c) == up.proc.pid)
+        os.kill(victim.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    deadline = killed + START_TIMEOUT
+    while not all(f"[up] {name}: restarted" in up.stderr() for name in victims):
+        assert up.proc.poll() is None, f"`imagesearch up` stopped instead of restarting\n{up.logs()}"
+        assert time.monotonic() < deadline, f"not restarted within {START_TIMEOUT:.0f} s\n{up.logs()}"
+        time.sleep(0.5)
+    restarted = time.monotonic() - killed
+    assert all(f"{name} exited unexpectedly" in up.stderr() for name in victims), up.logs()
+
+    target = products[0]
+    while True:  # the retriever reloads the collections first, refusing (UNAVAILABLE) meanwhile
+        result = cli(up, "search", str(image_of(target)), "--top-k", "3", "--json", "--no-cache", cwd=tmp_path)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        assert "UNAVAILABLE" in result.stderr, describe(result)
+        time.sleep(1.0)
+    assert result.returncode == 0, describe(result)
+    hits = json.loads(result.stdout)["hits"]
+    assert hits[0]["product_id"] == target["product_id"] and len(hits) == 3, hits
+    print(
+        f"milvus and embedder SIGKILL: both restarted after {restarted:.1f} s, whole answers after "
+        f"{time.monotonic() - killed:.1f} s"
+    )
 
 
 def test_sigterm_drains_every_service_and_leaves_nothing_running(up: Up) -> None:

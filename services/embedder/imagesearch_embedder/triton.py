@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 from opentelemetry.sdk.trace import TracerProvider
-from tritonclient.grpc import InferInput, InferRequestedOutput, KeepAliveOptions
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
@@ -172,12 +172,11 @@ class TritonEmbedder:
         if self._client is None:
             self._client = InferenceServerClient(
                 self._url,
-                keepalive_options=KeepAliveOptions(
-                    keepalive_time_ms=keepalive.TIME_MS,
-                    keepalive_timeout_ms=keepalive.TIMEOUT_MS,
-                    keepalive_permit_without_calls=True,
-                    http2_max_pings_without_data=0,
-                ),
+                channel_args=[
+                    ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+                    ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+                    *keepalive.client_options(),
+                ],
             )
         try:
             self._served = await self._resolve(self._client)

@@ -195,9 +195,10 @@ def _try_command(gateway: str, repo: Path) -> str:
 
 
 def _watch(stack: LocalStack) -> int:
-    """Sleep until interrupted; a child that dies ends the run with its log tail."""
+    """Supervise until interrupted: a child that dies is restarted (LocalStack.supervise says so);
+    one that keeps crashing ends the run with its log tail."""
     while True:
-        time.sleep(1.0)
-        problem = stack.check()
+        time.sleep(0.5)
+        problem = stack.supervise()
         if problem is not None:
             raise CliError(problem)

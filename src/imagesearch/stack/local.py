@@ -297,8 +297,17 @@ class LocalStack(Managed):
         return None
 
     def _parts(self) -> list[tuple[str, str | None, Callable[[], None]]]:
-        """(name, what happened to it if it died, how to start it again) for every child."""
+        """(name, what happened to it if it died, how to start it again) for every child. Services
+        first: their restarts take a second, Milvus's half a minute, and a service restarted before
+        its dependency simply waits for it (NOT_SERVING until then)."""
         parts: list[tuple[str, str | None, Callable[[], None]]] = []
+        for name in SERVICES:
+            svc = self.services.get(name)
+            if svc is None:
+                continue
+            code = svc.exited()
+            failure = None if code is None else self._failure(name, f"{name} exited unexpectedly with code {code}")
+            parts.append((name, failure, functools.partial(self._spawn, svc)))
         for label, part, restart in (
             ("redis", self.redis, self._restart_redis),
             ("triton", self.triton, self._restart_triton),
@@ -311,13 +320,6 @@ class LocalStack(Managed):
                 parts.append((label, dead, restart))
             elif part is not None:
                 parts.append((label, None, restart))
-        for name in SERVICES:
-            svc = self.services.get(name)
-            if svc is None:
-                continue
-            code = svc.exited()
-            failure = None if code is None else self._failure(name, f"{name} exited unexpectedly with code {code}")
-            parts.append((name, failure, functools.partial(self._spawn, svc)))
         return parts
 
     # Restarts keep every address: the other parts are configured with it.

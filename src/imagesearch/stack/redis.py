@@ -161,6 +161,15 @@ class LocalRedis(Managed):
             proc.kill()
             proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (for fault tests): `start()` again is a restart on the same port,
+        empty (it keeps nothing on disk)."""
+        proc, self._proc = self._proc, None
+        self._requested_port = self.port  # its clients know this address
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
     def stop(self) -> None:
         atexit.unregister(self.stop)
         self._terminate()

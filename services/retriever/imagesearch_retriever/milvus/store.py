@@ -143,6 +143,19 @@ class MilvusStore:
         if old is not None:
             old.close()
 
+    def _reconnect(self) -> None:
+        """A fresh channel while Milvus is down: one that has failed to connect for a while waits up
+        to two minutes between attempts (gRPC's reconnect back-off, which pymilvus does not let us
+        set); a new one connects as soon as Milvus answers."""
+        try:
+            client = MilvusClient(uri=self.uri, token=self._token, db_name=self._db_name, timeout=PROBE_TIMEOUT_SECONDS)
+        except Exception as err:
+            self._breaker.failed(f"milvus unavailable at {self.uri}: {describe(err)}")
+            raise Unavailable(f"milvus unavailable at {self.uri}: {describe(err)}") from err
+        old, self._client = self._client, client
+        if old is not None:
+            old.close()
+
     async def check(self) -> None:
         """Milvus answers, and every collection this retriever has served is loaded and caught up
         (after a Milvus restart they come back released, and replay what they had not flushed):
@@ -150,6 +163,8 @@ class MilvusStore:
         await self._run(self._check)
 
     def _check(self) -> None:
+        if self._breaker.is_open:
+            self._reconnect()
         client = self._require_client()
         self._call(
             "milvus.list_collections",
