@@ -16,7 +16,16 @@ import pytest
 import pytest_asyncio
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from support import DEV_SET, REPO, WRITE_WINDOW_SECONDS, base_model_repository, mini_catalog, open_channel
+from support import (
+    ADMIN_KEY,
+    DEV_SET,
+    KEYS_FILE,
+    REPO,
+    WRITE_WINDOW_SECONDS,
+    base_model_repository,
+    mini_catalog,
+    open_channel,
+)
 
 from imagesearch.common.admission import AdmissionLimits
 from imagesearch.common.telemetry import build_tracer_provider
@@ -24,6 +33,11 @@ from imagesearch.stack.milvus import LocalMilvus
 from imagesearch.stack.redis import LocalRedis
 from imagesearch.stack.triton import TritonServer
 from imagesearch.v1 import search_pb2_grpc
+
+# The CLI and client code under test (in this process and in the subprocesses it starts) send the
+# tests' admin key, as a user's environment would.
+os.environ["IMAGESEARCH_API_KEY"] = ADMIN_KEY
+os.environ.pop("IMAGESEARCH_API_KEY_FILE", None)
 
 # Telemetry configuration from the developer's shell must not leak into tests.
 _NO_OTEL_ENV = {"OTEL_SDK_DISABLED": "false"}
@@ -165,6 +179,8 @@ class Fleet:
             "redis_url": redis_url if redis_url is not None else self.redis_url,
             "cache_retry_seconds": 0.5,
             "cache_write_window_seconds": WRITE_WINDOW_SECONDS,
+            "api_keys_file": str(KEYS_FILE),
+            "api_keys_reload_seconds": 0.2,
             "max_message_bytes": 8 * 1024 * 1024,
         }
         config = GatewaySettings(**{**fields, **settings})  # type: ignore[arg-type]
@@ -180,6 +196,9 @@ class Fleet:
                 connect_retry_seconds=0.2,
                 health_check_interval_seconds=1.0,
                 admission=AdmissionLimits(config.max_in_flight, config.max_in_flight_bytes),
+                reflection=config.reflection,
+                trust_trace_context=config.trust_trace_context,
+                tls=config.tls_files,
             ),
             provider,
         )

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ import grpc
 import numpy as np
 from PIL import Image
 
+from imagesearch.auth.keys import ALL_CATALOGS, KeyFile, Scope, new_key
+from imagesearch.client.credentials import AioKeyInterceptor
 from imagesearch.contracts import model as contract
 from imagesearch.v1 import common_pb2, search_pb2
 
@@ -105,14 +108,31 @@ def side_by_side(left: Path, right: Path, size: int = 320) -> bytes:
     return jpeg(canvas)
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
+def open_channel(address: str, api_key: str | None = None, *, anonymous: bool = False) -> grpc.aio.Channel:
+    """A channel whose calls carry `api_key` (default: the tests' admin key; none if `anonymous`)."""
+    key = None if anonymous else (api_key or ADMIN_KEY)
     return grpc.aio.insecure_channel(
         address,
         options=[
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ],
+        interceptors=[AioKeyInterceptor(key)] if key else None,
     )
+
+
+# The tests' gateways authenticate like any other: one key file, one admin key for every test
+# client (open_channel, and the CLI through IMAGESEARCH_API_KEY), more keys added where needed.
+_ADMIN_RECORD, ADMIN_KEY = new_key([Scope.ADMIN], [ALL_CATALOGS], name="tests")
+KEYS_FILE = Path(tempfile.mkdtemp(prefix="imagesearch-test-keys-")) / "keys.json"
+KeyFile(KEYS_FILE).save([_ADMIN_RECORD])
+
+
+def add_key(scopes: list[Scope], catalogs: list[str], **options: Any) -> tuple[str, str]:
+    """A new key in the tests' key file: (id, token). Gateways see it at their next reload."""
+    record, token = new_key(scopes, catalogs, existing=KeyFile(KEYS_FILE).load().keys, **options)
+    KeyFile(KEYS_FILE).add(record)
+    return record.id, token
 
 
 BASE_VERSION = contract.BASE_VERSION
@@ -237,6 +257,11 @@ class ServiceProcess:
             "OTEL_SDK_DISABLED": "true",
             f"{upper}_HOST": "127.0.0.1",
             f"{upper}_PORT": str(self.port),
+            **(
+                {"GATEWAY_API_KEYS_FILE": str(KEYS_FILE), "GATEWAY_API_KEYS_RELOAD_SECONDS": "0.2"}
+                if name == "gateway"
+                else {}
+            ),
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -302,3 +327,49 @@ class ServiceProcess:
         self.proc.terminate()
         await asyncio.to_thread(self.proc.wait, 30)
         assert alive, f"{self.name} died:\n{self.log.read_text()[-3000:]}"
+
+
+class TlsBundle:
+    """A throwaway CA and a server certificate it signed, for localhost and 127.0.0.1 (openssl)."""
+
+    def __init__(self, folder: Path, name: str = "server") -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.ca, self.ca_key = folder / f"{name}-ca.pem", folder / f"{name}-ca.key"
+        self.cert, self.key = folder / f"{name}.pem", folder / f"{name}.key"
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        csr, ext = folder / f"{name}.csr", folder / f"{name}.ext"
+        ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        for command in (
+            [
+                "req",
+                "-x509",
+                *ec,
+                "-keyout",
+                self.ca_key,
+                "-out",
+                self.ca,
+                "-days",
+                "2",
+                "-subj",
+                f"/CN={name} test CA",
+            ],
+            ["req", *ec, "-keyout", self.key, "-out", csr, "-subj", "/CN=localhost"],
+            [
+                "x509",
+                "-req",
+                "-in",
+                csr,
+                "-CA",
+                self.ca,
+                "-CAkey",
+                self.ca_key,
+                "-CAcreateserial",
+                "-out",
+                self.cert,
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+            ],
+        ):
+            subprocess.run(["openssl", *map(str, command)], check=True, capture_output=True, timeout=60)

@@ -59,7 +59,7 @@ def imagesearch_command() -> list[str]:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment minus what would point the stack at shared servers or exporters."""
-    dropped = {"REDIS_URL", "IMAGESEARCH_GATEWAY", "IMAGESEARCH_HOME", "LOG_LEVEL"}
+    dropped = {"REDIS_URL", "IMAGESEARCH_GATEWAY", "IMAGESEARCH_HOME", "LOG_LEVEL", "IMAGESEARCH_API_KEY"}
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and k not in dropped}
     env.update(PYTHONUNBUFFERED="1", COLUMNS="200", **extra)
     return env
@@ -244,7 +244,8 @@ def cli(up: Up, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         [*imagesearch_command(), *args],
         check=False,
         cwd=cwd,
-        env=clean_env(IMAGESEARCH_GATEWAY=up.gateway),
+        # The stack's own admin key (`up` made it); in the default runtime folder the CLI finds it alone.
+        env=clean_env(IMAGESEARCH_GATEWAY=up.gateway, IMAGESEARCH_API_KEY_FILE=str(up.runtime / "admin.key")),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from support import open_channel, product_input, read_rows
+from support import KEYS_FILE, open_channel, product_input, read_rows
 
 from imagesearch.common.server import ServerOptions, ServiceServer
 from imagesearch.contracts.calibration import ScoreCalibration
@@ -39,6 +39,7 @@ async def gateway_with_other_fallback(fleet) -> AsyncIterator[search_pb2_grpc.Se
         retriever_addr=fleet.retriever.address,
         redis_url=fleet.redis_url,
         calibration=ScoreCalibration.parse(FALLBACK),
+        api_keys_file=str(KEYS_FILE),
     )
     server = ServiceServer(
         "gateway",

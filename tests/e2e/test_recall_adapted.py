@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
-from support import base_model_repository
+from support import KEYS_FILE, base_model_repository
 
 from imagesearch.cli.main import main as cli
 from imagesearch.common.server import ServerOptions, ServiceServer
@@ -58,6 +58,7 @@ async def test_the_adapted_model_finds_dev_products(fleet, dev_set: Path, tmp_pa
                 embedder_addr=embedder.address,
                 retriever_addr=fleet.retriever.address,
                 redis_url="",
+                api_keys_file=str(KEYS_FILE),
             )
             gateway = ServiceServer(
                 "gateway",

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from support import REPO, write
 
+from imagesearch.auth.keys import KeyFile
 from imagesearch.common import probe
 from imagesearch.stack.supervision import RestartPolicy
 
@@ -31,7 +32,7 @@ if os.environ.get("FAKE_CRASH") == name:
     print("boom: cannot start", flush=True)
     sys.exit(3)
 keys = ("OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "LOG_LEVEL", "TRITON_URL", "MILVUS_URI", "REDIS_URL",
-        "EMBEDDER_ADDR", "RETRIEVER_ADDR", "EMBEDDER_PORT", "RETRIEVER_PORT", "GATEWAY_PORT")
+        "EMBEDDER_ADDR", "RETRIEVER_ADDR", "EMBEDDER_PORT", "RETRIEVER_PORT", "GATEWAY_PORT", "GATEWAY_API_KEYS_FILE")
 print("ENV " + json.dumps({k: os.environ[k] for k in keys if k in os.environ}), flush=True)
 port = os.environ[name.upper() + "_PORT"]
 servicer = health.HealthServicer()
@@ -130,7 +131,11 @@ def test_local_stack_wires_starts_watches_and_stops_in_order(stand_ins) -> None:
             for env in (embedder, retriever, gateway)
         )
         parts = [row[0] for row in stack.endpoints()]
-        assert parts == ["gateway", "retriever", "embedder", "triton", "milvus", "redis", "logs"]
+        assert parts == ["gateway", "retriever", "embedder", "triton", "milvus", "redis", "api key", "logs"]
+        # The gateway authenticates with the stack's own key file, which holds its admin key.
+        assert gateway["GATEWAY_API_KEYS_FILE"] == str(stack.keys_file)
+        assert KeyFile(stack.keys_file).load().find(stack.admin_key)[0] is not None
+        assert stack.admin_key_file.stat().st_mode & 0o777 == 0o600
         assert stack.check() is None
 
         stack.services["retriever"].proc.kill()

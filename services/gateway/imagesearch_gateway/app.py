@@ -7,6 +7,7 @@ close(). Until connect() has named the embedder's model every call fails UNAVAIL
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
@@ -15,6 +16,7 @@ from imagesearch.common import service
 from imagesearch.common.config import options_from
 from imagesearch.common.errors import DomainError
 from imagesearch.v1 import search_pb2_grpc
+from imagesearch_gateway.auth import AuthInterceptor, AuthOptions
 from imagesearch_gateway.cache import CacheOptions, ResultCache
 from imagesearch_gateway.catalog import CatalogCore, CatalogOptions
 from imagesearch_gateway.clients import EmbedderClient, RetrieverClient
@@ -44,11 +46,29 @@ class GatewayBackend:
         self.search = SearchCore(ports, options_from(s, SearchOptions))
         self.catalog = CatalogCore(ports, options_from(s, CatalogOptions))
         self._embedder_down = False
+        self.auth: AuthInterceptor | None = None
+        if s.auth:
+            self.auth = AuthInterceptor(
+                AuthOptions(
+                    keys_file=Path(s.api_keys_file),
+                    reload_seconds=s.api_keys_reload_seconds,
+                    rate_per_second=s.key_rate_per_second,
+                    failures_per_minute=s.auth_failures_per_minute,
+                )
+            )
+        else:
+            log.warning("GATEWAY_AUTH=false: the public API is open to anyone who can reach this port")
+
+    @property
+    def interceptors(self) -> tuple[grpc.aio.ServerInterceptor, ...]:  # type: ignore[type-arg]
+        return () if self.auth is None else (self.auth,)
 
     def register(self, server: grpc.aio.Server) -> None:
         search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(self.search, self.catalog), server)
 
     async def connect(self) -> None:
+        if self.auth is not None:
+            self.auth.load()  # a missing or broken key file keeps the gateway NOT_SERVING, saying why
         self.embedder.open()
         self.retriever.open()
         await self.cache.connect()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from imagesearch.common.config import Settings, SettingsError, setting
+from imagesearch.common.tls import TlsFiles
 from imagesearch.contracts.calibration import FALLBACK, ScoreCalibration
 from imagesearch.contracts.limits import MAX_ROWS_PER_PRODUCT
 
@@ -19,7 +21,11 @@ class GatewaySettings(Settings):
     embedder_addr: str = setting("127.0.0.1:50052", "EMBEDDER_ADDR", "embedder service host:port")
     retriever_addr: str = setting("127.0.0.1:50053", "RETRIEVER_ADDR", "retriever service host:port")
     redis_url: str = setting(
-        "redis://127.0.0.1:6379/0", "REDIS_URL", "result cache; empty string disables caching", empty_is_a_value=True
+        "redis://127.0.0.1:6379/0",
+        "REDIS_URL",
+        "result cache (redis://[:PASSWORD@]host:port/db, rediss:// for TLS); empty string disables caching",
+        empty_is_a_value=True,
+        secret=True,  # it may carry the password
     )
     cache_namespace: str = setting(
         "imagesearch",
@@ -39,6 +45,45 @@ class GatewaySettings(Settings):
         "a catalog write that failed or was given up on may still land this long: its catalog is searched "
         "uncached meanwhile (keep it above RETRIEVE_TIMEOUT_SECONDS plus one Milvus call)",
         minimum=1,
+    )
+    auth: bool = setting(
+        True,
+        "GATEWAY_AUTH",
+        "require an API key on every call (false: anyone who reaches the port may do anything; logged as a warning)",
+    )
+    api_keys_file: str = setting(
+        "",
+        "GATEWAY_API_KEYS_FILE",
+        "the key file (`imagesearch keys`; a mounted Secret in Kubernetes), re-read when it changes",
+    )
+    api_keys_reload_seconds: float = setting(
+        5.0, "GATEWAY_API_KEYS_RELOAD_SECONDS", "how often the key file is checked for changes (revocations)", minimum=0
+    )
+    key_rate_per_second: float = setting(
+        50.0,
+        "GATEWAY_KEY_RATE_PER_SECOND",
+        "calls a second each key may make on this replica, unless the key sets its own (0: unlimited)",
+        minimum=0,
+    )
+    auth_failures_per_minute: float = setting(
+        30.0,
+        "GATEWAY_AUTH_FAILURES_PER_MINUTE",
+        "bad keys tolerated per client address before its calls are refused for a while",
+        minimum=1,
+    )
+    reflection: bool = setting(
+        False, "GATEWAY_REFLECTION", "serve gRPC reflection on the public port (it lists every method to anyone)"
+    )
+    tls_cert_file: str = setting(
+        "",
+        "GATEWAY_TLS_CERT_FILE",
+        "PEM certificate chain: serve TLS (with GATEWAY_TLS_KEY_FILE); re-read when replaced",
+    )
+    tls_key_file: str = setting("", "GATEWAY_TLS_KEY_FILE", "PEM private key of GATEWAY_TLS_CERT_FILE")
+    trust_trace_context: bool = setting(
+        False,
+        "GATEWAY_TRUST_TRACE_CONTEXT",
+        "let callers' traceparent/tracestate join and sample our traces (only behind a proxy that strips outsiders')",
     )
     embed_timeout_seconds: float = setting(
         15.0, "EMBED_TIMEOUT_SECONDS", "deadline of each call to the embedder", minimum=0.1
@@ -118,6 +163,13 @@ class GatewaySettings(Settings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise SettingsError("GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE go together: set both, or neither")
+        if self.auth and not self.api_keys_file:
+            raise SettingsError(
+                "GATEWAY_API_KEYS_FILE is not set: create keys with `imagesearch keys create --file PATH` and set it, "
+                "or set GATEWAY_AUTH=false to serve without authentication (never on a reachable network)"
+            )
         if not NAMESPACE.fullmatch(self.cache_namespace):
             raise SettingsError(f"CACHE_NAMESPACE must match {NAMESPACE.pattern}, got {self.cache_namespace!r}")
         if not 0.0 <= self.whole_photo_below <= 1.0:
@@ -130,3 +182,9 @@ class GatewaySettings(Settings):
                 f"{' (GATEWAY_INDEX_OBJECT_CROPS indexes each image twice)' if self.index_object_crops else ''}; "
                 f"the retriever stores at most {MAX_ROWS_PER_PRODUCT}"
             )
+
+    @property
+    def tls_files(self) -> TlsFiles | None:
+        if not self.tls_cert_file:
+            return None
+        return TlsFiles(Path(self.tls_cert_file), Path(self.tls_key_file))

@@ -9,7 +9,27 @@ from typing import TypeAlias
 
 import grpc
 
+from imagesearch.auth.local import ADMIN_KEY_FILE
 from imagesearch.client.channel import DEFAULT_GATEWAY
+from imagesearch.client.credentials import CredentialsError, api_key_from_env, read_key_file
+
+
+def resolve_api_key() -> str | None:
+    """The key the commands send: $IMAGESEARCH_API_KEY, $IMAGESEARCH_API_KEY_FILE, else the local
+    stack's admin key (<repo>/var/admin.key, written by `imagesearch up`); None: none found."""
+    try:
+        key = api_key_from_env()
+    except CredentialsError as err:
+        raise CliError(str(err)) from None
+    if key is not None:
+        return key
+    from imagesearch.stack.local import StackError, find_repo_root  # only when no key was given
+
+    try:
+        local = find_repo_root() / "var" / ADMIN_KEY_FILE
+    except StackError:
+        return None
+    return read_key_file(local) if local.is_file() else None
 
 
 class CliError(Exception):
@@ -52,7 +72,11 @@ def gateway_option() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help=f"gateway address (default: $IMAGESEARCH_GATEWAY or {DEFAULT_GATEWAY})",
     )
+    parent.add_argument("--ca", default=argparse.SUPPRESS, metavar="PEM", help=CA_HELP)
     return parent
+
+
+CA_HELP = "speak TLS to the gateway, trusting this CA bundle (default: $IMAGESEARCH_CA_FILE; none: plaintext)"
 
 
 def rpc_error_line(err: grpc.RpcError, gateway: str | None = None) -> str:

@@ -136,12 +136,20 @@ def run_eval(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     progress = not args.no_progress
-    with open_channel(args.gateway) as channel:
+    with open_channel(args.gateway, args.api_key, args.ca) as channel:
         stub = search_stub(channel)
         try:
             started = time.perf_counter()
             indexed = index_catalog(
-                args.gateway, _catalog_items(dataset), 16, 2, RetryPolicy(), progress=progress, catalog=catalog
+                args.gateway,
+                _catalog_items(dataset),
+                16,
+                2,
+                RetryPolicy(),
+                progress=progress,
+                catalog=catalog,
+                api_key=args.api_key,
+                ca_file=args.ca,
             )
             index_seconds = time.perf_counter() - started
             if indexed.failures:

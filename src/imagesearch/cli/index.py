@@ -144,6 +144,8 @@ def run_index(args: argparse.Namespace) -> int:
         skip_existing=args.skip_existing,
         progress=not args.no_progress,
         catalog=args.catalog,
+        api_key=args.api_key,
+        ca_file=args.ca,
     )
     elapsed = time.perf_counter() - started
     return report(outcome, elapsed)
@@ -159,7 +161,7 @@ def report(outcome: BatchOutcome, elapsed: float) -> int:
 
 
 def run_delete(args: argparse.Namespace) -> int:
-    with open_channel(args.gateway) as channel:
+    with open_channel(args.gateway, args.api_key, args.ca) as channel:
         response = search_stub(channel).DeleteProducts(
             search_pb2.DeleteProductsRequest(product_ids=args.product_ids, catalog=args.catalog), timeout=30.0
         )

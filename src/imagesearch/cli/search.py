@@ -268,7 +268,7 @@ def check_args(parser_error: Any, args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     image = read_query_image(args.image) if args.image is not None else None
     request = build_request(args, image)
-    with open_channel(args.gateway) as channel:
+    with open_channel(args.gateway, args.api_key, args.ca) as channel:
         stub = search_stub(channel)
         started = time.perf_counter()
         response = stub.Search(request, timeout=args.timeout)

@@ -16,10 +16,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from imagesearch.auth.local import ADMIN_KEY_FILE
 from imagesearch.cli.common import CliError, Subparsers, add_command, format_table
 from imagesearch.cli.index import failure_report, reasons_summary, summary_line
 from imagesearch.client.catalog import CatalogError, display_path, load_catalog
 from imagesearch.client.channel import DEFAULT_GATEWAY
+from imagesearch.client.credentials import ENV_KEY, ENV_KEY_FILE
 from imagesearch.client.indexer import index_catalog
 
 if TYPE_CHECKING:
@@ -144,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         except Exception as err:  # noqa: BLE001 - every launcher raises its own kind; one clear line + log tail
             raise CliError(f"the local stack did not start: {err}") from None
         if args.demo:
-            _index_demo(repo, stack.gateway_address)
+            _index_demo(repo, stack.gateway_address, stack.admin_key)
         _print_banner(stack, repo)
         return _watch(stack)
     except KeyboardInterrupt:
@@ -156,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         _say("stopped")
 
 
-def _index_demo(repo: Path, gateway: str) -> None:
+def _index_demo(repo: Path, gateway: str, api_key: str) -> None:
     catalog = repo / "demo" / "catalog.csv"
     try:
         items = load_catalog(catalog)
@@ -164,7 +166,7 @@ def _index_demo(repo: Path, gateway: str) -> None:
         _say(f"demo catalog not indexed: {err}")
         return
     _say(f"indexing the demo catalog ({len(items)} products; already indexed ones are skipped)")
-    outcome = index_catalog(gateway, items, skip_existing=True)
+    outcome = index_catalog(gateway, items, skip_existing=True, api_key=api_key)
     if outcome.failures:
         print(failure_report(outcome.failures, limit=10), file=sys.stderr)
         print(f"failures by reason: {reasons_summary(outcome.failures)}", file=sys.stderr)
@@ -180,18 +182,21 @@ def _print_banner(stack: LocalStack, repo: Path) -> None:
     print()
     print(format_table(["part", "address", "log / data"], rows, flexible=(2,), left_truncated=(2,)))
     print()
-    print(f"ready. try:  {_try_command(stack.gateway_address, repo)}")
+    print(f"ready. try:  {_try_command(stack.gateway_address, repo, stack.admin_key_file)}")
     print("Ctrl-C stops everything.", flush=True)
 
 
-def _try_command(gateway: str, repo: Path) -> str:
+def _try_command(gateway: str, repo: Path, key_file: Path) -> str:
     # A demo photo whose product the baseline model ranks first (a red apple).
     preferred = repo / "demo" / "queries" / "qfbf79e76.jpg"
     queries = [preferred] if preferred.exists() else sorted((repo / "demo" / "queries").glob("*.jpg"))
     query = display_path(queries[0]) if queries else "photo.jpg"
     default = os.environ.get("IMAGESEARCH_GATEWAY") or DEFAULT_GATEWAY
     flag = "" if gateway == default else f" --gateway {gateway}"
-    return f"imagesearch{flag} search {query}"
+    # The CLI finds the admin key of the default runtime folder by itself; another one it is told.
+    found = key_file.resolve() == (repo / "var" / ADMIN_KEY_FILE).resolve() and not os.environ.get(ENV_KEY)
+    prefix = "" if found else f"{ENV_KEY_FILE}={display_path(key_file)} "
+    return f"{prefix}imagesearch{flag} search {query}"
 
 
 def _watch(stack: LocalStack) -> int:

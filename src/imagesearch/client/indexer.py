@@ -297,6 +297,8 @@ def index_catalog(
     skip_existing: bool = False,
     progress: bool = True,
     catalog: str = "",
+    api_key: str | None = None,
+    ca_file: str | None = None,
 ) -> BatchOutcome:
     """Index `items` through the gateway at `gateway`; also used by `imagesearch up --demo`.
 
@@ -307,7 +309,7 @@ def index_catalog(
     stop = threading.Event()
     circuit = Circuit()
     with (
-        open_channel(gateway) as channel,
+        open_channel(gateway, api_key, ca_file) as channel,
         ThreadPoolExecutor(max_workers=concurrency) as pool,
         tqdm(
             total=sum(len(i.images) for i in items),

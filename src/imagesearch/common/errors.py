@@ -13,9 +13,11 @@ class DomainError(Exception):
 
     status = "INTERNAL"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, retry_after_seconds: float | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # A hint for the caller (sent as `retry-after-ms` and `grpc-retry-pushback-ms` trailers).
+        self.retry_after_seconds = retry_after_seconds
 
 
 class InvalidArgument(DomainError):
@@ -40,3 +42,11 @@ class Unavailable(DomainError):
 
 class DeadlineExceeded(DomainError):
     status = "DEADLINE_EXCEEDED"
+
+
+class Unauthenticated(DomainError):
+    status = "UNAUTHENTICATED"
+
+
+class PermissionDenied(DomainError):
+    status = "PERMISSION_DENIED"

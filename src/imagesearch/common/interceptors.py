@@ -41,12 +41,16 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
         method = handler_call_details.method
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            trailers: tuple[tuple[str, str], ...] = ()
             token = deadline.received(context.time_remaining())  # every downstream call is bounded by it
             try:
                 return await inner(request, context)  # type: ignore[arg-type]  # the aio handler takes the aio context
             except DomainError as err:
                 code, message = grpc.StatusCode[err.status], err.message
                 log.info("%s -> %s: %s", method, code.name, message)
+                if err.retry_after_seconds is not None:
+                    ms = str(max(1, round(err.retry_after_seconds * 1000)))
+                    trailers = (("retry-after-ms", ms), ("grpc-retry-pushback-ms", ms))
             except grpc.aio.AbortError:
                 raise
             except Exception:
@@ -54,7 +58,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
                 code, message = grpc.StatusCode.INTERNAL, "internal error; see the server log"
             finally:
                 deadline.reset(token)
-            await context.abort(code, message)
+            await context.abort(code, message, trailers)
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,

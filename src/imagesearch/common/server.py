@@ -28,7 +28,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from imagesearch.common import keepalive
 from imagesearch.common.admission import AdmissionInterceptor, AdmissionLimits
 from imagesearch.common.interceptors import ErrorMappingInterceptor
-from imagesearch.common.telemetry import server_interceptor
+from imagesearch.common.telemetry import IgnoreCallerTraceContext, server_interceptor
+from imagesearch.common.tls import TlsFiles, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class Backend(Protocol):
-    """What a service plugs into `ServiceServer`."""
+    """What a service plugs into `ServiceServer`. A backend may also offer `interceptors` (a sequence
+    of grpc.aio.ServerInterceptor), installed inside error mapping and before admission control."""
 
     @property
     def service_names(self) -> Sequence[str]:
@@ -71,6 +73,9 @@ class ServerOptions:
     admission: AdmissionLimits = field(default_factory=AdmissionLimits)
     connect_retry_seconds: float = 1.0
     health_check_interval_seconds: float = 2.0  # also how soon a breaker finds its dependency back
+    reflection: bool = True  # off on a public listener: it tells strangers every method there is
+    trust_trace_context: bool = True  # False on a public listener: callers start no traces of ours
+    tls: TlsFiles | None = None  # None: plaintext (inside a cluster, or behind a TLS-terminating balancer)
 
 
 class ServiceServer:
@@ -92,7 +97,15 @@ class ServiceServer:
         self._server = grpc.aio.server(
             # Outermost first: the span covers everything; refusals by admission control are
             # DomainErrors, so they are mapped (and logged) like any other.
-            interceptors=[server_interceptor(self._tracer_provider), ErrorMappingInterceptor(), self.admission],
+            # A backend's own interceptors (the gateway's authentication) come before admission
+            # control, so a caller refused by them holds no slot.
+            interceptors=[
+                *(() if opts.trust_trace_context else (IgnoreCallerTraceContext(),)),
+                server_interceptor(self._tracer_provider),
+                ErrorMappingInterceptor(),
+                *getattr(self._backend, "interceptors", ()),
+                self.admission,
+            ],
             options=[
                 ("grpc.max_receive_message_length", opts.max_message_bytes),
                 ("grpc.max_send_message_length", opts.max_message_bytes),
@@ -101,21 +114,34 @@ class ServiceServer:
         )
         self._backend.register(self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection(
-            [
-                *self._backend.service_names,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            self._server,
-        )
+        if opts.reflection:
+            reflection.enable_server_reflection(
+                [
+                    *self._backend.service_names,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ],
+                self._server,
+            )
         await self._set_health(NOT_SERVING)
         await self._health.set(LIVENESS, SERVING)
-        self.port = self._server.add_insecure_port(f"{opts.host}:{opts.port}")
+        bind = f"{opts.host}:{opts.port}"
+        if opts.tls is None:
+            self.port = self._server.add_insecure_port(bind)
+        else:
+            self.port = self._server.add_secure_port(bind, server_credentials(opts.tls, self.name))
         if self.port == 0:
             raise OSError(f"{self.name}: could not bind {opts.host}:{opts.port}")
         await self._server.start()
-        log.info("%s listening on %s:%d (NOT_SERVING until dependencies are ready)", self.name, opts.host, self.port)
+        log.info(
+            "%s listening on %s:%d%s (NOT_SERVING until dependencies are ready)",
+            self.name,
+            opts.host,
+            self.port,
+            " with TLS" + (" (client certificates required)" if opts.tls and opts.tls.client_ca else "")
+            if opts.tls
+            else "",
+        )
         self._watcher = asyncio.create_task(self._watch_dependencies(), name=f"{self.name}-health")
 
     async def wait_until_serving(self, timeout: float | None = None) -> None:

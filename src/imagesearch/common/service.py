@@ -74,6 +74,11 @@ class Service(Generic[S]):
             port=settings.port,
             max_message_bytes=settings.max_message_bytes,
             admission=AdmissionLimits(settings.max_in_flight, settings.max_in_flight_bytes),
+            # Internal services keep reflection (grpcurl, debugging) and join their caller's trace;
+            # the public gateway declares GATEWAY_REFLECTION and GATEWAY_TRUST_TRACE_CONTEXT, off.
+            reflection=getattr(settings, "reflection", True),
+            trust_trace_context=getattr(settings, "trust_trace_context", True),
+            tls=getattr(settings, "tls_files", None),
         )
         return ServiceServer(self.name, self.backend(settings, provider), options, provider)
 

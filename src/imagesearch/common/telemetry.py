@@ -67,3 +67,40 @@ def client_interceptors(provider: TracerProvider) -> list[grpc.aio.ClientInterce
         tracer_provider=provider, filter_=_traced
     )
     return interceptors
+
+
+# W3C trace context and baggage: what a caller uses to join (and force sampling of) our traces.
+TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
+
+
+class _WithoutTraceHeaders:
+    """A servicer context whose metadata lacks the trace headers; everything else is the real one."""
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+
+    def invocation_metadata(self) -> tuple[Any, ...]:
+        return tuple(m for m in self._context.invocation_metadata() or () if m.key not in TRACE_HEADERS)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+class IgnoreCallerTraceContext(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Installed outside the tracing interceptor of a public listener: each call starts a trace of
+    its own, so an outside caller can neither join our traces nor force them to be sampled."""
+
+    async def intercept_service(self, continuation: Any, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+
+        async def untrusted(request: Any, context: Any) -> Any:
+            return await inner(request, _WithoutTraceHeaders(context))
+
+        return grpc.unary_unary_rpc_method_handler(
+            untrusted,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imagesearch.auth.local import ADMIN_KEY_FILE, KEYS_FILE, ensure_admin_key
+from imagesearch.client.credentials import read_key_file
 from imagesearch.common import probe
 from imagesearch.stack.milvus import LocalMilvus
 from imagesearch.stack.ports import free_ports
@@ -110,6 +112,8 @@ class LocalStack(Managed):
         self.milvus: LocalMilvus | None = None
         self.services: dict[str, ServiceProcess] = {}
         self._restarts: dict[str, Restarts] = {}
+        self.keys_file = config.runtime_dir / KEYS_FILE
+        self.admin_key_file = config.runtime_dir / ADMIN_KEY_FILE
 
     # --- start ---------------------------------------------------------------
 
@@ -120,6 +124,7 @@ class LocalStack(Managed):
             self._start_triton()
             self._start_milvus()
             self._wait_triton()
+            self._ensure_keys()
             self._start_services()
             self._wait_serving()
         except BaseException:
@@ -170,6 +175,16 @@ class LocalStack(Managed):
         self._progress("triton: waiting until ready")
         self.triton.wait_ready(timeout=self.config.ready_timeout)
 
+    def _ensure_keys(self) -> None:
+        """The gateway authenticates every call: the stack keeps its own admin key for the CLI."""
+        self.keys_file, self.admin_key_file, created = ensure_admin_key(self.config.runtime_dir)
+        if created:
+            self._progress(f"auth: new admin key in {self.admin_key_file} (the CLI finds it there)")
+
+    @property
+    def admin_key(self) -> str:
+        return read_key_file(self.admin_key_file)
+
     def _start_services(self) -> None:
         cfg = self.config
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
@@ -202,6 +217,7 @@ class LocalStack(Managed):
             env.update(
                 GATEWAY_HOST=cfg.host,
                 GATEWAY_PORT=str(svc[name].port),
+                GATEWAY_API_KEYS_FILE=str(self.keys_file),
                 REDIS_URL=self.redis_url,
                 EMBEDDER_ADDR=svc["embedder"].address,
                 RETRIEVER_ADDR=svc["retriever"].address,
@@ -359,6 +375,7 @@ class LocalStack(Managed):
             rows.append(("milvus", self.milvus.uri, f"data {self.milvus.base_dir}"))
         if self.redis_url:
             rows.append(("redis", self.redis_url, "private, no persistence" if self.redis else "external (REDIS_URL)"))
+        rows.append(("api key", str(self.admin_key_file), "admin, every catalog: `imagesearch keys` makes others"))
         rows.append(("logs", str(self.config.log_dir), ""))
         return rows
 

@@ -1,0 +1,47 @@
+"""The local stack's keys: `imagesearch up` keeps an admin key in its runtime folder.
+
+`<runtime>/keys.json` is the gateway's key file; `<runtime>/admin.key` holds the token of the
+stack's own admin key (mode 0600), which the CLI finds there, so the README's commands work with
+authentication on. A token that no longer works (revoked, or the key file replaced) is replaced
+by a new admin key at the next `up`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from imagesearch.auth.keys import ALL_CATALOGS, KeyFile, KeyFileError, MalformedKey, Scope, new_key
+
+KEYS_FILE = "keys.json"
+ADMIN_KEY_FILE = "admin.key"
+ADMIN_KEY_NAME = "local admin (imagesearch up)"
+
+
+def ensure_admin_key(runtime_dir: Path) -> tuple[Path, Path, bool]:
+    """(key file, admin token file, whether a new admin key was made)."""
+    keys, token_file = runtime_dir / KEYS_FILE, runtime_dir / ADMIN_KEY_FILE
+    store = KeyFile(keys)
+    try:
+        token = token_file.read_text(encoding="utf-8").strip()
+        if store.load().find(token)[0] is not None:
+            return keys, token_file, False
+    except (OSError, KeyFileError, MalformedKey):
+        pass
+    ring = store.load_or_empty() if keys.exists() and _readable(store) else None
+    record, token = new_key([Scope.ADMIN], [ALL_CATALOGS], name=ADMIN_KEY_NAME, existing=ring.keys if ring else ())
+    store.save([*(ring.keys.values() if ring else ()), record])
+    runtime_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    os.chmod(token_file, 0o600)
+    return keys, token_file, True
+
+
+def _readable(store: KeyFile) -> bool:
+    try:
+        store.load()
+    except KeyFileError:
+        return False  # a broken file is replaced: the stack's keys are its own
+    return True
