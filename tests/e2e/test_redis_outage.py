@@ -10,7 +10,7 @@ import time
 import pytest
 from support import WRITE_WINDOW_SECONDS, open_channel, product_input, read_rows
 
-from imagesearch.stack.redis import LocalRedis
+from imagesearch.stack.redis import LocalRedis, without_password
 from imagesearch.v1 import search_pb2, search_pb2_grpc
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -88,6 +88,31 @@ async def test_a_hung_redis_costs_searches_a_short_timeout_once_and_never_an_err
                 f"(uncached with Redis up: {uncached * 1000:.0f} ms)"
             )
             await gateway.DeleteProducts(search_pb2.DeleteProductsRequest(product_ids=["h-1"]))
+    finally:
+        await fleet.stop_extra()
+        redis.stop()
+
+
+async def test_a_password_protected_redis_caches_for_the_gateway_that_knows_the_password(
+    fleet, dev_set, tmp_path
+) -> None:
+    redis = LocalRedis(dir=tmp_path, password="correct-horse")
+    redis.start()
+    assert ":correct-horse@" in redis.url and "***" in without_password(redis.url)
+    image = (dev_set / read_rows(dev_set / "catalog.csv")[62]["image"]).read_bytes()
+    request = search_pb2.SearchRequest(image=image, top_k=3)
+    knows, knows_backend = await fleet.start_gateway(redis_url=redis.url)
+    guesses, guesses_backend = await fleet.start_gateway(redis_url=redis.url.replace("correct-horse", "wrong"))
+    try:
+        async with open_channel(knows.address) as a, open_channel(guesses.address) as b:
+            right, wrong = search_pb2_grpc.SearchServiceStub(a), search_pb2_grpc.SearchServiceStub(b)
+            await right.Search(request)  # a new cache state: uncached for one window
+            await asyncio.sleep(WRITE_WINDOW_SECONDS + 0.1)
+            await right.Search(request)
+            assert (await right.Search(request)).cache_hit
+            for _ in range(2):  # refused by Redis: answered uncached, never an error
+                assert not (await wrong.Search(request)).cache_hit
+            assert guesses_backend.cache.stats.errors > 0 and knows_backend.cache.stats.errors == 0
     finally:
         await fleet.stop_extra()
         redis.stop()

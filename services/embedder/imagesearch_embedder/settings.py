@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from imagesearch.common.config import Settings, SettingsError, setting
+from imagesearch.common.tls import TlsFiles, server_tls
 from imagesearch.contracts.limits import MAX_IMAGES_PER_EMBED_REQUEST
 from imagesearch.contracts.model import MODEL_NAME, SIZE_MULTIPLE
 from imagesearch.imaging.decode import ResizeMode
@@ -19,6 +20,15 @@ RESIZE_MODES = tuple(mode.value for mode in ResizeMode)
 class EmbedderSettings(Settings):
     host: str = setting("0.0.0.0", "EMBEDDER_HOST", "interface to listen on")
     port: int = setting(50052, "EMBEDDER_PORT", "gRPC port of the EmbedderService", minimum=0)
+    tls_cert_file: str = setting(
+        "", "EMBEDDER_TLS_CERT_FILE", "PEM certificate chain: serve TLS (with EMBEDDER_TLS_KEY_FILE)"
+    )
+    tls_key_file: str = setting("", "EMBEDDER_TLS_KEY_FILE", "PEM private key of EMBEDDER_TLS_CERT_FILE")
+    tls_client_ca_file: str = setting(
+        "",
+        "EMBEDDER_TLS_CLIENT_CA_FILE",
+        "PEM CA bundle: refuse callers without a client certificate it signed (mutual TLS with the gateway)",
+    )
     triton_url: str = setting("127.0.0.1:8001", "TRITON_URL", "Triton Inference Server gRPC host:port")
     triton_model: str = setting(MODEL_NAME, "TRITON_MODEL", "Triton model that turns images into embeddings")
     triton_model_version: str = setting(
@@ -88,6 +98,7 @@ class EmbedderSettings(Settings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.tls_files  # noqa: B018 - a half-set TLS configuration fails here, naming its variables
         for name, size in (("EMBEDDER_IMAGE_SIZE", self.image_size), ("EMBEDDER_LOCALIZE_SIZE", self.localize_size)):
             if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
                 raise SettingsError(f"{name} must be a positive multiple of {SIZE_MULTIPLE}, got {size}")
@@ -97,3 +108,12 @@ class EmbedderSettings(Settings):
     @property
     def decode_workers(self) -> int:
         return self.decode_threads or os.cpu_count() or 1
+
+    @property
+    def tls_files(self) -> TlsFiles | None:
+        return server_tls(
+            self.tls_cert_file,
+            self.tls_key_file,
+            self.tls_client_ca_file,
+            ("EMBEDDER_TLS_CERT_FILE", "EMBEDDER_TLS_KEY_FILE", "EMBEDDER_TLS_CLIENT_CA_FILE"),
+        )

@@ -35,10 +35,10 @@ class GatewayBackend:
     def __init__(self, settings: GatewaySettings, tracer_provider: TracerProvider) -> None:
         s = settings
         self.embedder = EmbedderClient(
-            s.embedder_addr, tracer_provider, s.embed_timeout_seconds, s.max_message_bytes * 2
+            s.embedder_addr, tracer_provider, s.embed_timeout_seconds, s.max_message_bytes * 2, s.internal_tls
         )
         self.retriever = RetrieverClient(
-            s.retriever_addr, tracer_provider, s.retrieve_timeout_seconds, s.max_message_bytes * 4
+            s.retriever_addr, tracer_provider, s.retrieve_timeout_seconds, s.max_message_bytes * 4, s.internal_tls
         )
         self.cache = ResultCache(options_from(s, CacheOptions), tracer_provider.get_tracer("imagesearch.gateway.cache"))
         self.models = ModelTracker(s.calibration)

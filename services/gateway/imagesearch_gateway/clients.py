@@ -23,6 +23,7 @@ from imagesearch.common.breaker import PROBE_TIMEOUT_SECONDS, Breaker
 from imagesearch.common.errors import DomainError, FailedPrecondition, Unavailable
 from imagesearch.common.interceptors import from_downstream
 from imagesearch.common.telemetry import client_interceptors
+from imagesearch.common.tls import ClientTls
 from imagesearch.common.types import Floats, Hit, ModelId, ProductRecord, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.v1 import embedder_pb2, embedder_pb2_grpc, retriever_pb2, retriever_pb2_grpc
@@ -36,8 +37,15 @@ class _Client:
 
     name = ""
 
-    def __init__(self, address: str, provider: TracerProvider, timeout: float, max_message_bytes: int) -> None:
-        self._address, self._provider, self._timeout = address, provider, timeout
+    def __init__(
+        self,
+        address: str,
+        provider: TracerProvider,
+        timeout: float,
+        max_message_bytes: int,
+        tls: ClientTls | None = None,
+    ) -> None:
+        self._address, self._provider, self._timeout, self._tls = address, provider, timeout, tls
         self._max_message_bytes = max_message_bytes
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
@@ -45,15 +53,18 @@ class _Client:
 
     def open(self) -> None:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(
-                self._address,
-                interceptors=client_interceptors(self._provider),
-                options=[
-                    ("grpc.max_receive_message_length", self._max_message_bytes),
-                    ("grpc.max_send_message_length", self._max_message_bytes),
-                    *keepalive.client_options(),
-                ],
-            )
+            interceptors = client_interceptors(self._provider)
+            options = [
+                ("grpc.max_receive_message_length", self._max_message_bytes),
+                ("grpc.max_send_message_length", self._max_message_bytes),
+                *keepalive.client_options(),
+            ]
+            if self._tls is None:
+                self._channel = grpc.aio.insecure_channel(self._address, interceptors=interceptors, options=options)
+            else:
+                self._channel = grpc.aio.secure_channel(
+                    self._address, self._tls.credentials(), interceptors=interceptors, options=options
+                )
             self._stub = self._make_stub(self._channel)
 
     def _make_stub(self, channel: grpc.aio.Channel) -> Any:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagesearch.common.config import Settings, SettingsError, setting
-from imagesearch.common.tls import TlsFiles
+from imagesearch.common.tls import ClientTls, TlsFiles, client_tls
 from imagesearch.contracts.calibration import FALLBACK, ScoreCalibration
 from imagesearch.contracts.limits import MAX_ROWS_PER_PRODUCT
 
@@ -80,6 +80,15 @@ class GatewaySettings(Settings):
         "PEM certificate chain: serve TLS (with GATEWAY_TLS_KEY_FILE); re-read when replaced",
     )
     tls_key_file: str = setting("", "GATEWAY_TLS_KEY_FILE", "PEM private key of GATEWAY_TLS_CERT_FILE")
+    internal_tls_ca_file: str = setting(
+        "",
+        "INTERNAL_TLS_CA_FILE",
+        "PEM CA bundle: call the embedder and retriever over TLS, trusting the certificates it signed",
+    )
+    internal_tls_cert_file: str = setting(
+        "", "INTERNAL_TLS_CERT_FILE", "PEM client certificate for internal services that require one (mutual TLS)"
+    )
+    internal_tls_key_file: str = setting("", "INTERNAL_TLS_KEY_FILE", "PEM private key of INTERNAL_TLS_CERT_FILE")
     trust_trace_context: bool = setting(
         False,
         "GATEWAY_TRUST_TRACE_CONTEXT",
@@ -163,6 +172,7 @@ class GatewaySettings(Settings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.internal_tls  # noqa: B018 - a half-set TLS configuration fails here, naming its variables
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise SettingsError("GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE go together: set both, or neither")
         if self.auth and not self.api_keys_file:
@@ -188,3 +198,12 @@ class GatewaySettings(Settings):
         if not self.tls_cert_file:
             return None
         return TlsFiles(Path(self.tls_cert_file), Path(self.tls_key_file))
+
+    @property
+    def internal_tls(self) -> ClientTls | None:
+        return client_tls(
+            self.internal_tls_ca_file,
+            self.internal_tls_cert_file,
+            self.internal_tls_key_file,
+            ("INTERNAL_TLS_CA_FILE", "INTERNAL_TLS_CERT_FILE", "INTERNAL_TLS_KEY_FILE"),
+        )

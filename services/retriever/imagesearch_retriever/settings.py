@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from imagesearch.common.config import Settings, SettingsError, setting
+from imagesearch.common.tls import TlsFiles, server_tls
 from imagesearch.contracts.limits import MAX_TOP_K
 from imagesearch_retriever.core import OVERFETCH
 from imagesearch_retriever.milvus.store import MAX_SEARCH_LIMIT
@@ -21,6 +22,15 @@ READ_CONSISTENCY_LEVELS = ("Strong", "Session")
 class RetrieverSettings(Settings):
     host: str = setting("0.0.0.0", "RETRIEVER_HOST", "interface to listen on")
     port: int = setting(50053, "RETRIEVER_PORT", "gRPC port of the internal RetrieverService", minimum=0)
+    tls_cert_file: str = setting(
+        "", "RETRIEVER_TLS_CERT_FILE", "PEM certificate chain: serve TLS (with RETRIEVER_TLS_KEY_FILE)"
+    )
+    tls_key_file: str = setting("", "RETRIEVER_TLS_KEY_FILE", "PEM private key of RETRIEVER_TLS_CERT_FILE")
+    tls_client_ca_file: str = setting(
+        "",
+        "RETRIEVER_TLS_CLIENT_CA_FILE",
+        "PEM CA bundle: refuse callers without a client certificate it signed (mutual TLS with the gateway)",
+    )
     milvus_uri: str = setting("http://127.0.0.1:19530", "MILVUS_URI", "Milvus endpoint")
     milvus_token: str = setting(
         "", "MILVUS_TOKEN", "Milvus credentials, 'user:password' or an API key; empty without auth", secret=True
@@ -73,6 +83,7 @@ class RetrieverSettings(Settings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.tls_files  # noqa: B018 - a half-set TLS configuration fails here, naming its variables
         if not _PREFIX_RE.match(self.collection_prefix):
             raise SettingsError(
                 "RETRIEVER_COLLECTION_PREFIX must match [A-Za-z_][A-Za-z0-9_]{0,63} "
@@ -84,3 +95,12 @@ class RetrieverSettings(Settings):
             raise SettingsError(f"HNSW_M must be between 2 and 2048, got {self.hnsw_m}")
         if not self.milvus_uri:
             raise SettingsError("MILVUS_URI must not be empty")
+
+    @property
+    def tls_files(self) -> TlsFiles | None:
+        return server_tls(
+            self.tls_cert_file,
+            self.tls_key_file,
+            self.tls_client_ca_file,
+            ("RETRIEVER_TLS_CERT_FILE", "RETRIEVER_TLS_KEY_FILE", "RETRIEVER_TLS_CLIENT_CA_FILE"),
+        )

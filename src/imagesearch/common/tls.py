@@ -16,6 +16,8 @@ from pathlib import Path
 
 import grpc
 
+from imagesearch.common.config import SettingsError
+
 log = logging.getLogger(__name__)
 
 
@@ -71,3 +73,41 @@ def server_credentials(files: TlsFiles, name: str) -> grpc.ServerCredentials:
         _Reloader(files, name),  # type: ignore[arg-type]  # returning None is gRPC's "unchanged"
         require_client_authentication=files.client_ca is not None,
     )
+
+
+def server_tls(cert: str, key: str, client_ca: str, names: tuple[str, str, str]) -> TlsFiles | None:
+    """A service's listener TLS from its three settings (their variable names in `names`, for errors)."""
+    if not cert and not key:
+        if client_ca:
+            raise SettingsError(f"{names[2]} asks for client certificates: it needs {names[0]} and {names[1]}")
+        return None
+    if not (cert and key):
+        raise SettingsError(f"{names[0]} and {names[1]} go together: set both, or neither")
+    return TlsFiles(Path(cert), Path(key), Path(client_ca) if client_ca else None)
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """How a service calls another over TLS: the CA that signed its certificate, and optionally a
+    certificate of our own for servers that require one (mutual TLS)."""
+
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca.read_bytes(),
+            private_key=self.key.read_bytes() if self.key else None,
+            certificate_chain=self.cert.read_bytes() if self.cert else None,
+        )
+
+
+def client_tls(ca: str, cert: str, key: str, names: tuple[str, str, str]) -> ClientTls | None:
+    if not ca:
+        if cert or key:
+            raise SettingsError(f"{names[1]} and {names[2]} need {names[0]}, the CA of the servers called")
+        return None
+    if bool(cert) != bool(key):
+        raise SettingsError(f"{names[1]} and {names[2]} go together: set both, or neither")
+    return ClientTls(Path(ca), Path(cert) if cert else None, Path(key) if key else None)

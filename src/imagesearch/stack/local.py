@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,7 +32,7 @@ from imagesearch.common import probe
 from imagesearch.stack.milvus import LocalMilvus
 from imagesearch.stack.ports import free_ports
 from imagesearch.stack.process import Managed, log_tail, spawn
-from imagesearch.stack.redis import LocalRedis, redis_reachable
+from imagesearch.stack.redis import LocalRedis, redis_reachable, without_password
 from imagesearch.stack.supervision import RestartPolicy, Restarts
 from imagesearch.stack.triton import TritonServer
 
@@ -149,7 +150,8 @@ class LocalStack(Managed):
         if url:
             self._progress(f"redis: {url} does not answer; starting a private redis-server instead")
         self._progress("redis: starting")
-        self.redis = LocalRedis(dir=self.config.runtime_dir / "redis").start()
+        # A password even on loopback: another local user must not read or poison cached answers.
+        self.redis = LocalRedis(dir=self.config.runtime_dir / "redis", password=secrets.token_hex(16)).start()
         self.redis_url = self.redis.url
 
     def _start_triton(self) -> None:
@@ -342,11 +344,13 @@ class LocalStack(Managed):
 
     def _restart_redis(self) -> None:
         assert self.redis is not None
-        self.redis = LocalRedis(port=self.redis.port, dir=self.config.runtime_dir / "redis").start()
+        old = self.redis
+        self.redis = LocalRedis(port=old.port, dir=self.config.runtime_dir / "redis", password=old.password).start()
 
     def _restart_triton(self) -> None:
         old, cfg = self.triton, self.config
         assert old is not None
+        old.kill()  # what the crash left: its Python-backend stubs and their shared memory
         self.triton = TritonServer(
             model_repository=cfg.model_repository,
             runtime_dir=cfg.runtime_dir / "triton",
@@ -374,7 +378,8 @@ class LocalStack(Managed):
         if self.milvus is not None:
             rows.append(("milvus", self.milvus.uri, f"data {self.milvus.base_dir}"))
         if self.redis_url:
-            rows.append(("redis", self.redis_url, "private, no persistence" if self.redis else "external (REDIS_URL)"))
+            note = "private, password-protected, no persistence" if self.redis else "external (REDIS_URL)"
+            rows.append(("redis", without_password(self.redis_url), note))
         rows.append(("api key", str(self.admin_key_file), "admin, every catalog: `imagesearch keys` makes others"))
         rows.append(("logs", str(self.config.log_dir), ""))
         return rows

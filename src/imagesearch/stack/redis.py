@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -46,8 +47,11 @@ class LocalRedis(Managed):
     persistence is off); without it a temporary folder is used and removed on stop.
     """
 
-    def __init__(self, port: int = 0, dir: str | Path | None = None, binary: str = "redis-server") -> None:
+    def __init__(
+        self, port: int = 0, dir: str | Path | None = None, binary: str = "redis-server", password: str = ""
+    ) -> None:
         self._requested_port = port
+        self.password = password  # set: clients must AUTH (the url carries it)
         self._dir_arg = Path(dir) if dir is not None else None
         self._binary = binary
         self._proc: subprocess.Popen[bytes] | None = None
@@ -57,7 +61,8 @@ class LocalRedis(Managed):
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{bound_port(self, self.port)}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{bound_port(self, self.port)}/0"
 
     @property
     def log_path(self) -> Path | None:
@@ -114,6 +119,8 @@ class LocalRedis(Managed):
             "--protected-mode",
             "yes",
         ]
+        if self.password:
+            args += ["--requirepass", self.password]
         with open(self.log_path, "wb") as log:
             self._proc = spawn(args, log)
 
@@ -176,3 +183,14 @@ class LocalRedis(Managed):
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+
+def without_password(url: str) -> str:
+    """A Redis URL fit to print: any password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))

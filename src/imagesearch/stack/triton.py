@@ -348,9 +348,11 @@ class TritonServer(Managed):
         atexit.unregister(self.stop)
         if self.grpc_port:  # its clients know these addresses
             self._requested = (self.grpc_port, self.http_port, self.metrics_port)
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # its own session (spawn): the whole group
+        if proc is not None:
+            # Its own session (spawn): the whole group, also when the server itself is already
+            # dead and only its Python-backend stubs are left.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         self._remove_shared_memory()
 
