@@ -210,3 +210,23 @@ async def test_an_oversized_authorization_header_gets_a_clear_status_not_a_crash
         assert (await code_of(CALLS["GetProduct"](search_pb2_grpc.SearchServiceStub(channel), "")))[
             0
         ] == grpc.StatusCode.NOT_FOUND
+
+
+async def test_keys_list_shows_when_a_key_was_last_used(fleet: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from imagesearch.cli import main as cli_main
+
+    used_id, token = add_key([Scope.SEARCH], ["@default"], name="used")
+    idle_id, _ = add_key([Scope.SEARCH], ["@default"], name="idle")
+    await wait_for_reload()
+    async with open_channel(fleet.gateway.address, token) as channel:
+        await code_of(CALLS["GetProduct"](search_pb2_grpc.SearchServiceStub(channel), ""))
+    argv = ["keys", "--file", str(KEYS_FILE), "list", "--redis", fleet.redis_url]
+    for _ in range(50):  # noted in the background, after the call
+        capsys.readouterr()
+        assert await asyncio.to_thread(cli_main.main, argv) == 0
+        rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
+        if "never" not in rows[used_id]:
+            break
+        await asyncio.sleep(0.05)
+    assert time.strftime("%Y-%m-%d") in rows[used_id].split("used", 1)[1]  # created and last used today
+    assert "never" in rows[idle_id] and "never" not in rows[used_id]

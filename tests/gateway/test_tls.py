@@ -14,6 +14,7 @@ from support import ADMIN_KEY, TlsBundle, open_channel
 
 from imagesearch.cli import main as cli_main
 from imagesearch.client.credentials import AioKeyInterceptor
+from imagesearch.common import probe
 from imagesearch.v1 import search_pb2, search_pb2_grpc
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -48,6 +49,10 @@ async def test_the_gateway_serves_tls_and_refuses_plaintext(fleet: Any, tmp_path
         stranger = TlsBundle(tmp_path / "other", "other")  # a client that trusts another CA
         async with tls_channel(gateway.port, stranger.ca) as channel:
             assert await get_missing(channel) == grpc.StatusCode.UNAVAILABLE
+
+        # The container probe, told the CA, checks health over TLS (in a thread: it blocks).
+        assert await asyncio.to_thread(probe.status, gateway.address, ca_file=str(tls.ca)) == probe.SERVING
+        assert await asyncio.to_thread(probe.status, gateway.address) is None  # plaintext gets no answer
 
         # The CLI, told the CA, connects (and finds nothing to delete).
         argv = ["--gateway", f"localhost:{gateway.port}", "delete", "nope"]

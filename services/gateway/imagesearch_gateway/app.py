@@ -54,7 +54,8 @@ class GatewayBackend:
                     reload_seconds=s.api_keys_reload_seconds,
                     rate_per_second=s.key_rate_per_second,
                     failures_per_minute=s.auth_failures_per_minute,
-                )
+                ),
+                on_use=self.cache.note_key_use,
             )
         else:
             log.warning("GATEWAY_AUTH=false: the public API is open to anyone who can reach this port")

@@ -26,6 +26,7 @@ import grpc
 
 from imagesearch.auth.keys import ApiKey, KeyFile, KeyFileError, KeyRing, MalformedKey, Scope, bearer_token
 from imagesearch.auth.rates import RateLimiter
+from imagesearch.auth.usage import NOTE_EVERY_SECONDS
 from imagesearch.common.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Installed inside the error-mapping interceptor (its refusals are DomainErrors, mapped and
     logged like any other) and before admission control (an unauthenticated caller holds no slot)."""
 
-    def __init__(self, options: AuthOptions, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        options: AuthOptions,
+        clock: Callable[[], float] = time.monotonic,
+        on_use: Callable[[str, float], None] | None = None,
+    ) -> None:
         self._options = options
+        self._on_use = on_use  # (key id, Unix seconds): where "last used" is kept
+        self._noted: dict[str, float] = {}  # key id -> when last handed to on_use (monotonic)
         self._store = KeyStore(options.keys_file, options.reload_seconds)
         self._rates = RateLimiter()
         self._failures = RateLimiter()
@@ -173,6 +181,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if self._seen.get(key.id, -1.0) < self._store.loaded_at:
             self._seen[key.id] = now
             audit.info("key=%s (%s) in use", key.id, key.name or "unnamed")
+        if self._on_use is not None and now - self._noted.get(key.id, -NOTE_EVERY_SECONDS) >= NOTE_EVERY_SECONDS:
+            self._noted[key.id] = now
+            self._on_use(key.id, time.time())
         return key
 
     def _failed(self, peer: str, method: str, why: str, now: float) -> None:

@@ -38,6 +38,8 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from opentelemetry.trace import Tracer
 
+from imagesearch.auth.usage import usage_key
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -132,6 +134,7 @@ class ResultCache:
         self._timeout, self._retry = options.cache_timeout_seconds, options.cache_retry_seconds
         self._window_ms = int(options.cache_write_window_seconds * 1000)
         self._namespace = options.cache_namespace
+        self._background: set[asyncio.Task[None]] = set()
         self._tracer = tracer
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
@@ -246,6 +249,20 @@ class ResultCache:
         key = self.entry_key(catalog, token, fingerprint)
         with contextlib.suppress(_CacheDown):  # logged and counted by _call
             await self._call("SET", lambda redis: redis.set(key, value, ex=self._ttl))
+
+    def note_key_use(self, key_id: str, when: float) -> None:
+        """Record when an API key was used (imagesearch.auth.usage), without holding up the call."""
+        if not self._available():
+            return
+        key = usage_key(self._namespace)
+
+        async def note() -> None:
+            with contextlib.suppress(_CacheDown):  # best effort: logged and counted by _call
+                await self._call("HSET", lambda redis: redis.hset(key, key_id, str(int(when))))
+
+        task = asyncio.get_running_loop().create_task(note())
+        self._background.add(task)  # held until done: a task nobody references may be collected
+        task.add_done_callback(self._background.discard)
 
     def discard_corrupt(self) -> None:
         """A value read back did not decode (corrupt, or written by something else): counted, read as a miss."""

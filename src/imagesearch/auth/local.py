@@ -16,6 +16,7 @@ from imagesearch.auth.keys import ALL_CATALOGS, KeyFile, KeyFileError, Malformed
 KEYS_FILE = "keys.json"
 ADMIN_KEY_FILE = "admin.key"
 ADMIN_KEY_NAME = "local admin (imagesearch up)"
+REDIS_URL_FILE = "redis.url"  # the stack's Redis, for `imagesearch keys list` (last use); 0600
 
 
 def ensure_admin_key(runtime_dir: Path) -> tuple[Path, Path, bool]:

@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 from imagesearch.auth.keys import ALL_CATALOGS, DEFAULT_CATALOG, KeyFile, KeyFileError, Scope, new_key
-from imagesearch.auth.local import KEYS_FILE
+from imagesearch.auth.local import KEYS_FILE, REDIS_URL_FILE
+from imagesearch.auth.usage import read_last_used
 from imagesearch.cli.common import CliError, Subparsers, add_command, format_table
 from imagesearch.common.errors import DomainError
+from imagesearch.stack.redis import without_password
 
 ENV_KEYS_FILE = "IMAGESEARCH_KEYS_FILE"
 
@@ -61,7 +63,19 @@ def add_parser(subparsers: Subparsers) -> None:
     create.add_argument(
         "--rate", type=float, metavar="N", help="calls per second per gateway replica (default: the gateway's)"
     )
-    actions.add_parser("list", help="the keys: ids, scopes, catalogs, when made, whether revoked (never the keys)")
+    listing = actions.add_parser(
+        "list", help="the keys: ids, scopes, catalogs, when made and last used, whether revoked (never the keys)"
+    )
+    listing.add_argument(
+        "--redis",
+        metavar="URL",
+        help="where the gateways note each key's last use (default: $REDIS_URL, or the local stack's)",
+    )
+    listing.add_argument(
+        "--namespace",
+        default=os.environ.get("CACHE_NAMESPACE", "imagesearch"),
+        help="the gateways' CACHE_NAMESPACE (default: $CACHE_NAMESPACE or imagesearch)",
+    )
     revoke = actions.add_parser("revoke", help="stop a key from working")
     revoke.add_argument("key_id", metavar="ID")
     p.set_defaults(func=run)
@@ -78,6 +92,23 @@ def _key_file(args: argparse.Namespace) -> KeyFile:
         return KeyFile(find_repo_root() / "var" / KEYS_FILE)
     except StackError:
         raise CliError(f"no key file given: pass --file or set {ENV_KEYS_FILE}") from None
+
+
+def _last_used(args: argparse.Namespace, store: KeyFile) -> tuple[dict[str, float], str]:
+    """(key id -> last use, "" or why it is unknown); to the minute, best effort (docs/security.md)."""
+    url = args.redis or os.environ.get("REDIS_URL", "").strip()
+    local = store.path.parent / REDIS_URL_FILE
+    if not url and local.is_file():
+        url = local.read_text(encoding="utf-8").strip()
+    if not url:
+        return {}, "?"
+    try:
+        return read_last_used(url, args.namespace), ""
+    except Exception as err:  # noqa: BLE001 - any Redis failure only hides this column
+        print(
+            f"last use unknown: Redis at {without_password(url)} did not answer ({type(err).__name__})", file=sys.stderr
+        )
+        return {}, "?"
 
 
 def _when(stamp: float | None) -> str:
@@ -108,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
             )
         elif args.action == "list":
             ring = store.load()
+            used, unknown = _last_used(args, store)
             rows = [
                 [
                     k.id,
@@ -116,11 +148,12 @@ def run(args: argparse.Namespace) -> int:
                     ",".join(k.catalog_names),
                     "" if k.rate_per_second is None else f"{k.rate_per_second:g}/s",
                     _when(k.created),
+                    unknown or _when(used.get(k.id)) or "never",
                     f"revoked {_when(k.revoked)}" if k.revoked is not None else "active",
                 ]
                 for k in sorted(ring.keys.values(), key=lambda k: k.created)
             ]
-            print(format_table(["id", "name", "scopes", "catalogs", "rate", "created", "state"], rows))
+            print(format_table(["id", "name", "scopes", "catalogs", "rate", "created", "last used", "state"], rows))
         else:
             key = store.revoke(args.key_id)
             print(f"revoked {key.id} ({key.name or 'unnamed'}); gateways stop accepting it at their next reload")

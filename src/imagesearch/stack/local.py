@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagesearch.auth.local import ADMIN_KEY_FILE, KEYS_FILE, ensure_admin_key
+from imagesearch.auth.local import ADMIN_KEY_FILE, KEYS_FILE, REDIS_URL_FILE, ensure_admin_key
 from imagesearch.client.credentials import read_key_file
 from imagesearch.common import probe
 from imagesearch.stack.milvus import LocalMilvus
@@ -142,13 +142,22 @@ class LocalStack(Managed):
             )
 
     def _start_redis(self) -> None:
+        self._choose_redis()
+        # For `imagesearch keys list` (when each key was last used); it holds the password: 0600.
+        path = self.config.runtime_dir / REDIS_URL_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(self.redis_url + "\n")
+
+    def _choose_redis(self) -> None:
         url = self.config.redis_url
         if url and redis_reachable(url):
             self.redis_url = url
-            self._progress(f"redis: using {url}")
+            self._progress(f"redis: using {without_password(url)}")
             return
         if url:
-            self._progress(f"redis: {url} does not answer; starting a private redis-server instead")
+            self._progress(f"redis: {without_password(url)} does not answer; starting a private redis-server instead")
         self._progress("redis: starting")
         # A password even on loopback: another local user must not read or poison cached answers.
         self.redis = LocalRedis(dir=self.config.runtime_dir / "redis", password=secrets.token_hex(16)).start()
