@@ -28,6 +28,7 @@ from imagesearch.auth.keys import ApiKey, KeyFile, KeyFileError, KeyRing, Malfor
 from imagesearch.auth.rates import RateLimiter
 from imagesearch.auth.usage import NOTE_EVERY_SECONDS
 from imagesearch.common.errors import PermissionDenied, ResourceExhausted, Unauthenticated
+from imagesearch.common.interceptors import with_unary
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("imagesearch.audit")
@@ -154,11 +155,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 audit.info("key=%s rpc=%s catalog=%r", key.id, method.rsplit("/", 1)[-1], catalog)
             return await inner(request, context)  # type: ignore[arg-type]
 
-        return grpc.unary_unary_rpc_method_handler(
-            authorised,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return with_unary(handler, authorised)
 
     def _authenticate(self, metadata: Any, peer: str, method: str) -> ApiKey:
         now = self._clock()

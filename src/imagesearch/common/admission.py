@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 
 from imagesearch.common.budget import Budget, mib
+from imagesearch.common.interceptors import with_unary
 
 # Calls that admission control never refuses.
 _EXEMPT_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -59,8 +60,4 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg
             with calls.holding(1), memory.holding(size):
                 return await inner(request, context)  # type: ignore[arg-type]
 
-        return grpc.unary_unary_rpc_method_handler(
-            admitted,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return with_unary(handler, admitted)

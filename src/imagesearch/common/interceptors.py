@@ -22,6 +22,18 @@ from imagesearch.common.errors import (
 log = logging.getLogger(__name__)
 
 
+def with_unary(
+    handler: grpc.RpcMethodHandler[Any, Any], behaviour: Callable[..., Any]
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """The same method with its unary-unary behaviour replaced: how our server interceptors wrap a
+    call (error mapping, authentication, admission control, trace-context hygiene)."""
+    return grpc.unary_unary_rpc_method_handler(
+        behaviour,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Turns `DomainError`s into their status and anything unexpected into INTERNAL.
 
@@ -60,11 +72,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
                 deadline.reset(token)
             await context.abort(code, message, trailers)
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return with_unary(handler, guarded)
 
 
 # Downstream statuses that describe the caller's request: passed through as they are.

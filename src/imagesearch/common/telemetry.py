@@ -22,6 +22,8 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
+from imagesearch.common.interceptors import with_unary
+
 # Health checks and reflection would drown the traces of real requests.
 _UNTRACED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -99,8 +101,4 @@ class IgnoreCallerTraceContext(grpc.aio.ServerInterceptor):  # type: ignore[type
         async def untrusted(request: Any, context: Any) -> Any:
             return await inner(request, _WithoutTraceHeaders(context))
 
-        return grpc.unary_unary_rpc_method_handler(
-            untrusted,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return with_unary(handler, untrusted)
