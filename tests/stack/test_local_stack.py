@@ -32,7 +32,7 @@ if os.environ.get("FAKE_CRASH") == name:
     print("boom: cannot start", flush=True)
     sys.exit(3)
 keys = ("OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "LOG_LEVEL", "TRITON_URL", "MILVUS_URI", "REDIS_URL",
-        "EMBEDDER_ADDR", "RETRIEVER_ADDR", "EMBEDDER_PORT", "RETRIEVER_PORT", "GATEWAY_PORT", "GATEWAY_API_KEYS_FILE")
+        "EMBEDDER_ADDR", "RETRIEVER_ADDR", "EMBEDDER_PORT", "RETRIEVER_PORT", "GATEWAY_PORT", "GATEWAY_API_KEYS_FILE", "GATEWAY_REFLECTION")
 print("ENV " + json.dumps({k: os.environ[k] for k in keys if k in os.environ}), flush=True)
 port = os.environ[name.upper() + "_PORT"]
 servicer = health.HealthServicer()
@@ -134,6 +134,7 @@ def test_local_stack_wires_starts_watches_and_stops_in_order(stand_ins) -> None:
         assert parts == ["gateway", "retriever", "embedder", "triton", "milvus", "redis", "api key", "logs"]
         # The gateway authenticates with the stack's own key file, which holds its admin key.
         assert gateway["GATEWAY_API_KEYS_FILE"] == str(stack.keys_file)
+        assert gateway["GATEWAY_REFLECTION"] == "true"  # loopback only: a developer's grpcurl list
         assert KeyFile(stack.keys_file).load().find(stack.admin_key)[0] is not None
         assert stack.admin_key_file.stat().st_mode & 0o777 == 0o600
         assert stack.check() is None

@@ -229,6 +229,8 @@ class LocalStack(Managed):
                 GATEWAY_HOST=cfg.host,
                 GATEWAY_PORT=str(svc[name].port),
                 GATEWAY_API_KEYS_FILE=str(self.keys_file),
+                # Loopback only: reflection helps a developer (grpcurl list) and tells no stranger.
+                GATEWAY_REFLECTION="true",
                 REDIS_URL=self.redis_url,
                 EMBEDDER_ADDR=svc["embedder"].address,
                 RETRIEVER_ADDR=svc["retriever"].address,
