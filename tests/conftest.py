@@ -161,6 +161,7 @@ class Fleet:
                     {
                         "RETRIEVER_HOST": "127.0.0.1",
                         "RETRIEVER_PORT": "0",
+                        "RETRIEVER_METRICS_PORT": "0",
                         "MILVUS_URI": self.milvus_uri,
                         "RETRIEVER_COLLECTION_PREFIX": collection_prefix,
                     }
@@ -199,6 +200,7 @@ class Fleet:
                 reflection=config.reflection,
                 trust_trace_context=config.trust_trace_context,
                 tls=config.tls_files,
+                metrics_port=0,
             ),
             provider,
         )
@@ -224,7 +226,12 @@ async def fleet(
 
     embedder = build_embedder(
         EmbedderSettings.from_env(
-            {"EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": "0", "TRITON_URL": triton_server.grpc_url}
+            {
+                "EMBEDDER_HOST": "127.0.0.1",
+                "EMBEDDER_PORT": "0",
+                "EMBEDDER_METRICS_PORT": "0",
+                "TRITON_URL": triton_server.grpc_url,
+            }
         ),
         _provider("embedder", span_exporter),
     )
@@ -233,6 +240,7 @@ async def fleet(
             {
                 "RETRIEVER_HOST": "127.0.0.1",
                 "RETRIEVER_PORT": "0",
+                "RETRIEVER_METRICS_PORT": "0",
                 "MILVUS_URI": milvus_uri,
                 "RETRIEVER_COLLECTION_PREFIX": "e2e",
             }

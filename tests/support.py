@@ -257,6 +257,7 @@ class ServiceProcess:
             "OTEL_SDK_DISABLED": "true",
             f"{upper}_HOST": "127.0.0.1",
             f"{upper}_PORT": str(self.port),
+            f"{upper}_METRICS_PORT": "0",
             **(
                 {"GATEWAY_API_KEYS_FILE": str(KEYS_FILE), "GATEWAY_API_KEYS_RELOAD_SECONDS": "0.2"}
                 if name == "gateway"

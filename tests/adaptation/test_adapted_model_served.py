@@ -49,7 +49,12 @@ async def test_the_embedder_reports_the_adapted_width_and_calibration(adapted_re
     slope, intercept = record["same_product_calibration"]
     embedder = build_server(
         EmbedderSettings.from_env(
-            {"EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": "0", "TRITON_URL": adapted_triton.grpc_url}
+            {
+                "EMBEDDER_HOST": "127.0.0.1",
+                "EMBEDDER_PORT": "0",
+                "EMBEDDER_METRICS_PORT": "0",
+                "TRITON_URL": adapted_triton.grpc_url,
+            }
         ),
         TracerProvider(),
     )

@@ -45,7 +45,12 @@ async def test_the_adapted_model_finds_dev_products(fleet, dev_set: Path, tmp_pa
         try:
             embedder = build_embedder(
                 EmbedderSettings.from_env(
-                    {"EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": "0", "TRITON_URL": triton.grpc_url}
+                    {
+                        "EMBEDDER_HOST": "127.0.0.1",
+                        "EMBEDDER_PORT": "0",
+                        "EMBEDDER_METRICS_PORT": "0",
+                        "TRITON_URL": triton.grpc_url,
+                    }
                 ),
                 TracerProvider(),
             )

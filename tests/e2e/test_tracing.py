@@ -82,7 +82,7 @@ async def test_a_gateway_that_trusts_trace_context_joins_the_callers_trace(fleet
                 await search_pb2_grpc.SearchServiceStub(channel).GetProduct(
                     search_pb2.GetProductRequest(product_id="nope"), metadata=SENT
                 )
-        [root] = [s for s in span_exporter.get_finished_spans() if s.name == "/imagesearch.v1.SearchService/GetProduct"]
+        root = await server_span(span_exporter, "/imagesearch.v1.SearchService/GetProduct")
         assert f"{root.context.trace_id:032x}" == TRACE_ID
     finally:
         await fleet.stop_extra()

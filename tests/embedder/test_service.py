@@ -39,7 +39,13 @@ _NO_OTEL_ENV = {"OTEL_SDK_DISABLED": "false"}  # the developer's OTEL_* settings
 
 def settings_for(triton: TritonServer, **env: str) -> EmbedderSettings:
     return EmbedderSettings.from_env(
-        {"EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": "0", "TRITON_URL": triton.grpc_url, **env}
+        {
+            "EMBEDDER_HOST": "127.0.0.1",
+            "EMBEDDER_PORT": "0",
+            "EMBEDDER_METRICS_PORT": "0",
+            "TRITON_URL": triton.grpc_url,
+            **env,
+        }
     )
 
 

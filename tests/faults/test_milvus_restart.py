@@ -51,6 +51,7 @@ async def retriever(milvus: list[LocalMilvus]) -> AsyncIterator[ServiceServer]:
         {
             "RETRIEVER_HOST": "127.0.0.1",
             "RETRIEVER_PORT": "0",
+            "RETRIEVER_METRICS_PORT": "0",
             "MILVUS_URI": milvus[0].uri,
             "RETRIEVER_TIMEOUT_SECONDS": "3",
         }

@@ -62,6 +62,7 @@ async def replicas(milvus_uri: str, unique_prefix: str) -> AsyncIterator[Replica
         {
             "RETRIEVER_HOST": "127.0.0.1",
             "RETRIEVER_PORT": "0",
+            "RETRIEVER_METRICS_PORT": "0",
             "MILVUS_URI": milvus_uri,
             "RETRIEVER_COLLECTION_PREFIX": unique_prefix,
         }

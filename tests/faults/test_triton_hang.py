@@ -41,7 +41,12 @@ def triton(tmp_path: Path) -> Iterator[TritonServer]:
 @pytest.fixture
 async def embedder(triton: TritonServer) -> AsyncIterator[ServiceServer]:
     settings = EmbedderSettings.from_env(
-        {"EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": "0", "TRITON_URL": triton.grpc_url}
+        {
+            "EMBEDDER_HOST": "127.0.0.1",
+            "EMBEDDER_PORT": "0",
+            "EMBEDDER_METRICS_PORT": "0",
+            "TRITON_URL": triton.grpc_url,
+        }
     )
     provider = TracerProvider()
     options = ServerOptions(host="127.0.0.1", port=0, health_check_interval_seconds=0.5, connect_retry_seconds=0.2)

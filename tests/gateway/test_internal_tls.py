@@ -34,6 +34,7 @@ async def internal(
             {
                 "EMBEDDER_HOST": "127.0.0.1",
                 "EMBEDDER_PORT": "0",
+                "EMBEDDER_METRICS_PORT": "0",
                 "TRITON_URL": triton_server.grpc_url,
                 "EMBEDDER_TLS_CERT_FILE": str(tls.cert),
                 "EMBEDDER_TLS_KEY_FILE": str(tls.key),
@@ -47,6 +48,7 @@ async def internal(
             {
                 "RETRIEVER_HOST": "127.0.0.1",
                 "RETRIEVER_PORT": "0",
+                "RETRIEVER_METRICS_PORT": "0",
                 "MILVUS_URI": milvus_uri,
                 "RETRIEVER_COLLECTION_PREFIX": "mtls",
                 "RETRIEVER_TLS_CERT_FILE": str(tls.cert),

@@ -115,6 +115,7 @@ def settings_for(milvus_uri: str, prefix: str, **extra: str) -> RetrieverSetting
     env = {
         "RETRIEVER_HOST": "127.0.0.1",
         "RETRIEVER_PORT": "0",
+        "RETRIEVER_METRICS_PORT": "0",
         "MILVUS_URI": milvus_uri,
         "RETRIEVER_COLLECTION_PREFIX": prefix,
         **extra,

@@ -131,7 +131,7 @@ def test_local_stack_wires_starts_watches_and_stops_in_order(stand_ins) -> None:
             for env in (embedder, retriever, gateway)
         )
         parts = [row[0] for row in stack.endpoints()]
-        assert parts == ["gateway", "retriever", "embedder", "triton", "milvus", "redis", "api key", "logs"]
+        assert parts == ["gateway", "retriever", "embedder", "triton", "milvus", "redis", "metrics", "api key", "logs"]
         # The gateway authenticates with the stack's own key file, which holds its admin key.
         assert gateway["GATEWAY_API_KEYS_FILE"] == str(stack.keys_file)
         assert gateway["GATEWAY_REFLECTION"] == "true"  # loopback only: a developer's grpcurl list

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from imagesearch.common import service
 from imagesearch.common.config import options_from
+from imagesearch.common.metrics import ServiceMetrics
 from imagesearch.imaging.decode import ResizeMode, check_pillow_is_strict
 from imagesearch.imaging.sniff import Limits
 from imagesearch.v1 import embedder_pb2_grpc
@@ -48,6 +49,15 @@ class EmbedderBackend:
         self._executor = ThreadPoolExecutor(max_workers=s.decode_workers, thread_name_prefix="embedder-decode")
         self.core = EmbedderCore(
             self.triton, options(s), self._executor, tracer_provider.get_tracer("imagesearch_embedder")
+        )
+
+    def register_metrics(self, metrics: ServiceMetrics) -> None:
+        metrics.watch_breaker("triton", self.triton.breaker)
+        budget = self.core.decode_memory
+        metrics.gauge(
+            "imagesearch_decode_memory_bytes",
+            "Decoded pixels held now by all requests (EMBEDDER_DECODE_MEMORY_BYTES bounds it)",
+            lambda: float(budget.used),
         )
 
     def register(self, server: grpc.aio.Server) -> None:

@@ -20,6 +20,7 @@ RESIZE_MODES = tuple(mode.value for mode in ResizeMode)
 class EmbedderSettings(Settings):
     host: str = setting("0.0.0.0", "EMBEDDER_HOST", "interface to listen on")
     port: int = setting(50052, "EMBEDDER_PORT", "gRPC port of the EmbedderService", minimum=0)
+    metrics_port: int = setting(9465, "EMBEDDER_METRICS_PORT", "Prometheus /metrics port (0: a free one)", minimum=0)
     tls_cert_file: str = setting(
         "", "EMBEDDER_TLS_CERT_FILE", "PEM certificate chain: serve TLS (with EMBEDDER_TLS_KEY_FILE)"
     )

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from imagesearch.common import service
 from imagesearch.common.config import options_from
 from imagesearch.common.errors import DomainError
+from imagesearch.common.metrics import ServiceMetrics
 from imagesearch.v1 import search_pb2_grpc
 from imagesearch_gateway.auth import AuthInterceptor, AuthOptions
 from imagesearch_gateway.cache import CacheOptions, ResultCache
@@ -63,6 +64,23 @@ class GatewayBackend:
     @property
     def interceptors(self) -> tuple[grpc.aio.ServerInterceptor, ...]:  # type: ignore[type-arg]
         return () if self.auth is None else (self.auth,)
+
+    def register_metrics(self, metrics: ServiceMetrics) -> None:
+        metrics.watch_breaker("embedder", self.embedder.breaker)
+        metrics.watch_breaker("retriever", self.retriever.breaker)
+        stats = self.cache.stats
+        metrics.counters(
+            "imagesearch_cache_lookups",
+            "Result-cache lookups by outcome (bypassed: not read; corrupt: unreadable values, counted as misses)",
+            "outcome",
+            lambda: {"hit": stats.hits, "miss": stats.misses, "bypassed": stats.bypassed, "corrupt": stats.corrupt},
+        )
+        metrics.counters(
+            "imagesearch_cache_errors",
+            "Redis commands that failed or timed out",
+            "kind",
+            lambda: {"redis": stats.errors},
+        )
 
     def register(self, server: grpc.aio.Server) -> None:
         search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(self.search, self.catalog), server)

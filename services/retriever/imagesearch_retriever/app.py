@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from imagesearch.common import service
 from imagesearch.common.config import options_from
+from imagesearch.common.metrics import ServiceMetrics
 from imagesearch.v1 import retriever_pb2, retriever_pb2_grpc
 from imagesearch_retriever.core import RetrieverCore
 from imagesearch_retriever.milvus.store import MilvusOptions, MilvusStore
@@ -26,6 +27,9 @@ class RetrieverBackend:
     def __init__(self, settings: RetrieverSettings, tracer_provider: TracerProvider) -> None:
         self.store = MilvusStore(options_from(settings, MilvusOptions), tracer_provider)
         self.core = RetrieverCore(self.store, max_top_k=settings.max_top_k)
+
+    def register_metrics(self, metrics: ServiceMetrics) -> None:
+        metrics.watch_breaker("milvus", self.store.breaker)
 
     def register(self, server: grpc.aio.Server) -> None:
         retriever_pb2_grpc.add_RetrieverServiceServicer_to_server(RetrieverServicer(self.core), server)

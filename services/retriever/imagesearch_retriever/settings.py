@@ -22,6 +22,7 @@ READ_CONSISTENCY_LEVELS = ("Strong", "Session")
 class RetrieverSettings(Settings):
     host: str = setting("0.0.0.0", "RETRIEVER_HOST", "interface to listen on")
     port: int = setting(50053, "RETRIEVER_PORT", "gRPC port of the internal RetrieverService", minimum=0)
+    metrics_port: int = setting(9466, "RETRIEVER_METRICS_PORT", "Prometheus /metrics port (0: a free one)", minimum=0)
     tls_cert_file: str = setting(
         "", "RETRIEVER_TLS_CERT_FILE", "PEM certificate chain: serve TLS (with RETRIEVER_TLS_KEY_FILE)"
     )

@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from imagesearch.common import keepalive
 from imagesearch.common.admission import AdmissionInterceptor, AdmissionLimits
 from imagesearch.common.interceptors import ErrorMappingInterceptor
+from imagesearch.common.metrics import MetricsInterceptor, ServiceMetrics
 from imagesearch.common.telemetry import IgnoreCallerTraceContext, server_interceptor
 from imagesearch.common.tls import TlsFiles, server_credentials
 
@@ -45,7 +46,8 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 class Backend(Protocol):
     """What a service plugs into `ServiceServer`. A backend may also offer `interceptors` (a sequence
-    of grpc.aio.ServerInterceptor), installed inside error mapping and before admission control."""
+    of grpc.aio.ServerInterceptor), installed inside error mapping and before admission control,
+    and `register_metrics(metrics)` to add its own series to the service's /metrics."""
 
     @property
     def service_names(self) -> Sequence[str]:
@@ -76,6 +78,7 @@ class ServerOptions:
     reflection: bool = True  # off on a public listener: it tells strangers every method there is
     trust_trace_context: bool = True  # False on a public listener: callers start no traces of ours
     tls: TlsFiles | None = None  # None: plaintext (inside a cluster, or behind a TLS-terminating balancer)
+    metrics_port: int | None = None  # Prometheus /metrics on this port (0: a free one); None: none
 
 
 class ServiceServer:
@@ -84,6 +87,7 @@ class ServiceServer:
         self._server: grpc.aio.Server | None = None
         self._health = HealthServicer()
         self._watcher: asyncio.Task[None] | None = None
+        self.metrics = ServiceMetrics(name)
         self._connected = asyncio.Event()
         self.port: int = 0
 
@@ -94,12 +98,18 @@ class ServiceServer:
     async def start(self) -> None:
         opts = self._options
         self.admission = AdmissionInterceptor(self.name, opts.admission)
+        register = getattr(self._backend, "register_metrics", None)
+        if register is not None:
+            register(self.metrics)
+        if opts.metrics_port is not None:
+            self.metrics.serve(opts.host, opts.metrics_port)
         self._server = grpc.aio.server(
             # Outermost first: the span covers everything; refusals by admission control are
             # DomainErrors, so they are mapped (and logged) like any other.
             # A backend's own interceptors (the gateway's authentication) come before admission
             # control, so a caller refused by them holds no slot.
             interceptors=[
+                MetricsInterceptor(self.metrics),
                 *(() if opts.trust_trace_context else (IgnoreCallerTraceContext(),)),
                 server_interceptor(self._tracer_provider),
                 ErrorMappingInterceptor(),
@@ -150,6 +160,7 @@ class ServiceServer:
     async def _set_health(self, status: int) -> None:
         for service in ("", *self._backend.service_names):
             await self._health.set(service, status)
+        self.metrics.serving.set(1 if status == SERVING else 0)
 
     async def _watch_dependencies(self) -> None:
         """Connect (retrying), then keep health in step with the dependencies."""
@@ -193,6 +204,7 @@ class ServiceServer:
         if self._server is not None:
             await self._server.stop(grace)
         await self._backend.close()
+        self.metrics.close()
         self._tracer_provider.force_flush()
         log.info("%s stopped", self.name)
 

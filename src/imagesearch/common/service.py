@@ -45,6 +45,9 @@ class ServiceSettings(Protocol):
     def grace_seconds(self) -> float: ...
 
     @property
+    def metrics_port(self) -> int: ...
+
+    @property
     def log_level(self) -> str: ...
 
     @classmethod
@@ -79,6 +82,7 @@ class Service(Generic[S]):
             reflection=getattr(settings, "reflection", True),
             trust_trace_context=getattr(settings, "trust_trace_context", True),
             tls=getattr(settings, "tls_files", None),
+            metrics_port=settings.metrics_port,
         )
         return ServiceServer(self.name, self.backend(settings, provider), options, provider)
 

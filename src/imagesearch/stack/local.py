@@ -78,6 +78,7 @@ class ServiceProcess:
     port: int
     host: str
     log_path: Path
+    metrics_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -202,10 +203,10 @@ class LocalStack(Managed):
         ports = {"embedder": cfg.embedder_port, "retriever": cfg.retriever_port, "gateway": cfg.gateway_port}
         fixed = set(ports.values())
         # Picked together so two services never get the same number.
-        spare = iter(p for p in free_ports(len(SERVICES) + 1, cfg.host) if p not in fixed)
+        spare = iter(p for p in free_ports(2 * len(SERVICES) + 1, cfg.host) if p not in fixed)
         for name in SERVICES:
             port = ports[name] or next(spare)
-            self.services[name] = ServiceProcess(name, port, cfg.host, cfg.log_dir / f"{name}.log")
+            self.services[name] = ServiceProcess(name, port, cfg.host, cfg.log_dir / f"{name}.log", next(spare))
         for name in SERVICES:
             self._progress(f"{name}: starting on {self.services[name].address}")
             self._spawn(self.services[name])
@@ -215,6 +216,7 @@ class LocalStack(Managed):
         cfg = self.config
         env = dict(cfg.environ)
         env.update(PYTHONUNBUFFERED="1", OTEL_SERVICE_NAME=f"imagesearch-{name}")
+        env[f"{name.upper()}_METRICS_PORT"] = str(self.services[name].metrics_port)
         if cfg.log_level:
             env["LOG_LEVEL"] = cfg.log_level
         svc = self.services
@@ -391,6 +393,15 @@ class LocalStack(Managed):
         if self.redis_url:
             note = "private, password-protected, no persistence" if self.redis else "external (REDIS_URL)"
             rows.append(("redis", without_password(self.redis_url), note))
+        if self.services:
+            gateway, *others = (self.services[n] for n in reversed(SERVICES) if n in self.services)
+            rows.append(
+                (
+                    "metrics",
+                    f"http://{gateway.host}:{gateway.metrics_port}/metrics",
+                    ", ".join(f"{svc.name} :{svc.metrics_port}" for svc in others),
+                )
+            )
         rows.append(("api key", str(self.admin_key_file), "admin, every catalog: `imagesearch keys` makes others"))
         rows.append(("logs", str(self.config.log_dir), ""))
         return rows

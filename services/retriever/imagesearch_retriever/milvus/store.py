@@ -123,6 +123,11 @@ class MilvusStore:
         self._breaker = Breaker(f"milvus at {self.uri}")
         self._open_lock = threading.RLock()  # re-entered when a call inside the locked open finds the collection gone
 
+    @property
+    def breaker(self) -> Breaker:
+        """Open while Milvus is known to be down (for /metrics)."""
+        return self._breaker
+
     # ---- lifecycle
 
     async def connect(self) -> None:
