@@ -524,7 +524,16 @@ def test_prometheus_scrapes_only_the_metrics_ports(cluster: Cluster, pods: dict[
     assert cluster.allows(PROMETHEUS, pods["triton"], 8002)
     assert cluster.allows(PROMETHEUS, pods["jaeger"], 14269)
     assert cluster.allows(PROMETHEUS, MILVUS, 9091)
-    for name, port in (("triton", 8001), ("triton", 8000), ("jaeger", 4317), ("redis", 6379)):
+    for name, port in (("gateway", 9464), ("embedder", 9465), ("retriever", 9466)):
+        assert cluster.allows(PROMETHEUS, pods[name], port), (name, port)
+    for name, port in (
+        ("triton", 8001),
+        ("triton", 8000),
+        ("jaeger", 4317),
+        ("redis", 6379),
+        ("embedder", 50052),
+        ("retriever", 50053),
+    ):
         assert not cluster.allows(PROMETHEUS, pods[name], port), (name, port)
     assert not cluster.allows(PROMETHEUS, MILVUS, 19530)
 
