@@ -15,7 +15,6 @@ write and admin call, and a key's first use after each reload.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from imagesearch.auth.keys import ApiKey, KeyFile, KeyFileError, KeyRing, Malfor
 from imagesearch.auth.rates import RateLimiter
 from imagesearch.auth.usage import NOTE_EVERY_SECONDS
 from imagesearch.common.errors import PermissionDenied, ResourceExhausted, Unauthenticated
+from imagesearch.common.files import stamp
 from imagesearch.common.interceptors import with_unary
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class KeyStore:
         self._file = KeyFile(path)
         self._reload = reload_seconds
         self._ring = KeyRing()
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: tuple[int, ...] | None = None
         self._checked = 0.0
         self.loaded_at = 0.0
 
@@ -78,19 +78,15 @@ class KeyStore:
         log.info("gateway: %d API keys from %s", len(self._ring.keys), self._file.path)
         return self._ring
 
-    def _stat(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self._file.path)
-        except OSError:
-            return None
-        return st.st_ino, st.st_mtime_ns, st.st_size
+    def _stat(self) -> tuple[int, ...] | None:
+        return stamp(self._file.path)
 
     def ring(self, now: float) -> KeyRing:
         if now - self._checked >= self._reload:
             self._checked = now
-            stamp = self._stat()
-            if stamp != self._stamp:
-                self._stamp = stamp
+            current = self._stat()
+            if current != self._stamp:
+                self._stamp = current
                 try:
                     self._ring = self._file.load()
                     self.loaded_at = now

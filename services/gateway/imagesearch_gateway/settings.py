@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from imagesearch.common.config import Settings, SettingsError, setting
-from imagesearch.common.tls import ClientTls, TlsFiles, client_tls
+from imagesearch.common.tls import ClientTls, TlsFiles, client_tls, server_tls
 from imagesearch.contracts.calibration import FALLBACK, ScoreCalibration
 from imagesearch.contracts.limits import MAX_ROWS_PER_PRODUCT
 
@@ -174,8 +173,7 @@ class GatewaySettings(Settings):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.internal_tls  # noqa: B018 - a half-set TLS configuration fails here, naming its variables
-        if bool(self.tls_cert_file) != bool(self.tls_key_file):
-            raise SettingsError("GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE go together: set both, or neither")
+        self.tls_files  # noqa: B018 - a half-set TLS configuration fails here, naming its variables
         if self.auth and not self.api_keys_file:
             raise SettingsError(
                 "GATEWAY_API_KEYS_FILE is not set: create keys with `imagesearch keys create --file PATH` and set it, "
@@ -196,9 +194,9 @@ class GatewaySettings(Settings):
 
     @property
     def tls_files(self) -> TlsFiles | None:
-        if not self.tls_cert_file:
-            return None
-        return TlsFiles(Path(self.tls_cert_file), Path(self.tls_key_file))
+        return server_tls(
+            self.tls_cert_file, self.tls_key_file, "", ("GATEWAY_TLS_CERT_FILE", "GATEWAY_TLS_KEY_FILE", "")
+        )
 
     @property
     def internal_tls(self) -> ClientTls | None:

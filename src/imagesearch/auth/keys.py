@@ -13,14 +13,11 @@ are shared by replicas, and do not depend on Redis.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from imagesearch.common.errors import DomainError
+from imagesearch.common.files import write_private
 from imagesearch.contracts.limits import check_catalog
 
 PREFIX = "isk"
@@ -222,21 +220,9 @@ class KeyFile:
         return self.load() if self.path.exists() else KeyRing()
 
     def save(self, keys: Sequence[ApiKey]) -> None:
-        """Atomically: a reader sees the old file or the new one, never half of one."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Atomically, mode 0600: a reader sees the old file or the new one, never half of one."""
         body = json.dumps({"version": FILE_VERSION, "keys": [k.to_json() for k in keys]}, indent=2) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=".keys-", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(body)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_private(self.path, body)
 
     def add(self, key: ApiKey) -> None:
         ring = self.load_or_empty()

@@ -8,10 +8,10 @@ by a new admin key at the next `up`.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from imagesearch.auth.keys import ALL_CATALOGS, KeyFile, KeyFileError, MalformedKey, Scope, new_key
+from imagesearch.common.files import write_private
 
 KEYS_FILE = "keys.json"
 ADMIN_KEY_FILE = "admin.key"
@@ -32,11 +32,7 @@ def ensure_admin_key(runtime_dir: Path) -> tuple[Path, Path, bool]:
     ring = store.load_or_empty() if keys.exists() and _readable(store) else None
     record, token = new_key([Scope.ADMIN], [ALL_CATALOGS], name=ADMIN_KEY_NAME, existing=ring.keys if ring else ())
     store.save([*(ring.keys.values() if ring else ()), record])
-    runtime_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(token + "\n")
-    os.chmod(token_file, 0o600)
+    write_private(token_file, token + "\n")
     return keys, token_file, True
 
 

@@ -23,10 +23,10 @@ def resolve_api_key() -> str | None:
         raise CliError(str(err)) from None
     if key is not None:
         return key
-    from imagesearch.stack.local import StackError, find_repo_root  # only when no key was given
+    from imagesearch.stack.local import StackError, default_runtime_dir, find_repo_root  # only when no key was given
 
     try:
-        local = find_repo_root() / "var" / ADMIN_KEY_FILE
+        local = default_runtime_dir(find_repo_root()) / ADMIN_KEY_FILE
     except StackError:
         return None
     return read_key_file(local) if local.is_file() else None

@@ -86,10 +86,10 @@ def _key_file(args: argparse.Namespace) -> KeyFile:
         return KeyFile(args.file)
     if os.environ.get(ENV_KEYS_FILE, "").strip():
         return KeyFile(Path(os.environ[ENV_KEYS_FILE]).expanduser())
-    from imagesearch.stack.local import StackError, find_repo_root
+    from imagesearch.stack.local import StackError, default_runtime_dir, find_repo_root
 
     try:
-        return KeyFile(find_repo_root() / "var" / KEYS_FILE)
+        return KeyFile(default_runtime_dir(find_repo_root()) / KEYS_FILE)
     except StackError:
         raise CliError(f"no key file given: pass --file or set {ENV_KEYS_FILE}") from None
 

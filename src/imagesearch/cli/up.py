@@ -110,13 +110,13 @@ def _say(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so `imagesearch search` does not pay for the launchers' imports.
-    from imagesearch.stack.local import LocalStack, StackConfig, StackError, find_repo_root
+    from imagesearch.stack.local import LocalStack, StackConfig, StackError, default_runtime_dir, find_repo_root
 
     try:
         repo = find_repo_root(args.repo)
     except StackError as err:
         raise CliError(str(err)) from None
-    runtime = (args.runtime_dir or repo / "var").resolve()
+    runtime = (args.runtime_dir or default_runtime_dir(repo)).resolve()
     config = StackConfig(
         repo_root=repo,
         runtime_dir=runtime,
@@ -194,7 +194,9 @@ def _try_command(gateway: str, repo: Path, key_file: Path) -> str:
     default = os.environ.get("IMAGESEARCH_GATEWAY") or DEFAULT_GATEWAY
     flag = "" if gateway == default else f" --gateway {gateway}"
     # The CLI finds the admin key of the default runtime folder by itself; another one it is told.
-    found = key_file.resolve() == (repo / "var" / ADMIN_KEY_FILE).resolve() and not os.environ.get(ENV_KEY)
+    from imagesearch.stack.local import default_runtime_dir
+
+    found = key_file.resolve() == (default_runtime_dir(repo) / ADMIN_KEY_FILE).resolve() and not os.environ.get(ENV_KEY)
     prefix = "" if found else f"{ENV_KEY_FILE}={display_path(key_file)} "
     return f"{prefix}imagesearch{flag} search {query}"
 

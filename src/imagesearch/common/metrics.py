@@ -43,6 +43,7 @@ class ServiceMetrics:
             "1 while the service reports SERVING (its dependencies answer)",
             registry=self.registry,
         )
+        # Read from admission control at every scrape (ServiceServer wires it): its count is the truth.
         self.calls_in_flight = Gauge(
             "imagesearch_calls_in_flight",
             "Calls being served now (admission control bounds them)",
@@ -99,12 +100,11 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return handler
         inner = handler.unary_unary
         service_name, _, method_name = method.lstrip("/").partition("/")
-        histogram, in_flight = self._metrics.rpc_server_duration, self._metrics.calls_in_flight
+        histogram = self._metrics.rpc_server_duration
 
         async def measured(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
             code = "OK"
-            in_flight.inc()
             try:
                 return await inner(request, context)  # type: ignore[arg-type]
             except grpc.aio.AbortError:
@@ -114,7 +114,6 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 code = "CANCELLED" if context.cancelled() else "UNKNOWN"
                 raise
             finally:
-                in_flight.dec()
                 histogram.labels("grpc", service_name, method_name, code).observe(time.perf_counter() - started)
 
         return with_unary(handler, measured)

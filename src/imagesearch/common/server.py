@@ -98,6 +98,8 @@ class ServiceServer:
     async def start(self) -> None:
         opts = self._options
         self.admission = AdmissionInterceptor(self.name, opts.admission)
+        admission = self.admission
+        self.metrics.calls_in_flight.set_function(lambda: float(admission.calls_in_flight))
         register = getattr(self._backend, "register_metrics", None)
         if register is not None:
             register(self.metrics)

@@ -9,7 +9,6 @@ a client CA, callers must present a certificate it signed (mutual TLS).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import grpc
 
 from imagesearch.common.config import SettingsError
+from imagesearch.common.files import stamp
 
 log = logging.getLogger(__name__)
 
@@ -40,29 +40,22 @@ class _Reloader:
         self._stamp = self._stat()
         self._lock = threading.Lock()
 
-    def _stat(self) -> tuple[int, ...]:
-        paths = [self._files.cert, self._files.key, *([self._files.client_ca] if self._files.client_ca else [])]
-        stamps: list[int] = []
-        for path in paths:
-            try:
-                st = os.stat(path)
-            except OSError:
-                return ()
-            stamps += [st.st_ino, st.st_mtime_ns, st.st_size]
-        return tuple(stamps)
+    def _stat(self) -> tuple[int, ...] | None:
+        files = self._files
+        return stamp(files.cert, files.key, *([files.client_ca] if files.client_ca else []))
 
     def __call__(self) -> grpc.ServerCertificateConfiguration | None:
         """None: keep the configuration in use (gRPC's convention)."""
         with self._lock:
-            stamp = self._stat()
-            if not stamp or stamp == self._stamp:
+            current = self._stat()
+            if not current or current == self._stamp:
                 return None
             try:
                 config = self._files.read()
             except OSError as err:  # half-replaced: the next handshake tries again
                 log.warning("%s: TLS files changed but cannot be read yet: %s", self._name, err)
                 return None
-            self._stamp = stamp
+            self._stamp = current
             log.info("%s: TLS certificate reloaded from %s", self._name, self._files.cert)
             return config
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from imagesearch.auth.local import ADMIN_KEY_FILE, KEYS_FILE, REDIS_URL_FILE, ensure_admin_key
 from imagesearch.client.credentials import read_key_file
 from imagesearch.common import probe
+from imagesearch.common.files import write_private
 from imagesearch.stack.milvus import LocalMilvus
 from imagesearch.stack.ports import free_ports
 from imagesearch.stack.process import Managed, log_tail, spawn
@@ -145,11 +146,7 @@ class LocalStack(Managed):
     def _start_redis(self) -> None:
         self._choose_redis()
         # For `imagesearch keys list` (when each key was last used); it holds the password: 0600.
-        path = self.config.runtime_dir / REDIS_URL_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(self.redis_url + "\n")
+        write_private(self.config.runtime_dir / REDIS_URL_FILE, self.redis_url + "\n")
 
     def _choose_redis(self) -> None:
         url = self.config.redis_url
@@ -451,6 +448,12 @@ def _terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
             pass
     proc.kill()
     proc.wait()
+
+
+def default_runtime_dir(repo: Path) -> Path:
+    """Where `imagesearch up` keeps data, logs and keys unless told otherwise (the CLI looks here for
+    the stack's admin key and key file)."""
+    return repo / "var"
 
 
 def find_repo_root(explicit: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
