@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_SEARCH_LIMIT = 16384  # Milvus' limit on topk
+# A collection created by another replica gets its index just after: wait this long for it.
+INDEX_NOT_FOUND = 700  # Milvus's code
+INDEX_WAIT_ATTEMPTS, INDEX_WAIT_SECONDS = 30, 0.1
 _WRITE_BATCH_ROWS = 256  # ~1.3 MB of 1280-d vectors per insert call, far below Milvus' 64 MB message cap
 # A query returns at most 16384 rows: 32 products of up to 128 rows, in up to 4 versions at once.
 _ROW_QUERY_PRODUCTS = 32
@@ -532,7 +535,7 @@ class MilvusStore:
                 self._create_collection(client, name, catalog, model, role)
             self._verify_collection(client, name, model, catalog, role)
             # Idempotent, and needed after a Milvus restart: collections come back released.
-            self._call("milvus.load_collection", name, 0, client.load_collection, name)
+            self._load(client, name)
         # Loaded is not caught up: after a restart Milvus replays what it had not flushed. A Strong
         # read returns once it has, so no read of ours sees a partial catalog.
         self._barrier(client, pair.rows, "image_id")
@@ -540,6 +543,19 @@ class MilvusStore:
         self._open.add(pair.rows)
         self._known[pair.rows] = (catalog, model)
         return True
+
+    def _load(self, client: MilvusClient, name: str) -> None:
+        """Load a collection. One that another replica has just created may not have its index yet
+        (Milvus: "index not found", code 700) for a moment: wait for it, briefly, then give up."""
+        for _ in range(INDEX_WAIT_ATTEMPTS - 1):
+            try:
+                self._call("milvus.load_collection", name, 0, client.load_collection, name)
+                return
+            except Exception as err:
+                if getattr(err, "code", None) != INDEX_NOT_FOUND:
+                    raise
+                time.sleep(INDEX_WAIT_SECONDS)
+        self._call("milvus.load_collection", name, 0, client.load_collection, name)
 
     def _catalog_pairs(self, client: MilvusClient, catalog: str, *, load: bool) -> list[Pair]:
         """The collections of every model the catalog has been written with."""
