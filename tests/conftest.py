@@ -241,6 +241,7 @@ async def fleet(
                 "RETRIEVER_HOST": "127.0.0.1",
                 "RETRIEVER_PORT": "0",
                 "RETRIEVER_METRICS_PORT": "0",
+                "RETRIEVER_CATALOG_COUNT_SECONDS": "1",
                 "MILVUS_URI": milvus_uri,
                 "RETRIEVER_COLLECTION_PREFIX": "e2e",
             }

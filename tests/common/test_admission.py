@@ -150,6 +150,7 @@ async def test_calls_beyond_the_limit_are_refused_at_once_and_health_still_answe
             assert [reply.service for reply in await asyncio.gather(*held)] == ["a", "a", "a"]
             assert (await call(Request(service="c"), timeout=10)).service == "c"  # the slots came back
             assert server.admission.calls_in_flight == 0
+            assert server.admission.refused == {"calls": 1, "bytes": 0}  # imagesearch_admission_refused_total
     finally:
         await server.stop(1)
 
@@ -166,6 +167,7 @@ async def test_request_bytes_beyond_the_limit_are_refused_at_once() -> None:
                 await call(Request(service="y" * 4_000), timeout=10)
             assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "slow: request memory is exhausted" in (refused.value.details() or "")
+            assert server.admission.refused == {"calls": 0, "bytes": 1}
             backend.release.set()
             await held
     finally:

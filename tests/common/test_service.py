@@ -45,7 +45,7 @@ def test_a_bad_setting_stops_the_service_before_it_starts(name: str, variable: s
 
 def test_each_variable_is_declared_once_across_the_services() -> None:
     declared = [variable for settings in SERVICES.values() for variable, _, _ in settings.variables()]
-    shared = {"LOG_LEVEL"}  # one variable, one meaning, in every service
+    shared = {"LOG_LEVEL", "LOG_FORMAT"}  # one variable, one meaning, in every service
     assert sorted(v for v in set(declared) if declared.count(v) > 1) == sorted(shared)
 
 

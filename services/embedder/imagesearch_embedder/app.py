@@ -53,11 +53,29 @@ class EmbedderBackend:
 
     def register_metrics(self, metrics: ServiceMetrics) -> None:
         metrics.watch_breaker("triton", self.triton.breaker)
-        budget = self.core.decode_memory
+        self.triton.calls = metrics.dependency("triton")
+        core, triton = self.core, self.triton
         metrics.gauge(
             "imagesearch_decode_memory_bytes",
             "Decoded pixels held now by all requests (EMBEDDER_DECODE_MEMORY_BYTES bounds it)",
-            lambda: float(budget.used),
+            lambda: float(core.decode_memory.used),
+        )
+        metrics.gauge(
+            "imagesearch_decode_in_flight",
+            "Images being decoded now (EMBEDDER_DECODE_WORKERS threads work on them)",
+            lambda: float(core.decodes_in_flight),
+        )
+        metrics.counters(
+            "imagesearch_image_failures",
+            "Images refused, by reason (imagesearch.v1.ImageErrorReason, lower case)",
+            "reason",
+            lambda: dict(core.rejected),
+        )
+        metrics.labelled_gauges(
+            "imagesearch_model_info",
+            "1 for the model (and its version) this embedder serves now; none until Triton serves one",
+            ("model", "version"),
+            lambda: {(m.name, m.version): 1.0} if (m := triton.served_or_none) is not None else {},
         )
 
     def register(self, server: grpc.aio.Server) -> None:

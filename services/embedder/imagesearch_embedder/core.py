@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -114,6 +115,9 @@ class EmbedderCore:
         self._tracer = tracer or trace.NoOpTracer()
         self._framings: dict[tuple[int, int] | None, Framing] = {}
         self.decode_memory = Budget(options.decode_memory_bytes, "embedder: decode memory", mib)
+        # Read by the service's /metrics.
+        self.rejected: Counter[str] = Counter()  # images refused, by reason (lower case)
+        self.decodes_in_flight = 0
 
     @property
     def served(self) -> ServedModel:
@@ -153,7 +157,9 @@ class EmbedderCore:
         self.check_request(len(items))
         served = self._inference.served
         with self.decode_memory.ledger() as ledger:
-            return await self._embed(items, served, ledger)
+            embedded = await self._embed(items, served, ledger)
+        self.rejected.update(r.reason.name.lower() for r in embedded.results if isinstance(r, ImageRejected))
+        return embedded
 
     async def _embed(self, items: Sequence[ImageItem | ImageRejected], served: ServedModel, ledger: Ledger) -> Embedded:
         framing = self._framing(served)
@@ -213,7 +219,11 @@ class EmbedderCore:
         async def decode(item: ImageItem | ImageRejected) -> FirstPass:
             if isinstance(item, ImageRejected):
                 return item
-            return await loop.run_in_executor(self._executor, first_pass, ImageItem(*item).framing(can_localize))
+            self.decodes_in_flight += 1
+            try:
+                return await loop.run_in_executor(self._executor, first_pass, ImageItem(*item).framing(can_localize))
+            finally:
+                self.decodes_in_flight -= 1
 
         with self._tracer.start_as_current_span("embedder.decode", attributes={"images": len(items)}) as span:
             # Every decode runs to its end before the request fails: what a thread decodes is

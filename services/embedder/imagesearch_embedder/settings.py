@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from imagesearch.common.config import Settings, SettingsError, setting
+from imagesearch.common.logs import LOG_FORMATS
 from imagesearch.common.tls import TlsFiles, server_tls
 from imagesearch.contracts.limits import MAX_IMAGES_PER_EMBED_REQUEST
 from imagesearch.contracts.model import MODEL_NAME, SIZE_MULTIPLE
@@ -96,6 +97,12 @@ class EmbedderSettings(Settings):
         20.0, "EMBEDDER_GRACE_SECONDS", "drain time for in-flight calls on SIGTERM", minimum=0
     )
     log_level: str = setting("INFO", "LOG_LEVEL", "logging level")
+    log_format: str = setting(
+        "json",
+        "LOG_FORMAT",
+        "json: one object per line with trace_id/span_id; text: for a terminal",
+        choices=LOG_FORMATS,
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -27,6 +27,7 @@ from tritonclient.utils import InferenceServerException
 from imagesearch.common import deadline, keepalive
 from imagesearch.common.breaker import PROBE_TIMEOUT_SECONDS, Breaker
 from imagesearch.common.errors import DeadlineExceeded, DomainError, FailedPrecondition, ResourceExhausted, Unavailable
+from imagesearch.common.metrics import UNTIMED
 from imagesearch.common.types import Floats, Pixels
 from imagesearch.contracts.model import (
     EMBEDDING,
@@ -163,6 +164,7 @@ class TritonEmbedder:
         self._client: InferenceServerClient | None = None
         self._served: ServedModel | None = None
         self.breaker = Breaker(f"triton at {self._url}")
+        self.calls = UNTIMED  # the service's Triton timer, once it has metrics (EmbedderBackend.register_metrics)
         self._probe_timeout = min(self._timeout, PROBE_TIMEOUT_SECONDS)
 
     # ------------------------------------------------------------------ lifecycle
@@ -278,6 +280,11 @@ class TritonEmbedder:
         """The model served now (UNAVAILABLE before connect); read it once per request."""
         return self._require()[1]
 
+    @property
+    def served_or_none(self) -> ServedModel | None:
+        """The model served now, or None before connect (for /metrics, which must never raise)."""
+        return self._served
+
     # ------------------------------------------------------------------ inference
 
     async def embed(self, batch: Pixels, served: ServedModel) -> Floats:
@@ -321,17 +328,18 @@ class TritonEmbedder:
             image = InferInput(INPUT, list(chunk.shape), INPUT_DATATYPE)
             image.set_data_from_numpy(np.ascontiguousarray(chunk))
             # A failure is recorded on the span (exception event + ERROR status) by start_as_current_span.
-            result = await self._call(
-                client.infer(
-                    c.name,
-                    [image],
-                    model_version=c.version,
-                    outputs=[InferRequestedOutput(EMBEDDING)]
-                    + ([InferRequestedOutput(SALIENCY)] if want_saliency else []),
-                    client_timeout=timeout,
-                ),
-                cut_by_caller=timeout < self._timeout,
-            )
+            with self.calls.timed("infer"):
+                result = await self._call(
+                    client.infer(
+                        c.name,
+                        [image],
+                        model_version=c.version,
+                        outputs=[InferRequestedOutput(EMBEDDING)]
+                        + ([InferRequestedOutput(SALIENCY)] if want_saliency else []),
+                        client_timeout=timeout,
+                    ),
+                    cut_by_caller=timeout < self._timeout,
+                )
             vectors = result.as_numpy(EMBEDDING)
             if vectors is None or vectors.shape != (len(chunk), c.dimension):
                 got = None if vectors is None else vectors.shape

@@ -66,6 +66,22 @@ class GatewayBackend:
         return () if self.auth is None else (self.auth,)
 
     def register_metrics(self, metrics: ServiceMetrics) -> None:
+        self.embedder.instrument(metrics)
+        self.retriever.instrument(metrics)
+        self.cache.calls = metrics.dependency("redis")
+        ingested = self.catalog.ingested
+        metrics.counters(
+            "imagesearch_ingest_products",
+            "Products sent to UpsertProducts, by outcome (failed: refused, an image rejected, or the write failed)",
+            "outcome",
+            lambda: {"ok": ingested.ok, "failed": ingested.failed},
+        )
+        metrics.counters(
+            "imagesearch_ingest_image_failures",
+            "Images of UpsertProducts refused, by reason (imagesearch.v1.ImageErrorReason)",
+            "reason",
+            lambda: dict(ingested.image_failures),
+        )
         metrics.watch_breaker("embedder", self.embedder.breaker)
         metrics.watch_breaker("retriever", self.retriever.breaker)
         stats = self.cache.stats

@@ -39,6 +39,7 @@ import redis.asyncio as aioredis
 from opentelemetry.trace import Tracer
 
 from imagesearch.auth.usage import usage_key
+from imagesearch.common.metrics import UNTIMED
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -141,6 +142,7 @@ class ResultCache:
         self._down_until = 0.0
         self._mark_pending: set[str] = set()  # catalogs written while Redis could not be told
         self.stats = CacheStats()
+        self.calls = UNTIMED  # the service's Redis timer, once it has metrics (GatewayBackend.register_metrics)
 
     @property
     def enabled(self) -> bool:
@@ -185,7 +187,10 @@ class ResultCache:
         client = self._client
         if client is None:
             raise _CacheDown()
-        with self._tracer.start_as_current_span(f"redis {operation}", attributes={"db.system": "redis"}) as span:
+        with (
+            self._tracer.start_as_current_span(f"redis {operation}", attributes={"db.system": "redis"}) as span,
+            self.calls.timed(operation.lower()),
+        ):
             try:
                 return await asyncio.wait_for(command(client), self._timeout)
             except (TimeoutError, aioredis.RedisError, OSError) as err:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -22,7 +23,7 @@ from imagesearch.contracts.limits import (
     check_product_id,
 )
 from imagesearch_gateway.models import ServedModel
-from imagesearch_gateway.ports import Core, Embeddings, ImageFault, ImageVector, Lookup
+from imagesearch_gateway.ports import Core, Embeddings, ImageFault, ImageVector, Lookup, Ports
 
 # Images per Embed call (Triton's max_batch_size); bigger writes are split.
 EMBED_CHUNK_IMAGES = 32
@@ -63,15 +64,47 @@ class CatalogOptions:
     index_object_crops: bool = True
 
 
+@dataclass
+class IngestCounts:
+    """What UpsertProducts has done since start (the gateway's /metrics reads it)."""
+
+    ok: int = 0
+    failed: int = 0
+    image_failures: Counter[str] = field(default_factory=Counter)  # by reason, lower case
+
+    def count(self, outcomes: Sequence[ProductOutcome]) -> None:
+        for outcome in outcomes:
+            if outcome.ok:
+                self.ok += 1
+            else:
+                self.failed += 1
+            self.image_failures.update(failure.reason.name.lower() for failure in outcome.image_failures)
+
+
 # Per image: its vectors (as sent, then trimmed when enabled), or its one fault.
 Views = list[Floats] | ImageFault
 
 
 class CatalogCore(Core[CatalogOptions]):
+    def __init__(self, ports: Ports, options: CatalogOptions) -> None:
+        super().__init__(ports, options)
+        self.ingested = IngestCounts()
+
     async def upsert(
         self, items: Sequence[ProductUpsert], catalog: str = "", duplicate_threshold: float = 0.0
     ) -> list[ProductOutcome]:
         """Embed every image, then write whole products; a product with a bad image is not written."""
+        try:
+            outcomes = await self._upsert(items, catalog, duplicate_threshold)
+        except BaseException:
+            self.ingested.failed += len(items)  # nothing of the request was written
+            raise
+        self.ingested.count(outcomes)
+        return outcomes
+
+    async def _upsert(
+        self, items: Sequence[ProductUpsert], catalog: str, duplicate_threshold: float
+    ) -> list[ProductOutcome]:
         check_catalog(catalog)
         if not (math.isfinite(duplicate_threshold) and 0.0 <= duplicate_threshold <= 1.0):
             raise InvalidArgument(f"duplicate_threshold must lie in [0, 1], got {duplicate_threshold}")

@@ -11,7 +11,7 @@ fast until a health probe or a trial call finds it back (imagesearch.common.brea
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 import numpy as np
@@ -22,6 +22,7 @@ from imagesearch.common import convert, deadline, keepalive
 from imagesearch.common.breaker import PROBE_TIMEOUT_SECONDS, Breaker
 from imagesearch.common.errors import DomainError, FailedPrecondition, Unavailable
 from imagesearch.common.interceptors import from_downstream
+from imagesearch.common.metrics import MetricsClientInterceptor, ServiceMetrics
 from imagesearch.common.telemetry import client_interceptors
 from imagesearch.common.tls import ClientTls
 from imagesearch.common.types import Floats, Hit, ModelId, ProductRecord, Region
@@ -50,10 +51,15 @@ class _Client:
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
         self.breaker = Breaker(f"{self.name} at {address}")
+        self._measured: list[grpc.aio.ClientInterceptor] = []
+
+    def instrument(self, metrics: ServiceMetrics) -> None:
+        """Time every call into the service's rpc_client_duration_seconds (before open())."""
+        self._measured = [cast(grpc.aio.ClientInterceptor, MetricsClientInterceptor(metrics))]
 
     def open(self) -> None:
         if self._channel is None:
-            interceptors = client_interceptors(self._provider)
+            interceptors = [*client_interceptors(self._provider), *self._measured]  # tracing outermost
             options = [
                 ("grpc.max_receive_message_length", self._max_message_bytes),
                 ("grpc.max_send_message_length", self._max_message_bytes),

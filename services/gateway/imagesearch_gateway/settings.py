@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from imagesearch.common.config import Settings, SettingsError, setting
+from imagesearch.common.logs import LOG_FORMATS
 from imagesearch.common.tls import ClientTls, TlsFiles, client_tls, server_tls
 from imagesearch.contracts.calibration import FALLBACK, ScoreCalibration
 from imagesearch.contracts.limits import MAX_ROWS_PER_PRODUCT
@@ -169,6 +170,12 @@ class GatewaySettings(Settings):
         20.0, "GATEWAY_GRACE_SECONDS", "drain time for in-flight calls on SIGTERM", minimum=0
     )
     log_level: str = setting("INFO", "LOG_LEVEL", "logging level")
+    log_format: str = setting(
+        "json",
+        "LOG_FORMAT",
+        "json: one object per line with trace_id/span_id; text: for a terminal",
+        choices=LOG_FORMATS,
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

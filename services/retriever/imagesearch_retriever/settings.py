@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from imagesearch.common.config import Settings, SettingsError, setting
+from imagesearch.common.logs import LOG_FORMATS
 from imagesearch.common.tls import TlsFiles, server_tls
 from imagesearch.contracts.limits import MAX_TOP_K
 from imagesearch_retriever.core import OVERFETCH
@@ -80,7 +81,19 @@ class RetrieverSettings(Settings):
     grace_seconds: float = setting(
         20.0, "RETRIEVER_GRACE_SECONDS", "drain time for in-flight calls on SIGTERM", minimum=0
     )
+    catalog_count_seconds: float = setting(
+        15.0,
+        "RETRIEVER_CATALOG_COUNT_SECONDS",
+        "how often the products of each catalog are counted for /metrics (a query per catalog)",
+        minimum=1,
+    )
     log_level: str = setting("INFO", "LOG_LEVEL", "logging level")
+    log_format: str = setting(
+        "json",
+        "LOG_FORMAT",
+        "json: one object per line with trace_id/span_id; text: for a terminal",
+        choices=LOG_FORMATS,
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -12,12 +12,14 @@ Both are `imagesearch.common.budget.Budget`s: a reservation either fits now or f
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
 from imagesearch.common.budget import Budget, mib
+from imagesearch.common.errors import ResourceExhausted
 from imagesearch.common.interceptors import with_unary
 
 # Calls that admission control never refuses.
@@ -38,6 +40,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg
     def __init__(self, service: str, limits: AdmissionLimits) -> None:
         self._calls = Budget(limits.max_in_flight, f"{service}: concurrent calls", lambda n: f"{n} calls")
         self._bytes = Budget(limits.max_in_flight_bytes, f"{service}: request memory", mib)
+        self.refused = {"calls": 0, "bytes": 0}  # by the limit hit (the service's /metrics)
 
     @property
     def calls_in_flight(self) -> int:
@@ -53,11 +56,17 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg
         if handler is None or handler.unary_unary is None or method.startswith(_EXEMPT_PREFIXES):
             return handler
         inner = handler.unary_unary
-        calls, memory = self._calls, self._bytes
+        calls, memory, refused = self._calls, self._bytes, self.refused
 
         async def admitted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             size = request.ByteSize() if hasattr(request, "ByteSize") else 0
-            with calls.holding(1), memory.holding(size):
+            with ExitStack() as held:
+                for limit, budget, amount in (("calls", calls, 1), ("bytes", memory, size)):
+                    try:
+                        held.enter_context(budget.holding(amount))
+                    except ResourceExhausted:
+                        refused[limit] += 1
+                        raise
                 return await inner(request, context)  # type: ignore[arg-type]
 
         return with_unary(handler, admitted)

@@ -100,6 +100,12 @@ class ServiceServer:
         self.admission = AdmissionInterceptor(self.name, opts.admission)
         admission = self.admission
         self.metrics.calls_in_flight.set_function(lambda: float(admission.calls_in_flight))
+        self.metrics.counters(
+            "imagesearch_admission_refused",
+            "Calls refused at once with RESOURCE_EXHAUSTED by admission control, by the limit they hit",
+            "limit",
+            lambda: dict(admission.refused),
+        )
         register = getattr(self._backend, "register_metrics", None)
         if register is not None:
             register(self.metrics)
@@ -111,9 +117,11 @@ class ServiceServer:
             # A backend's own interceptors (the gateway's authentication) come before admission
             # control, so a caller refused by them holds no slot.
             interceptors=[
-                MetricsInterceptor(self.metrics),
                 *(() if opts.trust_trace_context else (IgnoreCallerTraceContext(),)),
                 server_interceptor(self._tracer_provider),
+                # Inside the span (its trace id is the exemplar), outside error mapping (it sees
+                # the final status).
+                MetricsInterceptor(self.metrics),
                 ErrorMappingInterceptor(),
                 *getattr(self._backend, "interceptors", ()),
                 self.admission,
@@ -221,10 +229,3 @@ async def serve_until_signalled(server: ServiceServer, grace: float) -> None:
     await stop.wait()
     log.info("%s: signal received, draining for up to %.0f s", server.name, grace)
     await server.stop(grace)
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )

@@ -18,7 +18,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from imagesearch.common.admission import AdmissionLimits
 from imagesearch.common.config import SettingsError
-from imagesearch.common.server import Backend, ServerOptions, ServiceServer, configure_logging, serve_until_signalled
+from imagesearch.common.logs import configure_logging
+from imagesearch.common.server import Backend, ServerOptions, ServiceServer, serve_until_signalled
 from imagesearch.common.telemetry import build_tracer_provider
 
 
@@ -49,6 +50,9 @@ class ServiceSettings(Protocol):
 
     @property
     def log_level(self) -> str: ...
+
+    @property
+    def log_format(self) -> str: ...
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self: ...
@@ -100,6 +104,6 @@ class Service(Generic[S]):
         except SettingsError as err:
             print(f"imagesearch-{self.name}: {err}", file=sys.stderr)
             raise SystemExit(2) from None
-        configure_logging(settings.log_level)
+        configure_logging(self.name, settings.log_level, settings.log_format)
         server = self.server(settings, build_tracer_provider(self.name))
         asyncio.run(serve_until_signalled(server, grace=settings.grace_seconds))

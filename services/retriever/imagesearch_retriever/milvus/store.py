@@ -38,6 +38,7 @@ from pymilvus import MilvusClient
 from imagesearch.common import deadline
 from imagesearch.common.breaker import OUTAGES, PROBE_TIMEOUT_SECONDS, Breaker
 from imagesearch.common.errors import DeadlineExceeded, DomainError, Unavailable
+from imagesearch.common.metrics import UNTIMED
 from imagesearch.common.types import Floats, Hit, ModelId, ProductRecord
 from imagesearch_retriever.milvus import schema, versions
 from imagesearch_retriever.milvus.errors import CollectionGone, NotLoaded, describe, translate
@@ -115,6 +116,7 @@ class MilvusStore:
         self._prefix = options.collection_prefix
         self._hnsw = schema.HnswParams(options.hnsw_m, options.hnsw_ef_construction, options.hnsw_ef_search)
         self._consistency = options.read_consistency
+        self.calls = UNTIMED  # the service's Milvus timer, once it has metrics (RetrieverBackend.register_metrics)
         # pymilvus bounds its internal retries only by an *int* timeout (a float
         # one retries 75 times), so round up.
         self._timeout = max(1, math.ceil(options.timeout_seconds))
@@ -407,6 +409,34 @@ class MilvusStore:
         except CollectionGone:
             return []
 
+    async def catalog_sizes(self) -> dict[tuple[str, ...], float]:
+        """Products per (catalog, model `name:version`) of the collections this replica has open
+        (replicas agree; take the max across them): committed heads not deleted, which counts a
+        product twice only while an interrupted write's clean-up is pending. For /metrics."""
+        return await self._run(self._catalog_sizes)
+
+    def _catalog_sizes(self) -> dict[tuple[str, ...], float]:
+        client = self._require_client()
+        with self._open_lock:
+            serving = [(name, *self._known[name]) for name in sorted(self._open) if name in self._known]
+        sizes: dict[tuple[str, ...], float] = {}
+        for name, catalog, model in serving:
+            try:
+                counted = self._call(
+                    "milvus.count",
+                    name,
+                    0,
+                    client.query,
+                    schema.heads_name(name),
+                    filter="deleted == false",
+                    output_fields=["count(*)"],
+                    consistency_level="Bounded",  # a gauge may lag a moment; it must never wait
+                )
+            except (CollectionGone, NotLoaded):
+                continue  # dropped or released meanwhile
+            sizes[(catalog, f"{model.name}:{model.version}")] = float(counted[0]["count(*)"]) if counted else 0.0
+        return sizes
+
     async def search(self, catalog: str, model: ModelId, query: VectorQuery) -> list[list[Hit]]:
         """Nearest visible images for each query vector (best first), `limit` per vector, restricted by the filter."""
         if not query.vectors:
@@ -655,7 +685,7 @@ class MilvusStore:
         bounded = deadline.bounded(wanted, f"milvus at {self.uri}")
         # pymilvus bounds its retries only by an int timeout: whole seconds, at least one.
         timeout = max(1, math.ceil(bounded))
-        with self._span(span_name, collection, rows) as span:
+        with self._span(span_name, collection, rows) as span, self.calls.timed(span_name.removeprefix("milvus.")):
             try:
                 result = fn(*args, timeout=timeout, **kwargs)
             except Exception as err:
