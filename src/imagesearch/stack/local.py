@@ -293,10 +293,13 @@ class LocalStack(Managed):
             return
         binary = prometheus_binary(cfg.environ)
         if binary is None:
-            self._progress(
-                f"prometheus: not running (not installed: `{INSTALL_HINT}`, or set {PROMETHEUS_BIN_VAR}); "
-                "the services' /metrics still answer"
+            configured = cfg.environ.get(PROMETHEUS_BIN_VAR)
+            why = (
+                f"{PROMETHEUS_BIN_VAR}={configured} is no executable"
+                if configured
+                else f"not installed: `{INSTALL_HINT}`, or set {PROMETHEUS_BIN_VAR}"
             )
+            self._progress(f"prometheus: not running ({why}); the services' /metrics still answer")
             return
         self._progress("prometheus: starting")
         prometheus = LocalPrometheus(
