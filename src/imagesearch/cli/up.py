@@ -40,7 +40,7 @@ A Prometheus (Debian: `apt-get install prometheus`) scrapes every part every 5 s
 (jobs gateway, embedder, retriever, triton, milvus) and loads the alert rules in
 deploy/prometheus/rules/; without one installed the stack runs all the same.
 
-A part that crashes meanwhile (Milvus, Triton, Redis or a service) is restarted on
+A part that crashes meanwhile (Milvus, Triton, Redis, Prometheus or a service) is restarted on
 its address after a back-off (1 s, doubling to 30 s), saying so, while the rest keeps
 running; one that crashes 5 times within 10 minutes stops the stack, showing its log.
 
