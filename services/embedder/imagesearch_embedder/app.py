@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from imagesearch.common import service
 from imagesearch.common.config import options_from
 from imagesearch.common.metrics import ServiceMetrics
+from imagesearch.common.types import ImageErrorReason
 from imagesearch.imaging.decode import ResizeMode, check_pillow_is_strict
 from imagesearch.imaging.sniff import Limits
 from imagesearch.v1 import embedder_pb2_grpc
@@ -69,7 +70,7 @@ class EmbedderBackend:
             "imagesearch_image_failures",
             "Images refused, by reason (imagesearch.v1.ImageErrorReason, lower case)",
             "reason",
-            lambda: dict(core.rejected),
+            lambda: {reason.name.lower(): float(core.rejected[reason.name.lower()]) for reason in ImageErrorReason},
         )
         metrics.labelled_gauges(
             "imagesearch_model_info",

@@ -16,6 +16,7 @@ from imagesearch.common import service
 from imagesearch.common.config import options_from
 from imagesearch.common.errors import DomainError
 from imagesearch.common.metrics import ServiceMetrics
+from imagesearch.common.types import ImageErrorReason
 from imagesearch.v1 import search_pb2_grpc
 from imagesearch_gateway.auth import AuthInterceptor, AuthOptions
 from imagesearch_gateway.cache import CacheOptions, ResultCache
@@ -80,7 +81,7 @@ class GatewayBackend:
             "imagesearch_ingest_image_failures",
             "Images of UpsertProducts refused, by reason (imagesearch.v1.ImageErrorReason)",
             "reason",
-            lambda: dict(ingested.image_failures),
+            lambda: {r.name.lower(): float(ingested.image_failures[r.name.lower()]) for r in ImageErrorReason},
         )
         metrics.watch_breaker("embedder", self.embedder.breaker)
         metrics.watch_breaker("retriever", self.retriever.breaker)

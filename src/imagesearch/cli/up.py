@@ -36,12 +36,17 @@ services on this machine, wait until every service reports SERVING, index the de
 catalog (demo/catalog.csv; products already indexed are skipped), print the endpoints,
 and run until Ctrl-C or SIGTERM, which stops everything in reverse order.
 
-A part that crashes meanwhile (Milvus, Triton, Redis or a service) is restarted on
+A Prometheus (Debian: `apt-get install prometheus`) scrapes every part every 5 s
+(jobs gateway, embedder, retriever, triton, milvus) and loads the alert rules in
+deploy/prometheus/rules/; without one installed the stack runs all the same.
+
+A part that crashes meanwhile (Milvus, Triton, Redis, Prometheus or a service) is restarted on
 its address after a back-off (1 s, doubling to 30 s), saying so, while the rest keeps
 running; one that crashes 5 times within 10 minutes stops the stack, showing its log.
 
 The Milvus data lives in the runtime folder, so the catalog survives restarts. Logs:
-<runtime-dir>/logs/<service>.log, Milvus in <runtime-dir>/milvus/, Triton in <runtime-dir>/triton/.
+<runtime-dir>/logs/<service>.log, Milvus in <runtime-dir>/milvus/, Triton in <runtime-dir>/triton/,
+Prometheus (configuration, log, data) in <runtime-dir>/prometheus/.
 """
 
 UP_EPILOG = """\
@@ -55,6 +60,7 @@ environment:
   REDIS_URL            use this Redis when it answers; otherwise a private redis-server is started
   OTEL_*               passed to every service (each gets its own OTEL_SERVICE_NAME)
   LOG_LEVEL            services' log level (or --log-level)
+  PROMETHEUS_BIN       the Prometheus executable (default: prometheus on PATH)
 """
 
 
@@ -65,6 +71,12 @@ def add_parser(subparsers: Subparsers) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="index demo/catalog.csv once the stack is up (default: on)",
+    )
+    p.add_argument(
+        "--prometheus",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run a Prometheus that scrapes every part, when one is installed (default: on)",
     )
     p.add_argument(
         "--repo", type=Path, help="the checkout (pyproject.toml + model_repo/); default: $IMAGESEARCH_HOME or found"
@@ -130,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         redis_url=os.environ.get("REDIS_URL") or None,
         log_level=args.log_level,
         ready_timeout=args.timeout,
+        prometheus=args.prometheus,
     )
     # pymilvus (imported by the Milvus launcher) warns about its own use of pkg_resources.
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)

@@ -3,17 +3,19 @@
 Start order follows the dependencies: Redis, Triton (started first, checked
 later: it loads its model while Milvus boots), Milvus, then the embedder,
 retriever and gateway as `python -m imagesearch_<name>` child processes,
-each logging to `<runtime_dir>/logs/<name>.log`. `start()` returns once every
+each logging to `<runtime_dir>/logs/<name>.log`, and last a Prometheus that
+scrapes them all (when one is installed). `start()` returns once every
 service reports grpc.health.v1 SERVING, and on failure stops what it started
 and raises `StackError` with the log tail of the part that failed.
 
-`stop()` goes in reverse: the gateway first (SIGTERM lets it drain in-flight
-calls while its backends still answer), then retriever and embedder, then
-Triton, Milvus and Redis.
+`stop()` goes in reverse: Prometheus first (nothing depends on it), then the
+gateway (SIGTERM lets it drain in-flight calls while its backends still
+answer), retriever and embedder, then Triton, Milvus and Redis.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
@@ -33,6 +35,14 @@ from imagesearch.common.files import write_private
 from imagesearch.stack.milvus import LocalMilvus
 from imagesearch.stack.ports import free_ports
 from imagesearch.stack.process import Managed, log_tail, spawn
+from imagesearch.stack.prometheus import (
+    INSTALL_HINT,
+    PROMETHEUS_BIN_VAR,
+    RULES_GLOB,
+    LocalPrometheus,
+    PrometheusStartError,
+    prometheus_binary,
+)
 from imagesearch.stack.redis import LocalRedis, redis_reachable, without_password
 from imagesearch.stack.supervision import RestartPolicy, Restarts
 from imagesearch.stack.triton import TritonServer
@@ -40,6 +50,11 @@ from imagesearch.stack.triton import TritonServer
 SERVICES = ("embedder", "retriever", "gateway")  # start order; stopped in reverse
 # Which dependency to suspect, and show the log of, when a service never becomes SERVING.
 _DEPENDENCY_OF = {"embedder": "triton", "retriever": "milvus", "gateway": "embedder/retriever"}
+SCRAPE_INTERVAL = 5.0  # seconds: a graph that follows what a developer just did
+
+
+_LOOPBACK = "127.0.0.1"
+_ANY_ADDRESS = ("0.0.0.0", "::", "")  # listening everywhere: scraped over loopback
 
 
 class StackError(RuntimeError):
@@ -63,6 +78,7 @@ class StackConfig:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     model_repo: Path | None = None  # None = <repo_root>/model_repo
     restarts: RestartPolicy = field(default_factory=RestartPolicy)  # for parts that crash while running
+    prometheus: bool = True  # scrape every part (when a prometheus binary is installed)
 
     @property
     def model_repository(self) -> Path:
@@ -113,6 +129,7 @@ class LocalStack(Managed):
         self.redis_url: str = ""
         self.triton: TritonServer | None = None
         self.milvus: LocalMilvus | None = None
+        self.prometheus: LocalPrometheus | None = None
         self.services: dict[str, ServiceProcess] = {}
         self._restarts: dict[str, Restarts] = {}
         self.keys_file = config.runtime_dir / KEYS_FILE
@@ -130,6 +147,7 @@ class LocalStack(Managed):
             self._ensure_keys()
             self._start_services()
             self._wait_serving()
+            self._start_prometheus()
         except BaseException:
             self.stop()
             raise
@@ -266,6 +284,46 @@ class LocalStack(Managed):
             if waiting:
                 time.sleep(0.5)
 
+    def _start_prometheus(self) -> None:
+        """Last: it scrapes the metrics ports the services were given. Without a Prometheus binary
+        the stack runs all the same (the services' /metrics still answer), saying so once."""
+        cfg = self.config
+        if not cfg.prometheus:
+            self._progress("prometheus: off")
+            return
+        binary = prometheus_binary(cfg.environ)
+        if binary is None:
+            configured = cfg.environ.get(PROMETHEUS_BIN_VAR)
+            why = (
+                f"{PROMETHEUS_BIN_VAR}={configured} is no executable"
+                if configured
+                else f"not installed: `{INSTALL_HINT}`, or set {PROMETHEUS_BIN_VAR}"
+            )
+            self._progress(f"prometheus: not running ({why}); the services' /metrics still answer")
+            return
+        self._progress("prometheus: starting")
+        prometheus = LocalPrometheus(
+            cfg.runtime_dir / "prometheus",
+            self.scrape_jobs(),
+            rule_files=[str(cfg.repo_root / RULES_GLOB)],
+            scrape_interval=SCRAPE_INTERVAL,
+            binary=binary,
+        )
+        try:
+            self.prometheus = prometheus.start()
+        except PrometheusStartError as err:
+            raise StackError(f"{err}\n(`imagesearch up --no-prometheus` runs the stack without it)") from None
+
+    def scrape_jobs(self) -> dict[str, list[str]]:
+        """Prometheus's targets, by the job names the dashboards and alert rules use."""
+        host = _LOOPBACK if self.config.host in _ANY_ADDRESS else self.config.host
+        jobs = {name: [f"{host}:{svc.metrics_port}"] for name, svc in self.services.items() if svc.metrics_port}
+        if self.triton is not None and self.triton.metrics_port:
+            jobs["triton"] = [f"{_LOOPBACK}:{self.triton.metrics_port}"]
+        if self.milvus is not None and self.milvus.health_port:  # Milvus serves /metrics beside /healthz
+            jobs["milvus"] = [f"{_LOOPBACK}:{self.milvus.health_port}"]
+        return jobs
+
     def _failure(self, name: str, headline: str) -> str:
         svc = self.services[name]
         tail = log_tail(svc.log_path, 25)
@@ -340,6 +398,7 @@ class LocalStack(Managed):
             ("redis", self.redis, self._restart_redis),
             ("triton", self.triton, self._restart_triton),
             ("milvus", self.milvus, self._restart_milvus),
+            ("prometheus", self.prometheus, self._restart_prometheus),
         ):
             if part is not None and getattr(part, "running", True) is False:
                 log = getattr(part, "log_path", None)
@@ -375,6 +434,20 @@ class LocalStack(Managed):
         assert self.milvus is not None
         self.milvus = LocalMilvus(base_dir=self.milvus.base_dir, port=self.milvus.port)
         self.milvus.start()
+        if self.prometheus is not None:  # its metrics port is picked afresh
+            self.prometheus.reconfigure(self.scrape_jobs())
+
+    def _restart_prometheus(self) -> None:
+        old = self.prometheus
+        assert old is not None
+        self.prometheus = LocalPrometheus(
+            old.dir,
+            self.scrape_jobs(),
+            rule_files=old.rule_files,
+            scrape_interval=old.scrape_interval,
+            port=old.port,
+            binary=prometheus_binary(self.config.environ),
+        ).start()
 
     def endpoints(self) -> list[tuple[str, str, str]]:
         """(part, address, note) for the start-up banner."""
@@ -399,6 +472,8 @@ class LocalStack(Managed):
                     ", ".join(f"{svc.name} :{svc.metrics_port}" for svc in others),
                 )
             )
+        if self.prometheus is not None:
+            rows.append(("prometheus", self.prometheus.url, str(self.prometheus.log_path)))
         rows.append(("api key", str(self.admin_key_file), "admin, every catalog: `imagesearch keys` makes others"))
         rows.append(("logs", str(self.config.log_dir), ""))
         return rows
@@ -410,6 +485,11 @@ class LocalStack(Managed):
 
         A second Ctrl-C while draining skips the remaining grace periods.
         """
+        if self.prometheus is not None:
+            self._progress("prometheus: stopping")
+            with contextlib.suppress(KeyboardInterrupt):  # it has had its SIGTERM; it dies with us
+                self.prometheus.stop()
+            self.prometheus = None
         hurry = False
         for name in reversed(SERVICES):
             svc = self.services.get(name)
