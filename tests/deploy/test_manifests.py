@@ -607,7 +607,10 @@ def test_autoscalers_scale_up_fast_and_down_slowly_between_sane_bounds(rendered:
         name, spec = scaled["metadata"]["name"], scaled["spec"]
         assert 1 <= spec["minReplicaCount"] < spec["maxReplicaCount"], name
         behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
-        up, down = behavior["scaleUp"]["stabilizationWindowSeconds"], behavior["scaleDown"]["stabilizationWindowSeconds"]
+        up, down = (
+            behavior["scaleUp"]["stabilizationWindowSeconds"],
+            behavior["scaleDown"]["stabilizationWindowSeconds"],
+        )
         assert up <= 60 < 300 <= down, name
         assert spec["minReplicaCount"] <= spec["fallback"]["replicas"] <= spec["maxReplicaCount"], name
     # Two replicas at least where a PodDisruptionBudget lets one go: a drain must leave one serving.

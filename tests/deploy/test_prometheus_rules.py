@@ -146,7 +146,7 @@ def test_every_alert_links_its_own_runbook_entry_in_operations_md() -> None:
 
 def test_the_anchor_reader_follows_githubs_rule() -> None:
     anchors = _github_anchors(
-        "## Alerts and runbooks\n### `TritonQueueing`\n<a id=\"x-y\"></a>\n#### SLOs ##\n```promql\n# rate\n```\n"
+        '## Alerts and runbooks\n### `TritonQueueing`\n<a id="x-y"></a>\n#### SLOs ##\n```promql\n# rate\n```\n'
     )
     assert anchors == {"alerts-and-runbooks", "tritonqueueing", "x-y", "slos"}
 
@@ -201,7 +201,9 @@ def test_the_autoscalers_queries_are_promql_that_promtool_accepts(tmp_path: Path
         if trigger["type"] == "prometheus"
     ]
     assert len(queries) == 3
-    rules = {"groups": [{"name": "keda", "rules": [{"record": f"keda:query:{i}", "expr": q} for i, q in enumerate(queries)]}]}
+    rules = {
+        "groups": [{"name": "keda", "rules": [{"record": f"keda:query:{i}", "expr": q} for i, q in enumerate(queries)]}]
+    }
     path = tmp_path / "keda.yml"
     path.write_text(yaml.safe_dump(rules))
     done = _run_promtool("check", "rules", str(path))
