@@ -561,6 +561,127 @@ def test_the_milvus_policies_stay_out_of_the_main_kustomization(
     assert {doc["metadata"]["namespace"] for doc in _of_kind(milvus_rendered, "NetworkPolicy")} == {MILVUS_NAMESPACE}
 
 
+# --------------------------------------------------------------------------- monitoring and autoscaling
+
+# The scrape jobs every rule, dashboard and autoscaler names (docs/operations.md, "Metrics").
+SCRAPE_JOBS = {"gateway", "embedder", "retriever", "triton"}
+RULE_FILES = ROOT / "deploy" / "prometheus" / "rules"
+
+
+def _autoscaler_targets(docs: tuple[dict[str, Any], ...]) -> list[tuple[str, str]]:
+    """(autoscaler, Deployment it scales) for every HPA and ScaledObject, KEDA's defaults filled in."""
+    targets = []
+    for doc in _of_kind(docs, "HorizontalPodAutoscaler") + _of_kind(docs, "ScaledObject"):
+        ref = doc["spec"]["scaleTargetRef"]
+        assert ref.get("apiVersion", "apps/v1") == "apps/v1", doc["metadata"]["name"]
+        assert ref.get("kind", "Deployment") == "Deployment", doc["metadata"]["name"]
+        targets.append((f"{doc['kind']}/{doc['metadata']['name']}", ref["name"]))
+    return targets
+
+
+def test_every_scaled_object_scales_an_existing_deployment(rendered: tuple[dict[str, Any], ...]) -> None:
+    deployments = {doc["metadata"]["name"] for doc in _of_kind(rendered, "Deployment")}
+    scaled = {target for name, target in _autoscaler_targets(rendered) if name.startswith("ScaledObject/")}
+    assert scaled == {"gateway", "embedder", "triton"}
+    assert scaled <= deployments
+
+
+def test_no_deployment_has_two_autoscalers(rendered: tuple[dict[str, Any], ...]) -> None:
+    # KEDA makes an HPA of its own for each ScaledObject: any other one on the same Deployment
+    # would fight it over the replica count.
+    targets = [target for _, target in _autoscaler_targets(rendered)]
+    assert sorted(targets) == sorted(set(targets)), _autoscaler_targets(rendered)
+    assert _of_kind(rendered, "HorizontalPodAutoscaler") == []
+
+
+def test_an_autoscaled_deployment_leaves_its_replica_count_to_the_autoscaler(
+    rendered: tuple[dict[str, Any], ...],
+) -> None:
+    deployments = {doc["metadata"]["name"]: doc for doc in _of_kind(rendered, "Deployment")}
+    for name, target in _autoscaler_targets(rendered):
+        assert "replicas" not in deployments[target]["spec"], f"re-applying {target} would reset {name}"
+
+
+def test_autoscalers_scale_up_fast_and_down_slowly_between_sane_bounds(rendered: tuple[dict[str, Any], ...]) -> None:
+    for scaled in _of_kind(rendered, "ScaledObject"):
+        name, spec = scaled["metadata"]["name"], scaled["spec"]
+        assert 1 <= spec["minReplicaCount"] < spec["maxReplicaCount"], name
+        behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        up, down = (
+            behavior["scaleUp"]["stabilizationWindowSeconds"],
+            behavior["scaleDown"]["stabilizationWindowSeconds"],
+        )
+        assert up <= 60 < 300 <= down, name
+        assert spec["minReplicaCount"] <= spec["fallback"]["replicas"] <= spec["maxReplicaCount"], name
+    # Two replicas at least where a PodDisruptionBudget lets one go: a drain must leave one serving.
+    budgets = {doc["metadata"]["name"] for doc in _of_kind(rendered, "PodDisruptionBudget")}
+    for scaled in _of_kind(rendered, "ScaledObject"):
+        if scaled["spec"]["scaleTargetRef"]["name"] in budgets:
+            assert scaled["spec"]["minReplicaCount"] >= 2, scaled["metadata"]["name"]
+
+
+def test_autoscalers_read_their_own_deployments_series_as_a_per_pod_target(
+    rendered: tuple[dict[str, Any], ...],
+) -> None:
+    for scaled in _of_kind(rendered, "ScaledObject"):
+        target, namespace = scaled["spec"]["scaleTargetRef"]["name"], scaled["metadata"]["namespace"]
+        prometheus = [trigger for trigger in scaled["spec"]["triggers"] if trigger["type"] == "prometheus"]
+        assert len(prometheus) == 1, target
+        trigger = prometheus[0]
+        metadata = trigger["metadata"]
+        assert f'job="{target}"' in metadata["query"], target
+        assert f'namespace="{namespace}"' in metadata["query"], target
+        assert metadata["serverAddress"].startswith("http"), target
+        assert float(metadata["threshold"]) > 0, target
+        # AverageValue (KEDA's default) divides the fleet's total by the threshold: a per-pod
+        # target, and the only type fallback works with.
+        assert trigger.get("metricType", "AverageValue") == "AverageValue", target
+        # Lost targets are an error (then fallback), not a zero that scales the fleet down.
+        assert metadata["ignoreNullValues"] == "false", target
+
+
+def test_the_services_scale_on_calls_in_flight_and_triton_on_its_queue(rendered: tuple[dict[str, Any], ...]) -> None:
+    queries = {
+        scaled["spec"]["scaleTargetRef"]["name"]: trigger["metadata"]["query"]
+        for scaled in _of_kind(rendered, "ScaledObject")
+        for trigger in scaled["spec"]["triggers"]
+        if trigger["type"] == "prometheus"
+    }
+    assert "imagesearch_calls_in_flight" in queries["gateway"]
+    assert "imagesearch_calls_in_flight" in queries["embedder"]
+    assert "nv_inference_queue_duration_us" in queries["triton"]
+    assert "nv_inference_compute_infer_duration_us" in queries["triton"]
+
+
+def test_every_pod_monitor_scrapes_a_declared_port_that_prometheus_may_reach(
+    rendered: tuple[dict[str, Any], ...], pods: dict[str, Pod], cluster: Cluster
+) -> None:
+    jobs = set()
+    for monitor in _of_kind(rendered, "PodMonitor"):
+        name, spec = monitor["metadata"]["name"], monitor["spec"]
+        # Without a namespaceSelector a PodMonitor looks in its own namespace, where the pods are.
+        assert spec.get("namespaceSelector") in (None, {"matchNames": [NAMESPACE]}), name
+        selected = [pod for pod in pods.values() if _selects(spec["selector"], pod.labels)]
+        assert selected, f"PodMonitor {name} selects no pod"
+        for endpoint in spec["podMetricsEndpoints"]:
+            # The port named metrics in every pod (the serving ports are not for Prometheus).
+            assert endpoint["port"] == "metrics", name
+            for pod in selected:
+                assert endpoint["port"] in pod.ports, f"{pod.name} declares no port {endpoint['port']}"
+                assert cluster.allows(PROMETHEUS, pod, pod.ports[endpoint["port"]]), (name, pod.name)
+        jobs |= {pod.labels[spec["jobLabel"]] for pod in selected}
+    assert jobs == SCRAPE_JOBS
+
+
+def test_the_prometheus_rule_holds_exactly_the_rule_files_groups(rendered: tuple[dict[str, Any], ...]) -> None:
+    files = sorted(RULE_FILES.glob("*.yml"))
+    assert files
+    groups = [group for path in files for group in yaml.safe_load(path.read_text())["groups"]]
+    rules = _of_kind(rendered, "PrometheusRule")
+    assert len(rules) == 1
+    assert rules[0]["spec"]["groups"] == groups
+
+
 # --------------------------------------------------------------------------- credentials
 
 
