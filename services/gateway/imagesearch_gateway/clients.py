@@ -3,10 +3,11 @@
 One long-lived channel each, opened in `open()` (inside the event loop) and closed in `close()`;
 until then every call fails UNAVAILABLE. Channels send keepalive pings (imagesearch.common.
 keepalive) and spread calls over every pod the address names, retrying the read-only calls on
-another pod when one has gone (imagesearch.common.balancing). Each call's deadline is its timeout cut to what our caller has left (imagesearch.
-common.deadline); a failed call becomes the DomainError our caller should see (`imagesearch.common.
-interceptors.from_downstream`), and an outage opens the service's breaker, so later calls fail
-fast until a health probe or a trial call finds it back (imagesearch.common.breaker).
+another pod when one has gone (imagesearch.common.balancing). Each call's deadline is its timeout
+cut to what our caller has left (imagesearch.common.deadline); a failed call becomes the
+DomainError our caller should see (`imagesearch.common.interceptors.from_downstream`), and an
+outage opens the service's breaker, so later calls fail fast until a health probe or a trial call
+finds it back (imagesearch.common.breaker).
 """
 
 from __future__ import annotations
