@@ -778,6 +778,49 @@ def test_the_kustomization_documents_digest_pinning_for_every_image(rendered: tu
             assert name in listed, f"{image} is neither pinned nor listed in kustomization.yaml images:"
 
 
+# --------------------------------------------------------------------------- load balancing
+
+# Who calls whom over gRPC: the ConfigMap key holding the target, the Service and its gRPC port.
+GRPC_HOPS = {
+    "EMBEDDER_ADDR": ("embedder", 50052),
+    "RETRIEVER_ADDR": ("retriever", 50053),
+    "TRITON_URL": ("triton", 8001),
+}
+
+
+@pytest.mark.parametrize("key", sorted(GRPC_HOPS))
+def test_every_internal_grpc_hop_targets_every_pod_of_a_headless_service(
+    rendered: tuple[dict[str, Any], ...], key: str
+) -> None:
+    # A ClusterIP balances connections, and the caller keeps one: the pods the autoscaler adds
+    # would get nothing. A dns:/// target on a headless Service resolves to every ready pod, and
+    # the client's round_robin policy (imagesearch.common.balancing) spreads the calls over them.
+    name, port = GRPC_HOPS[key]
+    target = _one(rendered, "ConfigMap", "imagesearch-config")["data"][key]
+    assert target == f"dns:///{name}.{NAMESPACE}.svc.cluster.local:{port}"
+    service = _one(rendered, "Service", name)
+    assert service["spec"].get("clusterIP") == "None"
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"  # headless, not exposed outside
+    assert not service["spec"].get("publishNotReadyAddresses", False)  # DNS names ready pods only
+    assert port in [p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc"]
+    # One name per Service: a twin under another name would be a second target to keep in step.
+    assert [
+        s["metadata"]["name"]
+        for s in _of_kind(rendered, "Service")
+        if s["spec"]["selector"] == service["spec"]["selector"]
+    ] == [name]
+
+
+def test_triton_closes_aged_connections_and_accepts_keepalives_like_our_servers(
+    rendered: tuple[dict[str, Any], ...],
+) -> None:
+    from imagesearch.common import keepalive
+
+    args = list(_container(rendered, "triton").get("args") or [])
+    missing = [flag for flag in keepalive.triton_server_flags() if flag not in args]
+    assert not missing, f"triton.yaml lacks {missing} (imagesearch.common.keepalive.triton_server_flags)"
+
+
 # --------------------------------------------------------------------------- docker-compose
 
 

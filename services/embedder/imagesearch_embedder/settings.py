@@ -31,7 +31,11 @@ class EmbedderSettings(Settings):
         "EMBEDDER_TLS_CLIENT_CA_FILE",
         "PEM CA bundle: refuse callers without a client certificate it signed (mutual TLS with the gateway)",
     )
-    triton_url: str = setting("127.0.0.1:8001", "TRITON_URL", "Triton Inference Server gRPC host:port")
+    triton_url: str = setting(
+        "127.0.0.1:8001",
+        "TRITON_URL",
+        "Triton gRPC target: host:port, or every pod (dns:///name:port on a headless Service, ipv4:a:p,b:p)",
+    )
     triton_model: str = setting(MODEL_NAME, "TRITON_MODEL", "Triton model that turns images into embeddings")
     triton_model_version: str = setting(
         "", "TRITON_MODEL_VERSION", "model version to pin; empty = the latest version Triton serves"

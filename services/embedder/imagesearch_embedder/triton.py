@@ -24,7 +24,7 @@ from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, InferInput, InferRequestedO
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
-from imagesearch.common import deadline, keepalive
+from imagesearch.common import balancing, deadline, keepalive
 from imagesearch.common.breaker import PROBE_TIMEOUT_SECONDS, Breaker
 from imagesearch.common.errors import DeadlineExceeded, DomainError, FailedPrecondition, ResourceExhausted, Unavailable
 from imagesearch.common.metrics import UNTIMED
@@ -178,6 +178,10 @@ class TritonEmbedder:
                     ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
                     ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
                     *keepalive.client_options(),
+                    # Spread over every Triton pod the URL names (dns:/// on a headless Service).
+                    # No retries: Triton answers UNAVAILABLE when its queue is full too, and a
+                    # retry would add to the load that filled it.
+                    *balancing.client_options(),
                 ],
             )
         try:

@@ -2,10 +2,12 @@
 
 One long-lived channel each, opened in `open()` (inside the event loop) and closed in `close()`;
 until then every call fails UNAVAILABLE. Channels send keepalive pings (imagesearch.common.
-keepalive). Each call's deadline is its timeout cut to what our caller has left (imagesearch.
-common.deadline); a failed call becomes the DomainError our caller should see (`imagesearch.common.
-interceptors.from_downstream`), and an outage opens the service's breaker, so later calls fail
-fast until a health probe or a trial call finds it back (imagesearch.common.breaker).
+keepalive) and spread calls over every pod the address names, retrying the read-only calls on
+another pod when one has gone (imagesearch.common.balancing). Each call's deadline is its timeout
+cut to what our caller has left (imagesearch.common.deadline); a failed call becomes the
+DomainError our caller should see (`imagesearch.common.interceptors.from_downstream`), and an
+outage opens the service's breaker, so later calls fail fast until a health probe or a trial call
+finds it back (imagesearch.common.breaker).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
 
-from imagesearch.common import convert, deadline, keepalive
+from imagesearch.common import balancing, convert, deadline, keepalive
 from imagesearch.common.breaker import PROBE_TIMEOUT_SECONDS, Breaker
 from imagesearch.common.errors import DomainError, FailedPrecondition, Unavailable
 from imagesearch.common.interceptors import from_downstream
@@ -37,6 +39,8 @@ class _Client:
     """A channel to one service, its health check, and calls with a deadline and mapped errors."""
 
     name = ""
+    # (service, method) of the calls that change nothing, so are safe to retry on another pod.
+    retry_methods: tuple[tuple[str, str], ...] = ()
 
     def __init__(
         self,
@@ -64,6 +68,7 @@ class _Client:
                 ("grpc.max_receive_message_length", self._max_message_bytes),
                 ("grpc.max_send_message_length", self._max_message_bytes),
                 *keepalive.client_options(),
+                *balancing.client_options(self.retry_methods, self._max_message_bytes),
             ]
             if self._tls is None:
                 self._channel = grpc.aio.insecure_channel(self._address, interceptors=interceptors, options=options)
@@ -124,6 +129,7 @@ class _Client:
 
 class EmbedderClient(_Client):
     name = "embedder"
+    retry_methods = (("imagesearch.v1.EmbedderService", "Embed"), ("imagesearch.v1.EmbedderService", "GetModelInfo"))
 
     def _make_stub(self, channel: grpc.aio.Channel) -> embedder_pb2_grpc.EmbedderServiceStub:
         return embedder_pb2_grpc.EmbedderServiceStub(channel)
@@ -183,6 +189,8 @@ def _vector(values: Sequence[float], model: ModelId) -> Floats:
 
 class RetrieverClient(_Client):
     name = "retriever"
+    # Not the writes: one that failed UNAVAILABLE may have been applied; the caller decides.
+    retry_methods = (("imagesearch.v1.RetrieverService", "Search"), ("imagesearch.v1.RetrieverService", "Get"))
 
     def _make_stub(self, channel: grpc.aio.Channel) -> retriever_pb2_grpc.RetrieverServiceStub:
         return retriever_pb2_grpc.RetrieverServiceStub(channel)

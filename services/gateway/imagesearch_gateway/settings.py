@@ -19,8 +19,16 @@ class GatewaySettings(Settings):
     host: str = setting("0.0.0.0", "GATEWAY_HOST", "interface to listen on")
     port: int = setting(50051, "GATEWAY_PORT", "gRPC port of the public SearchService", minimum=0)
     metrics_port: int = setting(9464, "GATEWAY_METRICS_PORT", "Prometheus /metrics port (0: a free one)", minimum=0)
-    embedder_addr: str = setting("127.0.0.1:50052", "EMBEDDER_ADDR", "embedder service host:port")
-    retriever_addr: str = setting("127.0.0.1:50053", "RETRIEVER_ADDR", "retriever service host:port")
+    embedder_addr: str = setting(
+        "127.0.0.1:50052",
+        "EMBEDDER_ADDR",
+        "embedder gRPC target: host:port, or every pod (dns:///name:port on a headless Service, ipv4:a:p,b:p)",
+    )
+    retriever_addr: str = setting(
+        "127.0.0.1:50053",
+        "RETRIEVER_ADDR",
+        "retriever gRPC target: host:port, or every pod (dns:///name:port on a headless Service, ipv4:a:p,b:p)",
+    )
     redis_url: str = setting(
         "redis://127.0.0.1:6379/0",
         "REDIS_URL",
