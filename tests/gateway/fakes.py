@@ -50,7 +50,12 @@ class FakeEmbedder:
         self.after_call: Callable[[], None] = lambda: None
 
     async def embed(
-        self, images: Sequence[tuple[bytes, Region | None]], *, localize: bool = False, trim_to_object: bool = False
+        self,
+        images: Sequence[tuple[bytes, Region | None]],
+        *,
+        localize: bool = False,
+        trim_to_object: bool = False,
+        detect_objects: bool = False,
     ) -> Embeddings:
         self.calls.append((len(images), trim_to_object))
         out = []

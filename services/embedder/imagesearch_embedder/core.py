@@ -24,9 +24,11 @@ from imagesearch.common.errors import InvalidArgument
 from imagesearch.common.types import Floats, ImageErrorReason, ModelId, Pixels, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.contracts.limits import MAX_IMAGES_PER_EMBED_REQUEST
-from imagesearch.imaging.decode import Decoded, ResizeMode
+from imagesearch.imaging.decode import Decoded, RelativeBox, ResizeMode
+from imagesearch.imaging.detect import FoundObject, find_objects
 from imagesearch.imaging.errors import ImageRejected
 from imagesearch.imaging.framing import IMAGE_SIZE, LOCALIZE_SIZE, Framing
+from imagesearch.imaging.localize import subject_box
 from imagesearch.imaging.sniff import Limits
 from imagesearch_embedder.model import ServedModel
 
@@ -38,14 +40,16 @@ class ImageItem(NamedTuple):
     region: Region | None = None  # region of interest, relative, displayed coordinates
     localize: bool = False  # find the product in a busy photo first (imagesearch.imaging.localize)
     trim_to_object: bool = False  # catalog shot on a plain background: crop to the object (imaging.objects)
+    detect_objects: bool = False  # with localize: every object in the photo too (imaging.detect)
 
     def framing(self, can_localize: bool) -> ImageItem:
-        """The flags that apply: a caller's region wins over both; trimming wins over localising."""
+        """The flags that apply: a caller's region wins over all; trimming wins over localising."""
         if self.region is not None:
-            return self._replace(localize=False, trim_to_object=False)
+            return self._replace(localize=False, trim_to_object=False, detect_objects=False)
         if self.trim_to_object:
-            return self._replace(localize=False)
-        return self._replace(localize=self.localize and can_localize)
+            return self._replace(localize=False, detect_objects=False)
+        localize = self.localize and can_localize
+        return self._replace(localize=localize, detect_objects=self.detect_objects and localize)
 
 
 class Inference(Protocol):
@@ -73,14 +77,26 @@ class EmbedOptions:
 
 
 @dataclass(frozen=True)
+class ObjectView:
+    """An object found in a photo, and the vector of its crop."""
+
+    box: RelativeBox
+    salience: float
+    vector: Floats
+
+
+@dataclass(frozen=True)
 class Embedded:
     """One result per item, in order; the whole photo's vector of every localised item, by position;
-    and the model that made every vector, with its calibration."""
+    and the model that made every vector, with its calibration. For each localised item the box
+    its vector was cropped to, and for each that asked, every object found (the main one first)."""
 
     results: list[Floats | ImageRejected]
     wholes: dict[int, Floats]
     model: ModelId
     calibration: ScoreCalibration | None
+    boxes: dict[int, RelativeBox] = field(default_factory=dict)
+    objects: dict[int, list[ObjectView]] = field(default_factory=dict)
 
 
 FirstPass = Pixels | tuple[Pixels, Decoded] | ImageRejected
@@ -169,6 +185,8 @@ class EmbedderCore:
         located = {i: o for i, o in enumerate(decoded) if isinstance(o, tuple)}  # (first-pass view, decoded photo)
         results: dict[int, Floats | ImageRejected] = dict(rejected)
         wholes: dict[int, Floats] = {}
+        boxes: dict[int, RelativeBox] = {}
+        objects: dict[int, list[ObjectView]] = {}
 
         async def embed_plain() -> Floats | None:
             # One Triton request for these images; the adapter splits it by the model's max batch size.
@@ -192,23 +210,52 @@ class EmbedderCore:
             if maps is not None:
                 photos = {index: photo for index, (_, photo) in located.items() if index in wholes}
                 saliency = {index: maps[row] for row, index in enumerate(located) if index in wholes}
-                results.update(await self._localize(photos, saliency, framing, served))
-        return Embedded([results[i] for i in range(len(decoded))], wholes, served.id, served.calibration)
+                detect = {index for index in photos if ImageItem(*items[index]).detect_objects}  # type: ignore[misc]
+                for index, found in (await self._localize(photos, saliency, detect, framing, served)).items():
+                    main = found[0]
+                    results[index], boxes[index] = _checked(main.vector), main.box
+                    if index in detect:
+                        objects[index] = [o for o in found if np.isfinite(o.vector).all()]
+        return Embedded(
+            [results[i] for i in range(len(decoded))], wholes, served.id, served.calibration, boxes, objects
+        )
 
     async def _localize(
-        self, photos: dict[int, Decoded], maps: dict[int, Floats], framing: Framing, served: ServedModel
-    ) -> dict[int, Floats | ImageRejected]:
-        """Second pass: re-embed each photo cropped to where its saliency map says the product is."""
+        self,
+        photos: dict[int, Decoded],
+        maps: dict[int, Floats],
+        detect: set[int],
+        framing: Framing,
+        served: ServedModel,
+    ) -> dict[int, list[ObjectView]]:
+        """Second pass: re-embed each photo cropped to where its saliency map says the product is
+        (and, where asked, to every other object found too), all crops in one batch."""
         if not photos:
             return {}
         loop = asyncio.get_running_loop()
         order = list(photos)
-        with self._tracer.start_as_current_span("embedder.localize", attributes={"images": len(order)}):
-            views = await asyncio.gather(
-                *(loop.run_in_executor(self._executor, framing.localized, photos[i], maps[i]) for i in order)
-            )
+
+        def boxes_of(index: int) -> list[FoundObject]:
+            photo, saliency = photos[index], maps[index]
+            if index in detect:
+                return find_objects(photo.image, saliency)
+            return [FoundObject(subject_box(saliency, photo.image.width, photo.image.height), 1.0)]
+
+        def crops(index: int) -> tuple[list[FoundObject], list[Pixels]]:
+            found = boxes_of(index)
+            return found, [framing.box(photos[index], o.box) for o in found]
+
+        with self._tracer.start_as_current_span("embedder.localize", attributes={"images": len(order)}) as span:
+            framed = await asyncio.gather(*(loop.run_in_executor(self._executor, crops, i) for i in order))
+            views = [view for _, item_views in framed for view in item_views]
+            span.set_attribute("crops", len(views))
             vectors = await self._inference.embed(np.stack(views), served)
-        return {index: _checked(vectors[row]) for row, index in enumerate(order)}
+        out: dict[int, list[ObjectView]] = {}
+        row = 0
+        for index, (found, _) in zip(order, framed):
+            out[index] = [ObjectView(o.box, o.salience, vectors[row + k]) for k, o in enumerate(found)]
+            row += len(found)
+        return out
 
     async def _decode_all(
         self, items: Sequence[ImageItem | ImageRejected], framing: Framing, ledger: Ledger, can_localize: bool

@@ -8,10 +8,11 @@ from __future__ import annotations
 from imagesearch.common import convert
 from imagesearch.common.errors import InvalidArgument
 from imagesearch.common.server import RpcContext
-from imagesearch.common.types import Floats, ImageErrorReason
+from imagesearch.common.types import ImageErrorReason
+from imagesearch.imaging.decode import RelativeBox
 from imagesearch.imaging.errors import ImageRejected
 from imagesearch.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
-from imagesearch_embedder.core import EmbedderCore, ImageItem
+from imagesearch_embedder.core import Embedded, EmbedderCore, ImageItem
 
 
 def _item(image: embedder_pb2.EmbedImage) -> ImageItem | ImageRejected:
@@ -20,15 +21,34 @@ def _item(image: embedder_pb2.EmbedImage) -> ImageItem | ImageRejected:
         region = convert.region_from_pb(image.region if image.HasField("region") else None)
     except InvalidArgument as err:
         return ImageRejected(ImageErrorReason.BAD_REGION, err.message)
-    return ImageItem(image.content, region, localize=image.localize, trim_to_object=image.trim_to_object)
+    return ImageItem(
+        image.content,
+        region,
+        localize=image.localize,
+        trim_to_object=image.trim_to_object,
+        detect_objects=image.detect_objects,
+    )
 
 
-def _result(outcome: Floats | ImageRejected, whole: Floats | None) -> embedder_pb2.EmbedResult:
+def _box(box: RelativeBox) -> common_pb2.BoundingBox:
+    return common_pb2.BoundingBox(x_min=box[0], y_min=box[1], x_max=box[2], y_max=box[3])
+
+
+def _result(embedded: Embedded, index: int) -> embedder_pb2.EmbedResult:
+    outcome = embedded.results[index]
     if isinstance(outcome, ImageRejected):
         return embedder_pb2.EmbedResult(error=convert.image_error_to_pb(outcome.reason, outcome.message))
     result = embedder_pb2.EmbedResult(embedding=embedder_pb2.Embedding(values=outcome.tolist()))
-    if whole is not None:
+    if (whole := embedded.wholes.get(index)) is not None:
         result.whole_image.values.extend(whole.tolist())
+    if (box := embedded.boxes.get(index)) is not None:
+        result.box.CopyFrom(_box(box))
+    for found in embedded.objects.get(index, ()):
+        result.objects.add(
+            box=_box(found.box),
+            embedding=embedder_pb2.Embedding(values=found.vector.tolist()),
+            salience=found.salience,
+        )
     return result
 
 
@@ -40,7 +60,7 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServiceServicer):
         self._core.check_request(len(request.images))  # before converting anything
         embedded = await self._core.embed([_item(image) for image in request.images])
         return embedder_pb2.EmbedResponse(
-            results=[_result(o, embedded.wholes.get(i)) for i, o in enumerate(embedded.results)],
+            results=[_result(embedded, i) for i in range(len(embedded.results))],
             model=convert.model_to_pb(embedded.model, embedded.calibration),
         )
 

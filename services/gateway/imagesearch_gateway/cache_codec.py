@@ -10,12 +10,12 @@ import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from imagesearch.common.types import Hit
+from imagesearch.common.types import Hit, Region
 from imagesearch_gateway.models import ServedModel
-from imagesearch_gateway.ranking import CategoryPrediction
+from imagesearch_gateway.ranking import CategoryPrediction, DetectedObject
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +36,42 @@ def fingerprint(request: dict[str, Any], served: ServedModel, options: Any) -> s
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def encode(hits: Sequence[Hit], prediction: CategoryPrediction | None) -> bytes:
+@dataclass(frozen=True)
+class Answer:
+    hits: list[Hit]
+    prediction: CategoryPrediction | None
+    objects: list[DetectedObject]
+    box: Region | None
+
+
+def encode(answer: Answer) -> bytes:
     return json.dumps(
         {
-            "hits": [dataclasses.asdict(hit) for hit in hits],
-            "prediction": dataclasses.asdict(prediction) if prediction else None,
+            "hits": [dataclasses.asdict(hit) for hit in answer.hits],
+            "prediction": dataclasses.asdict(answer.prediction) if answer.prediction else None,
+            "objects": [dataclasses.asdict(o) for o in answer.objects],
+            "box": dataclasses.astuple(answer.box) if answer.box else None,
         }
     ).encode()
 
 
-def decode(raw: bytes) -> tuple[list[Hit], CategoryPrediction | None] | None:
+def decode(raw: bytes) -> Answer | None:
     """The cached answer, or None (a miss) when the value is not one."""
     try:
         body = json.loads(raw)
         prediction = CategoryPrediction(**body["prediction"]) if body["prediction"] else None
         hits = [Hit(**item) for item in body["hits"]]
+        objects = [
+            DetectedObject(
+                int(o["index"]),
+                Region(**o["box"]),
+                float(o["salience"]),
+                CategoryPrediction(**o["category"]) if o["category"] else None,
+            )
+            for o in body["objects"]
+        ]
+        box = Region(*body["box"]) if body["box"] else None
     except (ValueError, TypeError, KeyError, AttributeError) as err:
         log.warning("ignoring a cached value that is not a search answer: %s", err)
         return None
-    return hits, prediction
+    return Answer(hits, prediction, objects, box)

@@ -30,7 +30,7 @@ from imagesearch.common.tls import ClientTls
 from imagesearch.common.types import Floats, Hit, ModelId, ProductRecord, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.v1 import embedder_pb2, embedder_pb2_grpc, retriever_pb2, retriever_pb2_grpc
-from imagesearch_gateway.ports import EmbeddedImage, Embeddings, ImageFault, ImageVector, Lookup
+from imagesearch_gateway.ports import EmbeddedImage, Embeddings, ImageFault, ImageVector, Lookup, ObjectVector
 
 Reply = TypeVar("Reply")
 
@@ -140,7 +140,12 @@ class EmbedderClient(_Client):
         return _model(reply)
 
     async def embed(
-        self, images: Sequence[tuple[bytes, Region | None]], *, localize: bool = False, trim_to_object: bool = False
+        self,
+        images: Sequence[tuple[bytes, Region | None]],
+        *,
+        localize: bool = False,
+        trim_to_object: bool = False,
+        detect_objects: bool = False,
     ) -> Embeddings:
         request = embedder_pb2.EmbedRequest(
             images=[
@@ -149,6 +154,7 @@ class EmbedderClient(_Client):
                     region=convert.region_to_pb(region),
                     localize=localize,
                     trim_to_object=trim_to_object,
+                    detect_objects=detect_objects,
                 )
                 for content, region in images
             ]
@@ -162,7 +168,12 @@ class EmbedderClient(_Client):
                 continue
             vector = _vector(result.embedding.values, model)
             whole = _vector(result.whole_image.values, model) if result.HasField("whole_image") else None
-            out.append(EmbeddedImage(vector, whole))
+            box = _box(result.box) if result.HasField("box") else None
+            objects = tuple(
+                ObjectVector(_box(found.box), found.salience, _vector(found.embedding.values, model))
+                for found in result.objects
+            )
+            out.append(EmbeddedImage(vector, whole, box, objects))
         if len(out) != len(images):
             raise DomainError(f"embedder answered {len(out)} results for {len(images)} images")
         return Embeddings(out, model, calibration)
@@ -176,6 +187,12 @@ def _model(info: Any) -> tuple[ModelId, ScoreCalibration | None]:
         raise FailedPrecondition(
             f"embedder reports an unusable same-product calibration for model {model.name} v{model.version}: {err}"
         ) from None
+
+
+def _box(msg: Any) -> Region:
+    """A box the embedder found; clamped, since it comes from arithmetic on a coarse grid."""
+    x0, y0, x1, y1 = (min(1.0, max(0.0, v)) for v in (msg.x_min, msg.y_min, msg.x_max, msg.y_max))
+    return Region(x0, y0, max(x1, x0), max(y1, y0))
 
 
 def _vector(values: Sequence[float], model: ModelId) -> Floats:

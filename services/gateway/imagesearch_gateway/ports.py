@@ -25,11 +25,23 @@ class ImageFault:
 
 
 @dataclass(frozen=True)
+class ObjectVector:
+    """An object the embedder found in a photo, and its crop's vector."""
+
+    box: Region
+    salience: float
+    vector: Floats
+
+
+@dataclass(frozen=True)
 class EmbeddedImage:
-    """One image's vector (or why it has none), and the whole photo's vector when it was localised."""
+    """One image's vector (or why it has none), and the whole photo's vector when it was localised;
+    the box the vector was cropped to, and every object found when asked (main first)."""
 
     vector: Floats | ImageFault
     whole: Floats | None = None
+    box: Region | None = None
+    objects: tuple[ObjectVector, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,9 +59,15 @@ ImageVector = tuple[str, Floats]
 
 class Embedder(Protocol):
     async def embed(
-        self, images: Sequence[tuple[bytes, Region | None]], *, localize: bool = False, trim_to_object: bool = False
+        self,
+        images: Sequence[tuple[bytes, Region | None]],
+        *,
+        localize: bool = False,
+        trim_to_object: bool = False,
+        detect_objects: bool = False,
     ) -> Embeddings:
-        """`localize` suits shopper photos (busy scenes), `trim_to_object` catalog shots on a plain background."""
+        """`localize` suits shopper photos (busy scenes), `trim_to_object` catalog shots on a plain
+        background; `detect_objects` (with `localize`) also finds and embeds the photo's other objects."""
         ...
 
     async def model_info(self) -> tuple[ModelId, ScoreCalibration | None]: ...

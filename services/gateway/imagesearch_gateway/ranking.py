@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from imagesearch.common.types import Hit
+from imagesearch.common.types import Hit, Region
 
 VOTERS = 10
 
@@ -30,6 +30,16 @@ VOTERS = 10
 class CategoryPrediction:
     category: str
     confidence: float  # the winner's share of the vote, in [0, 1]
+
+
+@dataclass(frozen=True)
+class DetectedObject:
+    """An object of the query photo, as the answer lists it."""
+
+    index: int
+    box: Region
+    salience: float
+    category: CategoryPrediction | None
 
 
 def predict_category(neighbours: Sequence[Hit]) -> CategoryPrediction | None:

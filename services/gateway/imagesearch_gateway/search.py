@@ -7,9 +7,10 @@ cache key, the retrieval and the probabilities. When the embedder's answer names
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from imagesearch.common.errors import InvalidArgument, ResourceExhausted
@@ -17,10 +18,11 @@ from imagesearch.common.types import FilterSpec, Floats, Hit, ImageErrorReason, 
 from imagesearch.contracts.limits import check_catalog, check_min_score, check_product_id, check_top_k
 from imagesearch_gateway import cache_codec
 from imagesearch_gateway.models import ServedModel
-from imagesearch_gateway.ports import Core, ImageFault, Lookup
+from imagesearch_gateway.ports import Core, ImageFault, Lookup, ObjectVector
 from imagesearch_gateway.ranking import (
     VOTERS,
     CategoryPrediction,
+    DetectedObject,
     hedge_with_whole_photo,
     predict_category,
     rerank_by_category,
@@ -38,6 +40,7 @@ class SearchQuery:
     skip_cache: bool = False
     catalog: str = ""
     restrict_to_predicted_category: bool = False
+    object_index: int = 0  # which of the photo's objects to search (0: the main one)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,19 @@ class SearchOutcome:
     model: ModelId
     cache_hit: bool
     predicted_category: CategoryPrediction | None = None
+    objects: list[DetectedObject] = field(default_factory=list)
+    searched_box: Region | None = None  # None for a product_id query
+
+
+@dataclass(frozen=True)
+class _Query:
+    """What the embedder made of a photo: the vector to search, the whole photo's (to hedge with),
+    the box searched, and the photo's objects."""
+
+    vector: Floats
+    whole: Floats | None
+    box: Region
+    objects: tuple[ObjectVector, ...]
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,8 @@ class SearchOptions:
     whole_photo_slots: int = 2
     # ... i.e. its same-product probability is below this.
     whole_photo_below: float = 0.5
+    # List the photo's objects (a model evaluation per further object found, and a vote for each).
+    detect_objects: bool = True
 
 
 def _validated(query: SearchQuery) -> SearchQuery:
@@ -74,6 +92,10 @@ def _validated(query: SearchQuery) -> SearchQuery:
         check_product_id(query.product_id)
         if query.region is not None:
             raise InvalidArgument("region applies to an image query, not to product_id")
+    if query.object_index < 0:
+        raise InvalidArgument(f"object_index must be 0 (the main object) or more, got {query.object_index}")
+    if query.object_index and (query.product_id is not None or query.region is not None):
+        raise InvalidArgument("object_index names an object of a photo searched without region; set one or the other")
     check_min_score(query.min_score)
     return dataclasses.replace(query, top_k=check_top_k(query.top_k))
 
@@ -90,6 +112,7 @@ def _cache_request(query: SearchQuery) -> dict[str, Any]:
         "filter": dataclasses.asdict(query.filter),
         "min_score": round(query.min_score, 6),
         "restrict": query.restrict_to_predicted_category,
+        "object": query.object_index,
     }
 
 
@@ -107,6 +130,9 @@ def _with_category(spec: FilterSpec, category: str) -> FilterSpec | None:
     return dataclasses.replace(spec, categories=(category,))
 
 
+WHOLE_PHOTO = Region(0.0, 0.0, 1.0, 1.0)
+
+
 class SearchCore(Core[SearchOptions]):
     async def search(self, query: SearchQuery) -> SearchOutcome:
         query = _validated(query)
@@ -117,28 +143,74 @@ class SearchCore(Core[SearchOptions]):
         if cached is not None:
             answer = cache_codec.decode(cached)
             if answer is not None:
-                hits, prediction = answer
-                return SearchOutcome(hits=hits, model=served.id, cache_hit=True, predicted_category=prediction)
+                return SearchOutcome(
+                    hits=answer.hits,
+                    model=served.id,
+                    cache_hit=True,
+                    predicted_category=answer.prediction,
+                    objects=answer.objects,
+                    searched_box=answer.box,
+                )
             self._cache.discard_corrupt()
-        vector = whole = None
+        photo: _Query | None = None
         if query.image is not None:
-            vector, whole, made_by = await self._query_vectors(query)
+            photo, made_by = await self._query_vectors(query)
             if made_by != served:  # a rollout: the model that made the vector decides, and keys the answer
                 served, fingerprint = made_by, cache_codec.fingerprint(request, made_by, self._options)
-        hits, prediction = await self._ranked(query, served, vector, whole)
+        (hits, prediction), objects = await asyncio.gather(
+            self._ranked(query, served, photo.vector if photo else None, photo.whole if photo else None),
+            self._others(query, served, photo),
+        )
+        if photo is not None and photo.objects:
+            objects[query.object_index] = dataclasses.replace(objects[query.object_index], category=prediction)
         hits = [dataclasses.replace(h, same_product_probability=served.calibration.probability(h.score)) for h in hits]
+        answer = cache_codec.Answer(hits, prediction, objects, photo.box if photo else None)
         if token is not None:
-            await self._cache.put(query.catalog, fingerprint, token, cache_codec.encode(hits, prediction))
-        return SearchOutcome(hits=hits, model=served.id, cache_hit=False, predicted_category=prediction)
+            await self._cache.put(query.catalog, fingerprint, token, cache_codec.encode(answer))
+        return SearchOutcome(
+            hits=hits,
+            model=served.id,
+            cache_hit=False,
+            predicted_category=prediction,
+            objects=objects,
+            searched_box=answer.box,
+        )
 
-    async def _query_vectors(self, query: SearchQuery) -> tuple[Floats, Floats | None, ServedModel]:
-        """The query's vector, the whole photo's when the embedder localised it, and the model that made them."""
+    async def _query_vectors(self, query: SearchQuery) -> tuple[_Query, ServedModel]:
+        """What to search for the photo, and the model that made its vectors."""
         assert query.image is not None
-        embeddings = await self._embedder.embed([(query.image, query.region)], localize=self._options.localize_queries)
+        localize = self._options.localize_queries
+        detect = localize and self._options.detect_objects and query.region is None
+        embeddings = await self._embedder.embed([(query.image, query.region)], localize=localize, detect_objects=detect)
         [image] = embeddings.images
         if isinstance(image.vector, ImageFault):
             raise _fault_error(image.vector)
-        return image.vector, image.whole, self._models.observe(embeddings.model, embeddings.calibration)
+        made_by = self._models.observe(embeddings.model, embeddings.calibration)
+        if query.object_index:
+            if query.object_index >= len(image.objects):
+                raise InvalidArgument(
+                    f"object_index {query.object_index} names no object of this photo: it has "
+                    f"{len(image.objects)} (SearchResponse.objects lists them)"
+                )
+            chosen = image.objects[query.object_index]
+            return _Query(chosen.vector, None, chosen.box, image.objects), made_by
+        box = image.box or query.region or WHOLE_PHOTO
+        return _Query(image.vector, image.whole, box, image.objects), made_by
+
+    async def _others(self, query: SearchQuery, served: ServedModel, photo: _Query | None) -> list[DetectedObject]:
+        """The photo's objects, each but the searched one with the category its nearest products vote for."""
+        if photo is None or not photo.objects:
+            return []
+
+        async def vote(index: int, vector: Floats) -> CategoryPrediction | None:
+            if index == query.object_index:
+                return None  # the search's own vote (filled in by the caller)
+            return predict_category(
+                await self._retriever.search(served.id, Lookup(query.catalog, VOTERS, vector=vector))
+            )
+
+        votes = await asyncio.gather(*(vote(i, o.vector) for i, o in enumerate(photo.objects)))
+        return [DetectedObject(i, o.box, o.salience, v) for i, (o, v) in enumerate(zip(photo.objects, votes))]
 
     async def _ranked(
         self, query: SearchQuery, served: ServedModel, vector: Floats | None, whole: Floats | None

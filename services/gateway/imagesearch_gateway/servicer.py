@@ -23,6 +23,7 @@ def _query(request: search_pb2.SearchRequest) -> SearchQuery:
         skip_cache=request.skip_cache,
         catalog=request.catalog,
         restrict_to_predicted_category=request.restrict_to_predicted_category,
+        object_index=request.object_index,
     )
 
 
@@ -58,6 +59,15 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         if outcome.predicted_category is not None:
             response.predicted_category.category = outcome.predicted_category.category
             response.predicted_category.confidence = outcome.predicted_category.confidence
+        if (searched := convert.region_to_pb(outcome.searched_box)) is not None:
+            response.searched_box.CopyFrom(searched)
+        for found in outcome.objects:
+            detected = response.objects.add(
+                index=found.index, box=convert.region_to_pb(found.box), salience=found.salience
+            )
+            if found.category is not None:
+                detected.category.category = found.category.category
+                detected.category.confidence = found.category.confidence
         return response
 
     async def UpsertProducts(

@@ -166,6 +166,12 @@ class GatewaySettings(Settings):
         "crop query photos to the product the model finds before matching "
         "(a second model evaluation; a request's region overrides it)",
     )
+    detect_objects: bool = setting(
+        True,
+        "GATEWAY_DETECT_OBJECTS",
+        "list every object of a query photo in SearchResponse.objects, searchable by object_index "
+        "(with GATEWAY_LOCALIZE_QUERIES; a model evaluation and a vote per further object found)",
+    )
     calibration: ScoreCalibration = setting(
         FALLBACK,
         "SAME_PRODUCT_CALIBRATION",

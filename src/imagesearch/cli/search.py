@@ -111,6 +111,7 @@ def build_request(args: argparse.Namespace, image: bytes | None) -> search_pb2.S
     if args.region:
         x0, y0, x1, y1 = args.region
         req.region.CopyFrom(common_pb2.BoundingBox(x_min=x0, y_min=y0, x_max=x1, y_max=y1))
+    req.object_index = getattr(args, "object", 0) or 0
     return req
 
 
@@ -154,7 +155,21 @@ def summary(response: search_pb2.SearchResponse, latency_ms: float) -> str:
     if response.HasField("predicted_category"):
         p = response.predicted_category
         line += f"\npredicted category: {p.category} ({p.confidence:.0%} of the vote)"
+    if len(response.objects) > 1:  # one object is the photo itself: nothing to choose from
+        searched = _box(response.searched_box)
+        line += f"\nobjects in the photo ({len(response.objects)}; --object N searches another):"
+        for found in response.objects:
+            mark = "*" if _box(found.box) == searched else " "
+            guess = (
+                f"{found.category.category} ({found.category.confidence:.0%})" if found.HasField("category") else "?"
+            )
+            coords = ",".join(f"{v:.2f}" for v in _box(found.box))
+            line += f"\n {mark} {found.index}  box {coords}  {guess}"
     return line
+
+
+def _box(box: common_pb2.BoundingBox) -> tuple[float, float, float, float]:
+    return (round(box.x_min, 3), round(box.y_min, 3), round(box.x_max, 3), round(box.y_max, 3))
 
 
 def as_json(response: search_pb2.SearchResponse, latency_ms: float) -> str:
@@ -172,7 +187,9 @@ def write_sheet(args: argparse.Namespace, stub: Any, response: search_pb2.Search
         query, label = args.image, display_path(args.image)
     subtitle = f"{response.model.name} {response.model.version}".strip()
     subtitle += f"  ·  {latency_ms:.0f} ms{'  ·  cached' if response.cache_hit else ''}"
-    return render_contact_sheet(args.sheet, list(response.hits), query, args.region, label, subtitle)
+    searched = _box(response.searched_box) if response.HasField("searched_box") else args.region
+    objects = [(found.index, _box(found.box)) for found in response.objects] if len(response.objects) > 1 else []
+    return render_contact_sheet(args.sheet, list(response.hits), query, searched, label, subtitle, objects=objects)
 
 
 def _liked_image(stub: Any, product_id: str) -> str | None:
@@ -205,6 +222,8 @@ examples:
   imagesearch search demo/queries/qfbf79e76.jpg
   imagesearch search photo.jpg --top-k 5 --category animals/birds --price-max 100
   imagesearch search photo.jpg --region 0.25,0.1,0.75,0.9 --sheet results.png
+  imagesearch search shelf.jpg --sheet s.png      # lists the photo's objects; the sheet draws them
+  imagesearch search shelf.jpg --object 1         # search the second object listed instead
   imagesearch search --like p00496c64 --attr color=red --attr color=blue
   imagesearch search photo.jpg --json | jq '.hits[0]'
 """
@@ -240,6 +259,13 @@ def add_parser(subparsers: Subparsers) -> None:
         metavar="X0,Y0,X1,Y1",
         help="search only this box of the photo, as fractions of its width/height (0..1)",
     )
+    p.add_argument(
+        "--object",
+        type=int,
+        default=0,
+        metavar="N",
+        help="search the photo's object N as an answer lists them (0, the default: the main one)",
+    )
     p.add_argument("--no-cache", action="store_true", help="bypass the gateway's result cache")
     p.add_argument(
         "--catalog", default="", metavar="NAME", help="search a named catalog (default: the default catalog)"
@@ -261,6 +287,10 @@ def check_args(parser_error: Any, args: argparse.Namespace) -> None:
         parser_error("give either a query image or --like PRODUCT_ID (exactly one)")
     if args.like and args.region:
         parser_error("--region applies to a query image, not to --like")
+    if args.object and (args.like or args.region):
+        parser_error("--object N names an object of a query photo searched without --region")
+    if args.object < 0:
+        parser_error(f"--object must be 0 or more, got {args.object}")
     if args.price_min is not None and args.price_max is not None and args.price_min > args.price_max:
         parser_error(f"--price-min {args.price_min} is above --price-max {args.price_max}")
 

@@ -27,6 +27,7 @@ BORDER = (215, 215, 215)
 TEXT = (20, 20, 20)
 MUTED = (110, 110, 110)
 REGION = (230, 30, 30)
+OBJECT = (20, 120, 230)  # the photo's other objects
 GOOD_SCORE = (20, 130, 60)
 
 
@@ -122,14 +123,28 @@ def placeholder(size: int, label: str, fnt: Font) -> Image.Image:
     return tile
 
 
-def draw_region(img: Image.Image, region: Sequence[float]) -> Image.Image:
-    """A copy of `img` with the relative box (x0, y0, x1, y1) outlined."""
+def draw_region(
+    img: Image.Image, region: Sequence[float] | None, objects: Sequence[tuple[int, Sequence[float]]] = ()
+) -> Image.Image:
+    """A copy of `img` with the relative box (x0, y0, x1, y1) searched outlined, and each other
+    object found (index, box) outlined thinner and numbered as `--object` names it."""
     out = img.copy()
-    x0, y0, x1, y1 = region
     w, h = out.size
     line = max(2, round(min(w, h) / 120))
-    box = [x0 * w, y0 * h, x1 * w - 1, y1 * h - 1]
-    ImageDraw.Draw(out).rectangle(box, outline=REGION, width=line)
+    draw = ImageDraw.Draw(out)
+
+    def pixels(box: Sequence[float]) -> list[float]:
+        x0, y0, x1, y1 = box
+        return [x0 * w, y0 * h, max(x0 * w, x1 * w - 1), max(y0 * h, y1 * h - 1)]
+
+    for index, box in objects:
+        if region is not None and all(abs(a - b) < 1e-3 for a, b in zip(box, region)):
+            continue  # the searched one: drawn below, in red
+        corners = pixels(box)
+        draw.rectangle(corners, outline=OBJECT, width=max(1, line // 2))
+        draw.text((corners[0] + line, corners[1] + line), f"{index}", fill=OBJECT)
+    if region is not None:
+        draw.rectangle(pixels(region), outline=REGION, width=line)
     return out
 
 
@@ -146,9 +161,10 @@ def render_contact_sheet(
     query_label: str = "query",
     subtitle: str = "",
     layout: SheetLayout = SheetLayout(),
+    objects: Sequence[tuple[int, Sequence[float]]] = (),
 ) -> Path:
     """Write the sheet as PNG to `out_path` and return its path."""
-    sheet = build_sheet(hits, query, region, query_label, subtitle, layout)
+    sheet = build_sheet(hits, query, region, query_label, subtitle, layout, objects)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out, format="PNG")
@@ -162,6 +178,7 @@ def build_sheet(
     query_label: str,
     subtitle: str,
     layout: SheetLayout,
+    objects: Sequence[tuple[int, Sequence[float]]] = (),
 ) -> Image.Image:
     body, small, bold = font(layout.font_size), font(layout.font_size - 2), font(layout.font_size + 2, bold=True)
     line_h = layout.font_size + 5
@@ -185,7 +202,7 @@ def build_sheet(
     draw.text((grid_x, layout.margin), fit_text(draw, heading, bold, grid_w), fill=TEXT, font=bold)
 
     canvas = _Canvas(sheet, draw, layout, body, small, line_h)
-    _paste_query(canvas, query, region, query_label, (layout.margin, top))
+    _paste_query(canvas, query, region, query_label, (layout.margin, top), objects)
     if not hits:
         draw.text((grid_x, top), "no results", fill=MUTED, font=body)
     for i, hit in enumerate(hits):
@@ -213,7 +230,12 @@ class _Canvas:
 
 
 def _paste_query(
-    c: _Canvas, query: str | Path | Image.Image | None, region: Sequence[float] | None, label: str, at: tuple[int, int]
+    c: _Canvas,
+    query: str | Path | Image.Image | None,
+    region: Sequence[float] | None,
+    label: str,
+    at: tuple[int, int],
+    objects: Sequence[tuple[int, Sequence[float]]] = (),
 ) -> None:
     x, y = at
     box = c.layout.query_width
@@ -221,12 +243,12 @@ def _paste_query(
     if img is None:
         shown = placeholder(box, "query image not available", c.body)
     else:
-        shown = contain(draw_region(img, region) if region else img, box)
+        shown = contain(draw_region(img, region, objects) if region or objects else img, box)
     c.framed(shown, x, y, box)
     c.draw.text((x, y + box + 6), fit_text(c.draw, label, c.body, box), fill=TEXT, font=c.body)
     if region:
         coords = ", ".join(f"{v:.2f}" for v in region)
-        c.draw.text((x, y + box + 6 + c.line_h), f"region ({coords})", fill=REGION, font=c.small)
+        c.draw.text((x, y + box + 6 + c.line_h), f"searched ({coords})", fill=REGION, font=c.small)
 
 
 def _paste_tile(c: _Canvas, rank: int, hit: HitLike, at: tuple[int, int]) -> None:

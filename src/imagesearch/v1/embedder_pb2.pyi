@@ -7,16 +7,28 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EmbedImage(_message.Message):
-    __slots__ = ("content", "region", "localize", "trim_to_object")
+    __slots__ = ("content", "region", "localize", "trim_to_object", "detect_objects")
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     LOCALIZE_FIELD_NUMBER: _ClassVar[int]
     TRIM_TO_OBJECT_FIELD_NUMBER: _ClassVar[int]
+    DETECT_OBJECTS_FIELD_NUMBER: _ClassVar[int]
     content: bytes
     region: _common_pb2.BoundingBox
     localize: bool
     trim_to_object: bool
-    def __init__(self, content: _Optional[bytes] = ..., region: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., localize: bool = ..., trim_to_object: bool = ...) -> None: ...
+    detect_objects: bool
+    def __init__(self, content: _Optional[bytes] = ..., region: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., localize: bool = ..., trim_to_object: bool = ..., detect_objects: bool = ...) -> None: ...
+
+class FoundObject(_message.Message):
+    __slots__ = ("box", "embedding", "salience")
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    SALIENCE_FIELD_NUMBER: _ClassVar[int]
+    box: _common_pb2.BoundingBox
+    embedding: Embedding
+    salience: float
+    def __init__(self, box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., embedding: _Optional[_Union[Embedding, _Mapping]] = ..., salience: _Optional[float] = ...) -> None: ...
 
 class EmbedRequest(_message.Message):
     __slots__ = ("images",)
@@ -31,14 +43,18 @@ class Embedding(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class EmbedResult(_message.Message):
-    __slots__ = ("embedding", "error", "whole_image")
+    __slots__ = ("embedding", "error", "whole_image", "box", "objects")
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     WHOLE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
     embedding: Embedding
     error: _common_pb2.ImageError
     whole_image: Embedding
-    def __init__(self, embedding: _Optional[_Union[Embedding, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ImageError, _Mapping]] = ..., whole_image: _Optional[_Union[Embedding, _Mapping]] = ...) -> None: ...
+    box: _common_pb2.BoundingBox
+    objects: _containers.RepeatedCompositeFieldContainer[FoundObject]
+    def __init__(self, embedding: _Optional[_Union[Embedding, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ImageError, _Mapping]] = ..., whole_image: _Optional[_Union[Embedding, _Mapping]] = ..., box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., objects: _Optional[_Iterable[_Union[FoundObject, _Mapping]]] = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
     __slots__ = ("results", "model")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from imagesearch.v1 import common_pb2 as imagesearch_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bimagesearch/v1/search.proto\x12\x0eimagesearch.v1\x1a\x1bimagesearch/v1/common.proto\"\x83\x02\n\rSearchRequest\x12\x0f\n\x05image\x18\x01 \x01(\x0cH\x00\x12\x14\n\nproduct_id\x18\x02 \x01(\tH\x00\x12+\n\x06region\x18\x03 \x01(\x0b\x32\x1b.imagesearch.v1.BoundingBox\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12&\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\x16.imagesearch.v1.Filter\x12\x11\n\tmin_score\x18\x06 \x01(\x02\x12\x12\n\nskip_cache\x18\x07 \x01(\x08\x12\x0f\n\x07\x63\x61talog\x18\x08 \x01(\t\x12&\n\x1erestrict_to_predicted_category\x18\t \x01(\x08\x42\x07\n\x05query\":\n\x12\x43\x61tegoryPrediction\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\"\xb6\x01\n\x0eSearchResponse\x12\'\n\x04hits\x18\x01 \x03(\x0b\x32\x19.imagesearch.v1.SearchHit\x12(\n\x05model\x18\x02 \x01(\x0b\x32\x19.imagesearch.v1.ModelInfo\x12\x11\n\tcache_hit\x18\x03 \x01(\x08\x12>\n\x12predicted_category\x18\x04 \x01(\x0b\x32\".imagesearch.v1.CategoryPrediction\",\n\x0cProductImage\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x0b\n\x03uri\x18\x02 \x01(\t\"f\n\x0cProductInput\x12(\n\x07product\x18\x01 \x01(\x0b\x32\x17.imagesearch.v1.Product\x12,\n\x06images\x18\x02 \x03(\x0b\x32\x1c.imagesearch.v1.ProductImage\"u\n\x15UpsertProductsRequest\x12.\n\x08products\x18\x01 \x03(\x0b\x32\x1c.imagesearch.v1.ProductInput\x12\x0f\n\x07\x63\x61talog\x18\x02 \x01(\t\x12\x1b\n\x13\x64uplicate_threshold\x18\x03 \x01(\x02\"I\n\x11PossibleDuplicate\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12 \n\x18same_product_probability\x18\x02 \x01(\x02\"H\n\x0cImageFailure\x12\r\n\x05index\x18\x01 \x01(\x05\x12)\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.imagesearch.v1.ImageError\"\xcc\x01\n\rProductResult\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x34\n\x0eimage_failures\x18\x04 \x03(\x0b\x32\x1c.imagesearch.v1.ImageFailure\x12\x16\n\x0eimages_indexed\x18\x05 \x01(\x05\x12>\n\x13possible_duplicates\x18\x06 \x03(\x0b\x32!.imagesearch.v1.PossibleDuplicate\"H\n\x16UpsertProductsResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.imagesearch.v1.ProductResult\"=\n\x15\x44\x65leteProductsRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\x12\x0f\n\x07\x63\x61talog\x18\x02 \x01(\t\"<\n\x16\x44\x65leteProductsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x03(\t\x12\x11\n\tnot_found\x18\x02 \x03(\t\"8\n\x11GetProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61talog\x18\x02 \x01(\t\"\'\n\x14\x44\x65leteCatalogRequest\x12\x0f\n\x07\x63\x61talog\x18\x01 \x01(\t\"(\n\x15\x44\x65leteCatalogResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\x32\xc2\x03\n\rSearchService\x12G\n\x06Search\x12\x1d.imagesearch.v1.SearchRequest\x1a\x1e.imagesearch.v1.SearchResponse\x12_\n\x0eUpsertProducts\x12%.imagesearch.v1.UpsertProductsRequest\x1a&.imagesearch.v1.UpsertProductsResponse\x12_\n\x0e\x44\x65leteProducts\x12%.imagesearch.v1.DeleteProductsRequest\x1a&.imagesearch.v1.DeleteProductsResponse\x12H\n\nGetProduct\x12!.imagesearch.v1.GetProductRequest\x1a\x17.imagesearch.v1.Product\x12\\\n\rDeleteCatalog\x12$.imagesearch.v1.DeleteCatalogRequest\x1a%.imagesearch.v1.DeleteCatalogResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bimagesearch/v1/search.proto\x12\x0eimagesearch.v1\x1a\x1bimagesearch/v1/common.proto\"\x99\x02\n\rSearchRequest\x12\x0f\n\x05image\x18\x01 \x01(\x0cH\x00\x12\x14\n\nproduct_id\x18\x02 \x01(\tH\x00\x12+\n\x06region\x18\x03 \x01(\x0b\x32\x1b.imagesearch.v1.BoundingBox\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12&\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\x16.imagesearch.v1.Filter\x12\x11\n\tmin_score\x18\x06 \x01(\x02\x12\x12\n\nskip_cache\x18\x07 \x01(\x08\x12\x0f\n\x07\x63\x61talog\x18\x08 \x01(\t\x12&\n\x1erestrict_to_predicted_category\x18\t \x01(\x08\x12\x14\n\x0cobject_index\x18\n \x01(\x05\x42\x07\n\x05query\"\x91\x01\n\x0e\x44\x65tectedObject\x12\r\n\x05index\x18\x01 \x01(\x05\x12(\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x1b.imagesearch.v1.BoundingBox\x12\x34\n\x08\x63\x61tegory\x18\x03 \x01(\x0b\x32\".imagesearch.v1.CategoryPrediction\x12\x10\n\x08salience\x18\x04 \x01(\x02\":\n\x12\x43\x61tegoryPrediction\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\"\x9a\x02\n\x0eSearchResponse\x12\'\n\x04hits\x18\x01 \x03(\x0b\x32\x19.imagesearch.v1.SearchHit\x12(\n\x05model\x18\x02 \x01(\x0b\x32\x19.imagesearch.v1.ModelInfo\x12\x11\n\tcache_hit\x18\x03 \x01(\x08\x12>\n\x12predicted_category\x18\x04 \x01(\x0b\x32\".imagesearch.v1.CategoryPrediction\x12/\n\x07objects\x18\x05 \x03(\x0b\x32\x1e.imagesearch.v1.DetectedObject\x12\x31\n\x0csearched_box\x18\x06 \x01(\x0b\x32\x1b.imagesearch.v1.BoundingBox\",\n\x0cProductImage\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x0b\n\x03uri\x18\x02 \x01(\t\"f\n\x0cProductInput\x12(\n\x07product\x18\x01 \x01(\x0b\x32\x17.imagesearch.v1.Product\x12,\n\x06images\x18\x02 \x03(\x0b\x32\x1c.imagesearch.v1.ProductImage\"u\n\x15UpsertProductsRequest\x12.\n\x08products\x18\x01 \x03(\x0b\x32\x1c.imagesearch.v1.ProductInput\x12\x0f\n\x07\x63\x61talog\x18\x02 \x01(\t\x12\x1b\n\x13\x64uplicate_threshold\x18\x03 \x01(\x02\"I\n\x11PossibleDuplicate\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12 \n\x18same_product_probability\x18\x02 \x01(\x02\"H\n\x0cImageFailure\x12\r\n\x05index\x18\x01 \x01(\x05\x12)\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.imagesearch.v1.ImageError\"\xcc\x01\n\rProductResult\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x34\n\x0eimage_failures\x18\x04 \x03(\x0b\x32\x1c.imagesearch.v1.ImageFailure\x12\x16\n\x0eimages_indexed\x18\x05 \x01(\x05\x12>\n\x13possible_duplicates\x18\x06 \x03(\x0b\x32!.imagesearch.v1.PossibleDuplicate\"H\n\x16UpsertProductsResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.imagesearch.v1.ProductResult\"=\n\x15\x44\x65leteProductsRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\x12\x0f\n\x07\x63\x61talog\x18\x02 \x01(\t\"<\n\x16\x44\x65leteProductsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x03(\t\x12\x11\n\tnot_found\x18\x02 \x03(\t\"8\n\x11GetProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61talog\x18\x02 \x01(\t\"\'\n\x14\x44\x65leteCatalogRequest\x12\x0f\n\x07\x63\x61talog\x18\x01 \x01(\t\"(\n\x15\x44\x65leteCatalogResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\x32\xc2\x03\n\rSearchService\x12G\n\x06Search\x12\x1d.imagesearch.v1.SearchRequest\x1a\x1e.imagesearch.v1.SearchResponse\x12_\n\x0eUpsertProducts\x12%.imagesearch.v1.UpsertProductsRequest\x1a&.imagesearch.v1.UpsertProductsResponse\x12_\n\x0e\x44\x65leteProducts\x12%.imagesearch.v1.DeleteProductsRequest\x1a&.imagesearch.v1.DeleteProductsResponse\x12H\n\nGetProduct\x12!.imagesearch.v1.GetProductRequest\x1a\x17.imagesearch.v1.Product\x12\\\n\rDeleteCatalog\x12$.imagesearch.v1.DeleteCatalogRequest\x1a%.imagesearch.v1.DeleteCatalogResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,35 +33,37 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imagesearch.v1.search_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SEARCHREQUEST']._serialized_start=77
-  _globals['_SEARCHREQUEST']._serialized_end=336
-  _globals['_CATEGORYPREDICTION']._serialized_start=338
-  _globals['_CATEGORYPREDICTION']._serialized_end=396
-  _globals['_SEARCHRESPONSE']._serialized_start=399
-  _globals['_SEARCHRESPONSE']._serialized_end=581
-  _globals['_PRODUCTIMAGE']._serialized_start=583
-  _globals['_PRODUCTIMAGE']._serialized_end=627
-  _globals['_PRODUCTINPUT']._serialized_start=629
-  _globals['_PRODUCTINPUT']._serialized_end=731
-  _globals['_UPSERTPRODUCTSREQUEST']._serialized_start=733
-  _globals['_UPSERTPRODUCTSREQUEST']._serialized_end=850
-  _globals['_POSSIBLEDUPLICATE']._serialized_start=852
-  _globals['_POSSIBLEDUPLICATE']._serialized_end=925
-  _globals['_IMAGEFAILURE']._serialized_start=927
-  _globals['_IMAGEFAILURE']._serialized_end=999
-  _globals['_PRODUCTRESULT']._serialized_start=1002
-  _globals['_PRODUCTRESULT']._serialized_end=1206
-  _globals['_UPSERTPRODUCTSRESPONSE']._serialized_start=1208
-  _globals['_UPSERTPRODUCTSRESPONSE']._serialized_end=1280
-  _globals['_DELETEPRODUCTSREQUEST']._serialized_start=1282
-  _globals['_DELETEPRODUCTSREQUEST']._serialized_end=1343
-  _globals['_DELETEPRODUCTSRESPONSE']._serialized_start=1345
-  _globals['_DELETEPRODUCTSRESPONSE']._serialized_end=1405
-  _globals['_GETPRODUCTREQUEST']._serialized_start=1407
-  _globals['_GETPRODUCTREQUEST']._serialized_end=1463
-  _globals['_DELETECATALOGREQUEST']._serialized_start=1465
-  _globals['_DELETECATALOGREQUEST']._serialized_end=1504
-  _globals['_DELETECATALOGRESPONSE']._serialized_start=1506
-  _globals['_DELETECATALOGRESPONSE']._serialized_end=1546
-  _globals['_SEARCHSERVICE']._serialized_start=1549
-  _globals['_SEARCHSERVICE']._serialized_end=1999
+  _globals['_SEARCHREQUEST']._serialized_end=358
+  _globals['_DETECTEDOBJECT']._serialized_start=361
+  _globals['_DETECTEDOBJECT']._serialized_end=506
+  _globals['_CATEGORYPREDICTION']._serialized_start=508
+  _globals['_CATEGORYPREDICTION']._serialized_end=566
+  _globals['_SEARCHRESPONSE']._serialized_start=569
+  _globals['_SEARCHRESPONSE']._serialized_end=851
+  _globals['_PRODUCTIMAGE']._serialized_start=853
+  _globals['_PRODUCTIMAGE']._serialized_end=897
+  _globals['_PRODUCTINPUT']._serialized_start=899
+  _globals['_PRODUCTINPUT']._serialized_end=1001
+  _globals['_UPSERTPRODUCTSREQUEST']._serialized_start=1003
+  _globals['_UPSERTPRODUCTSREQUEST']._serialized_end=1120
+  _globals['_POSSIBLEDUPLICATE']._serialized_start=1122
+  _globals['_POSSIBLEDUPLICATE']._serialized_end=1195
+  _globals['_IMAGEFAILURE']._serialized_start=1197
+  _globals['_IMAGEFAILURE']._serialized_end=1269
+  _globals['_PRODUCTRESULT']._serialized_start=1272
+  _globals['_PRODUCTRESULT']._serialized_end=1476
+  _globals['_UPSERTPRODUCTSRESPONSE']._serialized_start=1478
+  _globals['_UPSERTPRODUCTSRESPONSE']._serialized_end=1550
+  _globals['_DELETEPRODUCTSREQUEST']._serialized_start=1552
+  _globals['_DELETEPRODUCTSREQUEST']._serialized_end=1613
+  _globals['_DELETEPRODUCTSRESPONSE']._serialized_start=1615
+  _globals['_DELETEPRODUCTSRESPONSE']._serialized_end=1675
+  _globals['_GETPRODUCTREQUEST']._serialized_start=1677
+  _globals['_GETPRODUCTREQUEST']._serialized_end=1733
+  _globals['_DELETECATALOGREQUEST']._serialized_start=1735
+  _globals['_DELETECATALOGREQUEST']._serialized_end=1774
+  _globals['_DELETECATALOGRESPONSE']._serialized_start=1776
+  _globals['_DELETECATALOGRESPONSE']._serialized_end=1816
+  _globals['_SEARCHSERVICE']._serialized_start=1819
+  _globals['_SEARCHSERVICE']._serialized_end=2269
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SearchRequest(_message.Message):
-    __slots__ = ("image", "product_id", "region", "top_k", "filter", "min_score", "skip_cache", "catalog", "restrict_to_predicted_category")
+    __slots__ = ("image", "product_id", "region", "top_k", "filter", "min_score", "skip_cache", "catalog", "restrict_to_predicted_category", "object_index")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class SearchRequest(_message.Message):
     SKIP_CACHE_FIELD_NUMBER: _ClassVar[int]
     CATALOG_FIELD_NUMBER: _ClassVar[int]
     RESTRICT_TO_PREDICTED_CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_INDEX_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     product_id: str
     region: _common_pb2.BoundingBox
@@ -26,7 +27,20 @@ class SearchRequest(_message.Message):
     skip_cache: bool
     catalog: str
     restrict_to_predicted_category: bool
-    def __init__(self, image: _Optional[bytes] = ..., product_id: _Optional[str] = ..., region: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., skip_cache: bool = ..., catalog: _Optional[str] = ..., restrict_to_predicted_category: bool = ...) -> None: ...
+    object_index: int
+    def __init__(self, image: _Optional[bytes] = ..., product_id: _Optional[str] = ..., region: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., skip_cache: bool = ..., catalog: _Optional[str] = ..., restrict_to_predicted_category: bool = ..., object_index: _Optional[int] = ...) -> None: ...
+
+class DetectedObject(_message.Message):
+    __slots__ = ("index", "box", "category", "salience")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    SALIENCE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    box: _common_pb2.BoundingBox
+    category: CategoryPrediction
+    salience: float
+    def __init__(self, index: _Optional[int] = ..., box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., category: _Optional[_Union[CategoryPrediction, _Mapping]] = ..., salience: _Optional[float] = ...) -> None: ...
 
 class CategoryPrediction(_message.Message):
     __slots__ = ("category", "confidence")
@@ -37,16 +51,20 @@ class CategoryPrediction(_message.Message):
     def __init__(self, category: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "model", "cache_hit", "predicted_category")
+    __slots__ = ("hits", "model", "cache_hit", "predicted_category", "objects", "searched_box")
     HITS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    SEARCHED_BOX_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[_common_pb2.SearchHit]
     model: _common_pb2.ModelInfo
     cache_hit: bool
     predicted_category: CategoryPrediction
-    def __init__(self, hits: _Optional[_Iterable[_Union[_common_pb2.SearchHit, _Mapping]]] = ..., model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., cache_hit: bool = ..., predicted_category: _Optional[_Union[CategoryPrediction, _Mapping]] = ...) -> None: ...
+    objects: _containers.RepeatedCompositeFieldContainer[DetectedObject]
+    searched_box: _common_pb2.BoundingBox
+    def __init__(self, hits: _Optional[_Iterable[_Union[_common_pb2.SearchHit, _Mapping]]] = ..., model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., cache_hit: bool = ..., predicted_category: _Optional[_Union[CategoryPrediction, _Mapping]] = ..., objects: _Optional[_Iterable[_Union[DetectedObject, _Mapping]]] = ..., searched_box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ...) -> None: ...
 
 class ProductImage(_message.Message):
     __slots__ = ("content", "uri")
