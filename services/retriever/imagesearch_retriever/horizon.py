@@ -29,6 +29,12 @@ started while Redis is known to be down (the breaker): reads never depend on Red
 deployment with several replicas do. Timestamps are compared as zero-padded decimal strings:
 Milvus' hybrid timestamps (~4.7e17) are beyond the exact integers of Lua's doubles.
 
+A reader that finds no horizon *relearns* it too (at most once a second per catalog and
+process), the same way: it prepares (making or finding the placeholder), then asks Milvus for a
+fresh timestamp, newer than the placeholder and so than every write the lost horizon covered,
+and records it. So a catalog that is read but not written is back on the fast path within a
+second of Redis coming back empty, and a placeholder whose writer died does not linger.
+
 The process also keeps its own maximum per catalog, so a replica's reads never go below its own
 writes, whatever Redis holds.
 """
@@ -38,6 +44,8 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -50,6 +58,7 @@ from imagesearch.common.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
+RELEARN_INTERVAL_SECONDS = 1.0
 _DIGITS = 20  # 2^64 has 20 decimal digits: every Milvus timestamp fits, zero-padded
 
 # Shared prologue: the server's run_id, and the hash's fields (nil when missing or not ours).
@@ -140,6 +149,7 @@ class Horizons:
         self._breaker = Breaker("redis (write horizons)")
         self._lock = threading.Lock()
         self._own: dict[str, int] = {}  # catalog -> newest timestamp of this process' writes
+        self._relearnt: dict[str, float] = {}  # catalog -> when this process last tried to relearn it
         self.strong_reads = 0  # reads that found no trustworthy horizon (for tests and logs)
 
     @property
@@ -178,6 +188,26 @@ class Horizons:
         reply = self._call("record", self._record, catalog, encode(ts), nonce, secrets.token_hex(8))
         if reply == "relearning":
             log.info("write horizon of catalog %r was lost (Redis emptied or restarted): relearning it", catalog)
+
+    def relearn(self, catalog: str, fresh_timestamp: Callable[[], int]) -> None:
+        """After a read found no horizon: make it known again, from `fresh_timestamp()` (a Milvus
+        timestamp allocated when called, i.e. after the placeholder exists). Best effort, at most
+        once per RELEARN_INTERVAL_SECONDS per catalog; the read itself is Strong either way."""
+        now = time.monotonic()
+        with self._lock:
+            if self._breaker.is_open or now - self._relearnt.get(catalog, -1e9) < RELEARN_INTERVAL_SECONDS:
+                return
+            self._relearnt[catalog] = now
+        try:
+            nonce = self.prepare(catalog)
+            if not nonce:
+                return  # known again meanwhile
+            ts = fresh_timestamp()
+            self._call("record", self._record, catalog, encode(ts), nonce, secrets.token_hex(8))
+        except Exception as err:  # noqa: BLE001 - best effort: the read goes on Strong
+            log.debug("relearning the write horizon of catalog %r failed: %s", catalog, err)
+            return
+        log.info("write horizon of catalog %r relearnt: reads no longer need Strong", catalog)
 
     def probe(self) -> None:
         """From the health loop while the breaker is open: closes it once Redis answers."""

@@ -53,6 +53,7 @@ import numpy as np
 from opentelemetry.trace import Status, StatusCode, Tracer, TracerProvider
 from pymilvus import MilvusClient
 from pymilvus.client import ts_utils
+from pymilvus.grpc_gen import milvus_pb2
 
 from imagesearch.common import deadline
 from imagesearch.common.breaker import OUTAGES, PROBE_TIMEOUT_SECONDS, Breaker
@@ -454,8 +455,18 @@ class MilvusStore:
             return {"consistency_level": self._consistency}
         horizon = self._horizons.read(catalog)
         if horizon is None:
+            self._horizons.relearn(catalog, self._fresh_timestamp)
             return _STRONG
         return {"consistency_level": "Customized", "guarantee_timestamp": horizon}
+
+    def _fresh_timestamp(self) -> int:
+        """A timestamp from Milvus' allocator, newer than anything Milvus had stamped when called.
+        MilvusClient has no public call for it (pymilvus 2.4); Milvus 2.3 answers AllocTimestamp."""
+        stub = self._require_client()._get_connection()._stub
+        reply = stub.AllocTimestamp(milvus_pb2.AllocTimestampRequest(), timeout=PROBE_TIMEOUT_SECONDS)
+        if reply.status.error_code != 0 or reply.status.code != 0 or not reply.timestamp:
+            raise Unavailable(f"milvus at {self.uri}: no timestamp allocated ({reply.status.reason})")
+        return int(reply.timestamp)
 
     async def get(self, catalog: str, model: ModelId, product_id: str) -> ProductRecord | None:
         fields = [*schema.PRODUCT_FIELDS, "image_id", "image_uri"]
