@@ -426,8 +426,13 @@ def test_anyone_reaches_the_gateway_public_api_and_nothing_else_of_it(cluster: C
     assert not cluster.allows(INGRESS_CONTROLLER, gateway, 8080)
 
 
-def test_only_the_gateway_reaches_redis(cluster: Cluster, pods: dict[str, Pod]) -> None:
-    assert _callers(cluster, pods, pods["redis"], 6379) == _admitted(cluster, pods, pods["redis"], 6379) == {"gateway"}
+def test_only_the_gateway_and_the_retriever_reach_redis(cluster: Cluster, pods: dict[str, Pod]) -> None:
+    # The gateway's result cache and the retriever's write horizons.
+    assert (
+        _callers(cluster, pods, pods["redis"], 6379)
+        == _admitted(cluster, pods, pods["redis"], 6379)
+        == {"gateway", "retriever"}
+    )
 
 
 def test_only_the_gateway_reaches_the_embedder(cluster: Cluster, pods: dict[str, Pod]) -> None:
@@ -456,14 +461,14 @@ def test_only_the_embedder_reaches_triton(cluster: Cluster, pods: dict[str, Pod]
 
 def test_the_internal_services_admit_only_their_intended_caller_pods(rendered: tuple[dict[str, Any], ...]) -> None:
     # The same property read off the ingress policies themselves: every rule that opens a serving
-    # port names exactly one source, a pod of the same namespace.
+    # port names its intended sources only, pods of the same namespace.
     intended = {
-        "embedder": ("gateway", 50052),
-        "retriever": ("gateway", 50053),
-        "redis": ("gateway", 6379),
-        "triton": ("embedder", 8001),
+        "embedder": ({"gateway"}, 50052),
+        "retriever": ({"gateway"}, 50053),
+        "redis": ({"gateway", "retriever"}, 6379),
+        "triton": ({"embedder"}, 8001),
     }
-    for target, (caller, port) in intended.items():
+    for target, (callers, port) in intended.items():
         sources = []
         for policy in _of_kind(rendered, "NetworkPolicy"):
             selector = policy["spec"].get("podSelector") or {}
@@ -475,7 +480,7 @@ def test_the_internal_services_admit_only_their_intended_caller_pods(rendered: t
         assert sources, f"no ingress policy opens {target}:{port}"
         for source in sources:
             assert set(source) == {"podSelector"}, f"{target}:{port} admits {source}"
-            assert source["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == caller
+            assert source["podSelector"]["matchLabels"]["app.kubernetes.io/name"] in callers
 
 
 def test_the_only_paths_between_imagesearch_pods_are_the_designed_ones(cluster: Cluster, pods: dict[str, Pod]) -> None:
@@ -491,6 +496,7 @@ def test_the_only_paths_between_imagesearch_pods_are_the_designed_ones(cluster: 
         ("gateway", "embedder", 50052),
         ("gateway", "retriever", 50053),
         ("gateway", "redis", 6379),
+        ("retriever", "redis", 6379),
         ("embedder", "triton", 8001),
     } | {(name, "jaeger", 4317) for name in pods if name != "jaeger"}
     assert found == designed
@@ -735,6 +741,17 @@ def test_the_gateway_builds_its_redis_url_from_the_secret(rendered: tuple[dict[s
     assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL")
     # A REDIS_URL in the ConfigMap would be a second, passwordless source of truth.
     assert "REDIS_URL" not in _one(rendered, "ConfigMap", "imagesearch-config")["data"]
+
+
+def test_the_retriever_builds_its_redis_url_from_the_secret(rendered: tuple[dict[str, Any], ...]) -> None:
+    retriever = _container(rendered, "retriever")
+    password = _env_var(retriever, "REDIS_PASSWORD")["valueFrom"]["secretKeyRef"]
+    assert (password["name"], password["key"]) == ("imagesearch-redis", "password")
+    assert not password.get("optional", False)
+    assert _env_var(retriever, "RETRIEVER_REDIS_URL")["value"].startswith("redis://:$(REDIS_PASSWORD)@")
+    names = [var["name"] for var in _env(retriever)]
+    assert names.index("REDIS_PASSWORD") < names.index("RETRIEVER_REDIS_URL")
+    assert "RETRIEVER_REDIS_URL" not in _one(rendered, "ConfigMap", "imagesearch-config")["data"]
 
 
 def test_the_milvus_token_comes_from_a_secret(rendered: tuple[dict[str, Any], ...]) -> None:

@@ -32,7 +32,8 @@ if os.environ.get("FAKE_CRASH") == name:
     print("boom: cannot start", flush=True)
     sys.exit(3)
 keys = ("OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "LOG_LEVEL", "TRITON_URL", "MILVUS_URI", "REDIS_URL",
-        "EMBEDDER_ADDR", "RETRIEVER_ADDR", "EMBEDDER_PORT", "RETRIEVER_PORT", "GATEWAY_PORT", "GATEWAY_API_KEYS_FILE", "GATEWAY_REFLECTION")
+        "EMBEDDER_ADDR", "RETRIEVER_ADDR", "EMBEDDER_PORT", "RETRIEVER_PORT", "GATEWAY_PORT", "GATEWAY_API_KEYS_FILE", "GATEWAY_REFLECTION",
+        "RETRIEVER_REDIS_URL")
 print("ENV " + json.dumps({k: os.environ[k] for k in keys if k in os.environ}), flush=True)
 port = os.environ[name.upper() + "_PORT"]
 servicer = health.HealthServicer()
@@ -135,6 +136,7 @@ def test_local_stack_wires_starts_watches_and_stops_in_order(stand_ins) -> None:
         assert gateway["EMBEDDER_ADDR"] == stack.services["embedder"].address
         assert gateway["RETRIEVER_ADDR"] == stack.services["retriever"].address
         assert gateway["REDIS_URL"] == stack.redis_url and stack.redis is not None
+        assert retriever["RETRIEVER_REDIS_URL"] == stack.redis_url  # its write horizons
         assert all(
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4317" and env["LOG_LEVEL"] == "DEBUG"
             for env in (embedder, retriever, gateway)

@@ -18,6 +18,7 @@ from imagesearch.common.errors import DomainError
 from imagesearch.common.metrics import ServiceMetrics
 from imagesearch.v1 import retriever_pb2, retriever_pb2_grpc
 from imagesearch_retriever.core import RetrieverCore
+from imagesearch_retriever.horizon import Horizons
 from imagesearch_retriever.milvus.store import MilvusOptions, MilvusStore
 from imagesearch_retriever.servicer import RetrieverServicer
 from imagesearch_retriever.settings import RetrieverSettings
@@ -30,7 +31,12 @@ class RetrieverBackend:
     service_names = (SERVICE_NAME,)
 
     def __init__(self, settings: RetrieverSettings, tracer_provider: TracerProvider) -> None:
-        self.store = MilvusStore(options_from(settings, MilvusOptions), tracer_provider)
+        horizons = None
+        if settings.redis_url:  # no I/O here: redis-py connects on first use
+            horizons = Horizons(
+                settings.redis_url, settings.redis_namespace, settings.redis_timeout_seconds, tracer_provider
+            )
+        self.store = MilvusStore(options_from(settings, MilvusOptions), tracer_provider, horizons=horizons)
         self.core = RetrieverCore(self.store, max_top_k=settings.max_top_k)
         self._sizes: dict[tuple[str, ...], float] = {}
         self._sizes_due = 0.0
@@ -46,6 +52,8 @@ class RetrieverBackend:
             ("catalog", "model"),
             lambda: dict(self._sizes),
         )
+        if self.store.horizons is not None:
+            metrics.watch_breaker("redis", self.store.horizons.breaker)
 
     def register(self, server: grpc.aio.Server) -> None:
         retriever_pb2_grpc.add_RetrieverServiceServicer_to_server(RetrieverServicer(self.core), server)

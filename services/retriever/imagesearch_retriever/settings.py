@@ -12,6 +12,7 @@ from imagesearch.contracts.limits import MAX_TOP_K
 from imagesearch_retriever.core import OVERFETCH
 from imagesearch_retriever.milvus.store import MAX_SEARCH_LIMIT
 
+NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # The over-fetch (OVERFETCH x top_k) must stay within Milvus' limit on topk.
 MAX_TOP_K_LIMIT = MAX_SEARCH_LIMIT // OVERFETCH
@@ -53,9 +54,31 @@ class RetrieverSettings(Settings):
         "Session",
         "RETRIEVER_READ_CONSISTENCY",
         "Session: reads do not wait (every write already ends with a Strong barrier, so it is visible to later "
-        "reads when its call returns). Strong: every read also waits for Milvus' next time tick "
-        "(~1.5 x proxy.timeTickInterval), for Milvus deployments with several query replicas",
+        "reads when its call returns; with RETRIEVER_REDIS_URL, reads wait for the catalog's shared write "
+        "horizon instead, which holds with several query replicas too). Strong: every read waits for Milvus' "
+        "next time tick (~1.5 x proxy.timeTickInterval)",
         choices=READ_CONSISTENCY_LEVELS,
+    )
+    redis_url: str = setting(
+        "",
+        "RETRIEVER_REDIS_URL",
+        "shared write horizons for several retriever replicas and Milvus query replicas "
+        "(redis://[:PASSWORD@]host:port/db, rediss:// for TLS; the gateway's Redis will do): a write returns once "
+        "every replica's reads will see it, reads wait only for writes they have not seen yet. Empty: none "
+        "(one query replica, or RETRIEVER_READ_CONSISTENCY=Strong)",
+        empty_is_a_value=True,
+        secret=True,  # it may carry the password
+    )
+    redis_namespace: str = setting(
+        "imagesearch",
+        "RETRIEVER_REDIS_NAMESPACE",
+        "first part of every Redis key the retriever writes: deployments that share one Redis must each have their own",
+    )
+    redis_timeout_seconds: float = setting(
+        0.1,
+        "RETRIEVER_REDIS_TIMEOUT_SECONDS",
+        "give up on Redis after this long: the read is made Strong instead (a write fails UNAVAILABLE)",
+        minimum=0.001,
     )
     timeout_seconds: float = setting(
         10.0, "RETRIEVER_TIMEOUT_SECONDS", "deadline of each Milvus call, retries included", minimum=0.1
@@ -107,6 +130,10 @@ class RetrieverSettings(Settings):
             raise SettingsError(f"RETRIEVER_MAX_TOP_K must be between 1 and {MAX_TOP_K_LIMIT}, got {self.max_top_k}")
         if not 2 <= self.hnsw_m <= 2048:
             raise SettingsError(f"HNSW_M must be between 2 and 2048, got {self.hnsw_m}")
+        if not NAMESPACE.fullmatch(self.redis_namespace):
+            raise SettingsError(
+                f"RETRIEVER_REDIS_NAMESPACE must be 1-64 characters of [A-Za-z0-9_.-], got {self.redis_namespace!r}"
+            )
         if not self.milvus_uri:
             raise SettingsError("MILVUS_URI must not be empty")
 

@@ -241,6 +241,9 @@ class LocalStack(Managed):
         elif name == "retriever":
             assert self.milvus is not None
             env.update(RETRIEVER_HOST=cfg.host, RETRIEVER_PORT=str(svc[name].port), MILVUS_URI=self.milvus.uri)
+            # The stack's Redis also holds the retriever's write horizons, as in a deployment of
+            # several replicas: the same code path in development as in production.
+            env.update(RETRIEVER_REDIS_URL=self.redis_url)
         else:
             env.update(
                 GATEWAY_HOST=cfg.host,

@@ -11,10 +11,28 @@ write it at once. Every read resolves which rows are visible from the heads.
 Consistency: writes pay for it, reads don't. A write waits (a Strong *barrier* query, which
 returns only once the query nodes have applied everything up to that moment) after its rows and
 again after its heads; so when a write call returns it is visible to every later read of any
-replica, and a deleted product never comes back. Reads use consistency_level="Session" by default
-(RETRIEVER_READ_CONSISTENCY), which does not wait for Milvus' next time tick: a Strong read costs
-up to one tick (200 ms by default), a Session read ~3 ms. The write path's own queries are Strong:
-they decide what to delete.
+replica served by that query node, and a deleted product never comes back. Reads use
+consistency_level="Session" by default (RETRIEVER_READ_CONSISTENCY), which does not wait for
+Milvus' next time tick: a Strong read costs up to one tick (200 ms by default), a Session read
+~3 ms. The write path's own queries are Strong: they decide what to delete.
+
+Several query replicas (a distributed Milvus, or Milvus load balancing a shard across nodes) may
+answer a read from a node the barrier did not wait for. With a shared Redis (`horizons`,
+horizon.py) every write records the Milvus timestamp of its commit (the heads insert's, the one
+that changes what readers see) as its catalog's *write horizon*, and every read passes it as its
+guarantee timestamp (consistency "Customized": Milvus' proxy keeps a Customized or Session
+request's own guarantee timestamp, while pymilvus replaces a Session one by the timestamp of this
+process' last write; Strong uses the proxy's newest). The query node waits only until it has
+served that timestamp, which right after a write's barrier it normally already has: reads cost
+what Session costs, and see every write that has returned on any replica. A read with no
+trustworthy horizon (Redis unreachable, emptied, restarted) is Strong, never possibly stale.
+
+Why Redis and not Milvus itself: a horizon read from Milvus would need a Strong read to be
+current, the very cost it saves; and the timestamp Milvus could report for the search (the
+response's session_ts) is not filled in by Milvus 2.3. Deletes return no timestamp on 2.3 (0):
+a delete's commit is its tombstone heads insert, which does. Dropping a catalog is a DDL
+change that Milvus' proxies learn of before the drop returns; a read after it finds no
+collection, whatever its timestamp.
 """
 
 from __future__ import annotations
@@ -34,12 +52,15 @@ from typing import Any, TypeVar
 import numpy as np
 from opentelemetry.trace import Status, StatusCode, Tracer, TracerProvider
 from pymilvus import MilvusClient
+from pymilvus.client import ts_utils
+from pymilvus.grpc_gen import milvus_pb2
 
 from imagesearch.common import deadline
 from imagesearch.common.breaker import OUTAGES, PROBE_TIMEOUT_SECONDS, Breaker
 from imagesearch.common.errors import DeadlineExceeded, DomainError, Unavailable
 from imagesearch.common.metrics import UNTIMED
 from imagesearch.common.types import Floats, Hit, ModelId, ProductRecord
+from imagesearch_retriever.horizon import Horizons
 from imagesearch_retriever.milvus import schema, versions
 from imagesearch_retriever.milvus.errors import CollectionGone, NotLoaded, describe, translate
 from imagesearch_retriever.milvus.expressions import both, build_expression, exact_versions, in_list
@@ -57,6 +78,9 @@ _WRITE_BATCH_ROWS = 256  # ~1.3 MB of 1280-d vectors per insert call, far below 
 _ROW_QUERY_PRODUCTS = 32
 _HEAD_QUERY_PRODUCTS = 1024
 _DELETE_BATCH_IDS = 1024
+# How a read is made: pymilvus keyword arguments (consistency, guarantee timestamp).
+ReadAt = dict[str, Any]
+_STRONG: ReadAt = {"consistency_level": "Strong"}
 
 
 def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
@@ -109,7 +133,13 @@ class MilvusOptions:
 class MilvusStore:
     max_search_limit = MAX_SEARCH_LIMIT
 
-    def __init__(self, options: MilvusOptions, tracer_provider: TracerProvider, max_workers: int = 8) -> None:
+    def __init__(
+        self,
+        options: MilvusOptions,
+        tracer_provider: TracerProvider,
+        max_workers: int = 8,
+        horizons: Horizons | None = None,
+    ) -> None:
         self.uri = options.milvus_uri
         self._token = options.milvus_token
         self._db_name = options.milvus_db
@@ -117,6 +147,8 @@ class MilvusStore:
         self._hnsw = schema.HnswParams(options.hnsw_m, options.hnsw_ef_construction, options.hnsw_ef_search)
         self._consistency = options.read_consistency
         self.calls = UNTIMED  # the service's Milvus timer, once it has metrics (RetrieverBackend.register_metrics)
+        # Shared write horizons (several replicas); reads use them unless configured Strong.
+        self._horizons = horizons
         # pymilvus bounds its internal retries only by an *int* timeout (a float
         # one retries 75 times), so round up.
         self._timeout = max(1, math.ceil(options.timeout_seconds))
@@ -166,6 +198,10 @@ class MilvusStore:
         if old is not None:
             old.close()
 
+    @property
+    def horizons(self) -> Horizons | None:
+        return self._horizons
+
     async def check(self) -> None:
         """Milvus answers, and every collection this retriever has served is loaded and caught up
         (after a Milvus restart they come back released, and replay what they had not flushed):
@@ -173,6 +209,8 @@ class MilvusStore:
         await self._run(self._check)
 
     def _check(self) -> None:
+        if self._horizons is not None:
+            self._horizons.probe()  # a Redis outage only makes reads Strong: never NOT_SERVING
         if self._breaker.is_open:
             self._reconnect()
         client = self._require_client()
@@ -194,6 +232,8 @@ class MilvusStore:
         client, self._client = self._client, None
         if client is not None:
             await self._run(client.close)
+        if self._horizons is not None:
+            await self._run(self._horizons.close)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # ---- operations
@@ -255,14 +295,16 @@ class MilvusStore:
             for index, (uri, vector) in enumerate(images)
         ]
         heads = [versions.Head(product.product_id, version) for product, _ in products]
+        nonce = self._prepare(catalog)
         try:
             for batch in _chunks(rows, _WRITE_BATCH_ROWS):
                 self._call("milvus.insert", pair.rows, len(batch), client.insert, pair.rows, list(batch))
             # A reader that sees a head must see its rows: they are applied before the head exists.
             self._barrier(client, pair.rows, "image_id")
-            self._commit(client, pair, heads, deadline)
+            committed = self._commit(client, pair, heads, deadline)
         except CollectionGone:
             raise Unavailable(f"collection {pair.rows} was dropped during the write; retry") from None
+        self._record(catalog, committed, nonce)
         self._clean_up(client, pair, [head.product_id for head in heads])
         return len(products), len(rows)
 
@@ -279,22 +321,50 @@ class MilvusStore:
     def _delete(self, catalog: str, ids: list[str], deadline: float | None) -> tuple[list[str], list[str]]:
         client = self._require_client()
         present: set[str] = set()
-        for pair in self._catalog_pairs(client, catalog, load=True):
-            try:
-                live = versions.live_versions(self._heads_of(client, pair, ids, "Strong"))
-                existing = [pid for pid in ids if pid in live]
-                if not existing:
-                    continue
-                version = versions.new_version()
-                self._commit(client, pair, [versions.Head(pid, version, deleted=True) for pid in existing], deadline)
-            except CollectionGone:
-                continue  # dropped meanwhile: whatever was in it is gone anyway
-            present.update(existing)
-            self._clean_up(client, pair, existing)
+        nonce: str | None = None
+        committed = 0
+        try:
+            for pair in self._catalog_pairs(client, catalog, load=True):
+                try:
+                    live = versions.live_versions(self._heads_of(client, pair, ids, _STRONG))
+                    existing = [pid for pid in ids if pid in live]
+                    if not existing:
+                        continue
+                    if nonce is None:
+                        nonce = self._prepare(catalog)
+                    version = versions.new_version()
+                    tombstones = [versions.Head(pid, version, deleted=True) for pid in existing]
+                    committed = max(committed, self._commit(client, pair, tombstones, deadline))
+                except CollectionGone:
+                    continue  # dropped meanwhile: whatever was in it is gone anyway
+                present.update(existing)
+                self._clean_up(client, pair, existing)
+        finally:
+            if committed:  # also when a later model's collection failed: what is committed is recorded
+                self._record(catalog, committed, nonce)
         return [pid for pid in ids if pid in present], [pid for pid in ids if pid not in present]
 
-    def _commit(self, client: Any, pair: Pair, heads: Sequence[versions.Head], deadline: float | None) -> None:
-        """The commit point: every head of the write in one insert (one timestamp), then a barrier."""
+    def _prepare(self, catalog: str) -> str | None:
+        """Before a write commits: the write horizon is ready to be raised (horizon.py), or the write
+        fails here, having changed nothing visible."""
+        return None if self._horizons is None else self._horizons.prepare(catalog)
+
+    def _record(self, catalog: str, committed: int, nonce: str | None) -> None:
+        """After a write committed at `committed`: every replica's later reads wait for it."""
+        if self._horizons is None:
+            return
+        try:
+            self._horizons.record(catalog, committed, nonce or "")
+        except Unavailable as err:
+            raise Unavailable(
+                f"the write is committed, but its write horizon could not be recorded ({err.message}): "
+                "other retriever replicas may not show it yet; retry the write"
+            ) from err
+
+    def _commit(self, client: Any, pair: Pair, heads: Sequence[versions.Head], deadline: float | None) -> int:
+        """The commit point: every head of the write in one insert (one timestamp), then a barrier.
+        Returns a Milvus timestamp at or after the commit (this process' newest insert into the
+        heads: MilvusClient.insert does not return the MutationResult, pymilvus keeps its timestamp)."""
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceeded("the caller's deadline passed before the write was committed; nothing changed")
         rows = [
@@ -308,7 +378,9 @@ class MilvusStore:
             for head in heads
         ]
         self._call("milvus.insert", pair.heads, len(rows), client.insert, pair.heads, rows)
+        committed = int(ts_utils.get_collection_ts(pair.heads))
         self._barrier(client, pair.heads, "head_id")
+        return committed
 
     def _clean_up(self, client: Any, pair: Pair, product_ids: Sequence[str]) -> None:
         """Delete what no reader will see again (versions.stale_rows, stale_heads). Best effort: the
@@ -316,10 +388,10 @@ class MilvusStore:
         try:
             now_ms = int(time.time() * 1000)
             for group in _chunks(product_ids, _ROW_QUERY_PRODUCTS):
-                heads = self._heads_of(client, pair, group, "Strong")
+                heads = self._heads_of(client, pair, group, _STRONG)
                 newest = versions.committed(heads)
                 stored = self._query(
-                    client, pair.rows, in_list("product_id", group), ["image_id", "product_id", "version"], "Strong"
+                    client, pair.rows, in_list("product_id", group), ["image_id", "product_id", "version"], _STRONG
                 )
                 rows = [versions.StoredRow(r["image_id"], r["product_id"], int(r["version"])) for r in stored]
                 for batch in _chunks(versions.stale_rows(rows, newest, now_ms), _DELETE_BATCH_IDS):
@@ -343,16 +415,16 @@ class MilvusStore:
         except (DomainError, CollectionGone) as err:
             log.warning("clean-up of %d products in %s left for later: %s", len(product_ids), pair.rows, err)
 
-    def _heads_of(self, client: Any, pair: Pair, product_ids: Sequence[str], consistency: str) -> list[versions.Head]:
+    def _heads_of(self, client: Any, pair: Pair, product_ids: Sequence[str], read: ReadAt) -> list[versions.Head]:
         heads: list[versions.Head] = []
         for group in _chunks(list(product_ids), _HEAD_QUERY_PRODUCTS):
             found = self._query(
-                client, pair.heads, in_list("product_id", group), ["product_id", "version", "deleted"], consistency
+                client, pair.heads, in_list("product_id", group), ["product_id", "version", "deleted"], read
             )
             heads.extend(versions.Head(r["product_id"], int(r["version"]), bool(r["deleted"])) for r in found)
         return heads
 
-    def _query(self, client: Any, name: str, expr: str, fields: list[str], consistency: str) -> list[dict[str, Any]]:
+    def _query(self, client: Any, name: str, expr: str, fields: list[str], read: ReadAt) -> list[dict[str, Any]]:
         return list(
             self._call(
                 "milvus.query",
@@ -362,7 +434,7 @@ class MilvusStore:
                 name,
                 filter=expr,
                 output_fields=fields,
-                consistency_level=consistency,
+                **read,
             )
         )
 
@@ -378,6 +450,25 @@ class MilvusStore:
             output_fields=[primary_key],
             consistency_level="Strong",
         )
+
+    def _read_at(self, catalog: str) -> ReadAt:
+        """How one read call (all its Milvus queries) is made: see the module doc."""
+        if self._horizons is None or self._consistency == "Strong":
+            return {"consistency_level": self._consistency}
+        horizon = self._horizons.read(catalog)
+        if horizon is None:
+            self._horizons.relearn(catalog, self._fresh_timestamp)
+            return _STRONG
+        return {"consistency_level": "Customized", "guarantee_timestamp": horizon}
+
+    def _fresh_timestamp(self) -> int:
+        """A timestamp from Milvus' allocator, newer than anything Milvus had stamped when called.
+        MilvusClient has no public call for it (pymilvus 2.4); Milvus 2.3 answers AllocTimestamp."""
+        stub = self._require_client()._get_connection()._stub
+        reply = stub.AllocTimestamp(milvus_pb2.AllocTimestampRequest(), timeout=PROBE_TIMEOUT_SECONDS)
+        if reply.status.error_code != 0 or reply.status.code != 0 or not reply.timestamp:
+            raise Unavailable(f"milvus at {self.uri}: no timestamp allocated ({reply.status.reason})")
+        return int(reply.timestamp)
 
     async def get(self, catalog: str, model: ModelId, product_id: str) -> ProductRecord | None:
         fields = [*schema.PRODUCT_FIELDS, "image_id", "image_uri"]
@@ -400,12 +491,13 @@ class MilvusStore:
         if pair is None:
             return []
         client = self._require_client()
+        read = self._read_at(catalog)
         try:
-            version = versions.live_versions(self._heads_of(client, pair, [product_id], self._consistency))
+            version = versions.live_versions(self._heads_of(client, pair, [product_id], read))
             if product_id not in version:
                 return []
             expr = exact_versions({product_id: version[product_id]})
-            return self._query(client, pair.rows, expr, fields, self._consistency)
+            return self._query(client, pair.rows, expr, fields, read)
         except CollectionGone:
             return []
 
@@ -449,11 +541,12 @@ class MilvusStore:
         if pair is None:
             return [[] for _ in queries]  # nothing indexed for this model yet: an empty catalog
         client = self._require_client()
+        read = self._read_at(catalog)
         fetch = limit
         try:
             while True:
-                pages = self._raw_search(client, pair.rows, queries, fetch, expr)
-                visible = self._visible(client, pair, queries, pages, fetch, expr)
+                pages = self._raw_search(client, pair.rows, queries, fetch, expr, read)
+                visible = self._visible(client, pair, queries, pages, fetch, expr, read)
                 # A page that lost rows to older or unfinished versions may hide visible ones behind them.
                 short = any(len(raw) >= fetch and len(seen) < limit for raw, seen in zip(pages, visible))
                 if not short or fetch >= MAX_SEARCH_LIMIT:
@@ -470,6 +563,7 @@ class MilvusStore:
         pages: list[list[_Row]],
         fetch: int,
         expr: str,
+        read: ReadAt,
     ) -> list[list[_Row]]:
         """Each page with only rows of their product's visible version. A product whose page rows
         are of another version (a write is being applied, or was cleaned up half-way) is looked up
@@ -477,7 +571,7 @@ class MilvusStore:
         product_ids = {row.hit.product_id for page in pages for row in page}
         if not product_ids:
             return pages
-        live = versions.live_versions(self._heads_of(client, pair, sorted(product_ids), self._consistency))
+        live = versions.live_versions(self._heads_of(client, pair, sorted(product_ids), read))
         outdated = {
             pid: live[pid]
             for pid in {
@@ -487,11 +581,13 @@ class MilvusStore:
         }
         kept = [[row for row in page if live.get(row.hit.product_id) == row.version] for page in pages]
         if outdated:
-            again = self._raw_search(client, pair.rows, queries, fetch, both(expr, exact_versions(outdated)))
+            again = self._raw_search(client, pair.rows, queries, fetch, both(expr, exact_versions(outdated)), read)
             kept = [_merged(page, extra) for page, extra in zip(kept, again)]
         return kept
 
-    def _raw_search(self, client: Any, name: str, queries: list[Floats], limit: int, expr: str) -> list[list[_Row]]:
+    def _raw_search(
+        self, client: Any, name: str, queries: list[Floats], limit: int, expr: str, read: ReadAt
+    ) -> list[list[_Row]]:
         params = {"metric_type": "IP", "params": {"ef": max(self._hnsw.ef_search, limit)}}
         pages = self._call(
             "milvus.search",
@@ -504,7 +600,7 @@ class MilvusStore:
             filter=expr,
             output_fields=[*schema.HIT_FIELDS, "version"],
             search_params=params,
-            consistency_level=self._consistency,
+            **read,
         )
         result: list[list[_Row]] = []
         for page in pages:
