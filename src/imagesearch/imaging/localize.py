@@ -9,17 +9,16 @@ Recipe (measured on the dev set, docs/quality.md): the photo letterboxed on
 white at 224 px (EMBEDDER_LOCALIZE_SIZE); its 14 x 14 SALIENCY map (the model's coarse "what" map
 times its stride-16 "where" map) upsampled x4, thresholded at mean + 1 std
 over the photo area; the bounding box of the largest 4-connected component,
-not expanded (expanding by 10-30 % measured worse). Pure numpy + Pillow; no
-model here.
+not expanded (expanding by 10-30 % measured worse). numpy, Pillow and scipy's
+labelling; no model here.
 """
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+from scipy import ndimage
 
 from imagesearch.common.types import Floats
 from imagesearch.imaging.decode import WHOLE, RelativeBox
@@ -30,26 +29,12 @@ UPSAMPLE = 4
 
 
 def _largest_component(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """The largest 4-connected True region of `mask` (BFS; the grids are 56-72 cells a side)."""
-    labels = np.zeros(mask.shape, np.int32)
-    best_label, best_size, current = 0, 0, 0
-    h, w = mask.shape
-    for y, x in zip(*np.nonzero(mask)):
-        if labels[y, x]:
-            continue
-        current += 1
-        labels[y, x] = current
-        queue, size = deque([(y, x)]), 0
-        while queue:
-            cy, cx = queue.popleft()
-            size += 1
-            for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
-                if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not labels[ny, nx]:
-                    labels[ny, nx] = current
-                    queue.append((ny, nx))
-        if size > best_size:
-            best_label, best_size = current, size
-    return np.asarray(labels == best_label)
+    """The largest 4-connected True region of `mask` (the first in raster order on a tie)."""
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return np.zeros(mask.shape, bool)
+    sizes = np.bincount(labels.ravel())[1:]
+    return np.asarray(labels == int(np.argmax(sizes)) + 1)
 
 
 def subject_box(saliency: Floats, width: int, height: int) -> RelativeBox:
