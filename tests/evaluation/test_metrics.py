@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagesearch.evaluation.metrics import QueryOutcome, evaluate
+from imagesearch.evaluation.metrics import QueryOutcome, evaluate, evaluate_by_group
 
 
 def outcome(qid: str, truth: str, hits: list[tuple[str, float, str]]) -> QueryOutcome:
@@ -37,3 +37,15 @@ def test_recall_mrr_and_category_precision() -> None:
     assert report.beyond_depth == 1
     # q1, q2 (fruit): 2 of the top 10 are fruit; q3 (tools): 1.
     assert report.category_precision_at_10 == pytest.approx((0.2 + 0.2 + 0.1) / 3)
+
+
+def test_a_report_per_variation_in_name_order_leaving_out_queries_without_one() -> None:
+    categories = {"a": "fruit", "b": "fruit"}
+    hits = [("a", 0.9, "fruit"), ("b", 0.7, "fruit")]
+    outcomes = [outcome("q1", "a", hits), outcome("q2", "b", hits), outcome("q3", "a", hits), outcome("q4", "b", hits)]
+    groups = evaluate_by_group(outcomes, categories, {"q1": "small", "q2": "small", "q3": "clean", "q4": ""})
+    assert list(groups) == ["clean", "small"]
+    assert (groups["clean"].queries, groups["clean"].recall_at_1) == (1, 1.0)
+    assert (groups["small"].queries, groups["small"].recall_at_1) == (2, 0.5)
+    assert groups["small"].recall_at_10 == 1.0
+    assert evaluate_by_group(outcomes, categories, {}) == {}

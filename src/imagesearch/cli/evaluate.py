@@ -25,7 +25,7 @@ from imagesearch.client.catalog import CatalogItem
 from imagesearch.client.channel import open_channel, search_stub
 from imagesearch.client.indexer import RetryPolicy, index_catalog
 from imagesearch.evaluation.dataset import Dataset, DatasetError, Query, load_dataset
-from imagesearch.evaluation.metrics import QueryOutcome, Report, evaluate
+from imagesearch.evaluation.metrics import QueryOutcome, Report, evaluate, evaluate_by_group
 from imagesearch.evaluation.misses import render_misses
 from imagesearch.v1 import search_pb2, search_pb2_grpc
 
@@ -38,6 +38,8 @@ EVAL_HELP = "measure Recall@1/5/10, MRR and category precision on a benchmark da
 EVAL_EPILOG = """\
 The dataset folder holds catalog.csv, distractors.csv (optional), queries.csv and the images
 they name, as in ../shared/datasets/dev (see its README for the metric definitions).
+When queries_meta.csv has a `variation` column (tools/build_judge_set.py writes one), Recall@1/@10
+and category P@10 are also reported per kind of variation.
 
 examples:
   imagesearch eval ../shared/datasets/dev
@@ -124,6 +126,16 @@ def format_report(report: Report) -> str:
     )
 
 
+def format_groups(groups: dict[str, Report]) -> str:
+    """The per-variation breakdown (datasets whose queries_meta.csv has a `variation` column)."""
+    lines = [f"{'variation':<16}{'queries':>8}{'R@1':>8}{'R@10':>8}{'cat. P@10':>11}"]
+    for name, r in groups.items():
+        lines.append(
+            f"{name:<16}{r.queries:>8}{r.recall_at_1:>8.3f}{r.recall_at_10:>8.3f}{r.category_precision_at_10:>11.3f}"
+        )
+    return "\n".join(lines)
+
+
 def run_eval(args: argparse.Namespace) -> int:
     try:
         dataset = load_dataset(args.dataset)
@@ -168,6 +180,10 @@ def run_eval(args: argparse.Namespace) -> int:
                     print(f"warning: could not drop catalog {catalog}: {err.details()}", file=sys.stderr)
     report = evaluate(outcomes, dataset.categories)
     print(format_report(report))
+    variations = {q.query_id: q.variation for q in dataset.queries}
+    by_variation = evaluate_by_group(outcomes, dataset.categories, variations)
+    if by_variation:
+        print(format_groups(by_variation))
     sheet = args.out.with_suffix(".misses.png")
     drawn = render_misses(dataset, outcomes, sheet)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -178,11 +194,13 @@ def run_eval(args: argparse.Namespace) -> int:
                 "indexed_items": len(dataset.items),
                 "index_seconds": round(index_seconds, 2),
                 "report": asdict(report),
+                "by_variation": {name: asdict(r) for name, r in by_variation.items()},
                 "queries": [
                     {
                         "query_id": o.query_id,
                         "product_id": o.product_id,
                         "rank": o.rank(),
+                        "variation": variations.get(o.query_id, ""),
                         "latency_ms": round(o.latency_ms, 2),
                         "predicted_category": o.predicted_category,
                         # The whole ranked list (DEPTH deep): re-ranking ideas can be tried on it offline.

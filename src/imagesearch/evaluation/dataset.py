@@ -2,12 +2,14 @@
 
 catalog.csv, distractors.csv   product_id,title,category,image
 queries.csv                    query_id,image,product_id
+queries_meta.csv (optional)    query_id,...; a `variation` column names each query's kind of
+                               variation (occluded, small, ...), and the report is broken down by it
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -29,6 +31,7 @@ class Query:
     query_id: str
     image: Path
     product_id: str
+    variation: str = ""  # from queries_meta.csv, when it has the column
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,17 @@ def _rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
         return list(reader)
 
 
+def _variations(path: Path) -> dict[str, str]:
+    """query_id -> variation, or nothing when the dataset has no meta file or no such column (as dev)."""
+    if not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if "query_id" not in (reader.fieldnames or []) or "variation" not in (reader.fieldnames or []):
+            return {}
+        return {row["query_id"]: row["variation"] for row in reader}
+
+
 def load_dataset(root: Path) -> Dataset:
     root = root.resolve()
     items: list[Item] = []
@@ -69,6 +83,8 @@ def load_dataset(root: Path) -> Dataset:
         Query(row["query_id"], root / row["image"], row["product_id"])
         for row in _rows(root / "queries.csv", ("query_id", "image", "product_id"))
     ]
+    variations = _variations(root / "queries_meta.csv")
+    queries = [replace(q, variation=variations.get(q.query_id, "")) for q in queries]
     unknown = sorted({q.product_id for q in queries} - known)
     if unknown:
         raise DatasetError(f"queries.csv names products not in the catalog: {', '.join(unknown[:5])}")

@@ -59,6 +59,18 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
+def evaluate_by_group(
+    outcomes: Sequence[QueryOutcome], categories: dict[str, str], groups: dict[str, str]
+) -> dict[str, Report]:
+    """One report per group (query_id -> group name, e.g. the kind of variation), in name order;
+    queries without a group are left out, and no groups give no reports."""
+    members: dict[str, list[QueryOutcome]] = {}
+    for o in outcomes:
+        if groups.get(o.query_id):
+            members.setdefault(groups[o.query_id], []).append(o)
+    return {name: evaluate(members[name], categories) for name in sorted(members)}
+
+
 def evaluate(outcomes: Sequence[QueryOutcome], categories: dict[str, str]) -> Report:
     ranks = [o.rank() for o in outcomes]
     n = len(outcomes)
