@@ -173,7 +173,8 @@ def _check(
     fast = [r for r in failures if r.seconds < FAST]
     assert fast, "every failure waited out its deadline"
     after = [r for r in failures if r.started > fast[0].started]
-    assert all(r.seconds < FAST and r.code == grpc.StatusCode.UNAVAILABLE for r in after), after[:3]
+    slow_or_other = [r for r in after if r.seconds >= FAST or r.code != grpc.StatusCode.UNAVAILABLE]
+    assert not slow_or_other, slow_or_other[:3]
     assert all(part in r.details.lower() for r in after), [r.details for r in after][:3]
     served = [r for r in records if r.started > answering and r.rpc in need_it and r.code == grpc.StatusCode.OK]
     assert served, f"not served again within {RECOVERY} s of the {part} answering"
