@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from stats import pct
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,11 +111,6 @@ def index_specs(args: argparse.Namespace) -> list[IndexSpec]:
             )
         )
     return specs
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 def unit(v: np.ndarray) -> np.ndarray:

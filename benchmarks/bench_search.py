@@ -86,6 +86,8 @@ def _shown(path: Path) -> str:
 
 GRPC_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 
+from stats import pct  # noqa: E402 - benchmarks/ is on the path of a script run from it
+
 from imagesearch.v1 import common_pb2, search_pb2, search_pb2_grpc  # noqa: E402
 
 # ---------------------------------------------------------------------------- helpers
@@ -94,12 +96,6 @@ from imagesearch.v1 import common_pb2, search_pb2, search_pb2_grpc  # noqa: E402
 def read_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
-
-
-def pct(samples: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 @dataclass

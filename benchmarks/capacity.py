@@ -61,6 +61,8 @@ DEMO = sorted((REPO / "demo" / "catalog").glob("*.jpg"))
 GRPC_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 TICK = os.sysconf("SC_CLK_TCK")
 
+from stats import pct  # noqa: E402 - benchmarks/ is on the path of a script run from it
+
 from imagesearch.v1 import (  # noqa: E402
     common_pb2,
     embedder_pb2,
@@ -130,12 +132,6 @@ def descendant(name: str) -> int | None:
 
 
 # ---------------------------------------------------------------------------- measurement
-
-
-def pct(samples: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 @dataclass

@@ -26,7 +26,7 @@ from scipy import ndimage
 
 from imagesearch.common.types import Floats
 from imagesearch.imaging.decode import WHOLE, RelativeBox
-from imagesearch.imaging.localize import UPSAMPLE, subject_box
+from imagesearch.imaging.localize import photo_grid, subject_box
 
 # The objects a search reports, the main one included (each further one costs its caller one
 # model evaluation of its crop, in the same batch: docs/quality.md, "Objects").
@@ -64,7 +64,7 @@ class FoundObject:
 def find_objects(photo: Image.Image, saliency: Floats, limit: int = MAX_OBJECTS) -> list[FoundObject]:
     """The objects in `photo` (upright, as displayed), the main one first; at least the main one."""
     width, height = photo.size
-    grid, inside = _photo_grid(saliency, width, height)
+    grid, inside = photo_grid(saliency, width, height)
 
     def ranked(boxes: list[RelativeBox]) -> list[RelativeBox]:
         return sorted((b for b in boxes if MIN_AREA <= _area(b) <= MAX_AREA), key=lambda b: -_salience(grid, inside, b))
@@ -92,18 +92,6 @@ def _distinct(candidates: list[RelativeBox], kept: list[RelativeBox]) -> list[Re
 
 
 # ---- saliency
-
-
-def _photo_grid(saliency: Floats, width: int, height: int) -> tuple[NDArray[np.float32], tuple[float, ...]]:
-    """The map upsampled as localisation reads it, and where the photo lies in it (left, top, w, h)."""
-    rows, cols = saliency.shape
-    grid_h, grid_w = rows * UPSAMPLE, cols * UPSAMPLE
-    fine = np.asarray(
-        Image.fromarray(saliency.astype(np.float32), mode="F").resize((grid_w, grid_h), Image.Resampling.BILINEAR)
-    )
-    scale = min(grid_w / width, grid_h / height)
-    photo_w, photo_h = width * scale, height * scale
-    return fine, ((grid_w - photo_w) / 2, (grid_h - photo_h) / 2, photo_w, photo_h)
 
 
 def _cells(inside: tuple[float, ...], shape: tuple[int, ...]) -> tuple[slice, slice]:

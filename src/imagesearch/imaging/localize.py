@@ -37,21 +37,28 @@ def _largest_component(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     return np.asarray(labels == int(np.argmax(sizes)) + 1)
 
 
+def photo_grid(
+    saliency: Floats, width: int, height: int
+) -> tuple[NDArray[np.float32], tuple[float, float, float, float]]:
+    """The map upsampled UPSAMPLE times, and where the `width` x `height` photo lies inside it
+    (left, top, photo width, photo height, in grid cells): it was letterboxed into the model's input."""
+    rows, cols = saliency.shape
+    grid_h, grid_w = rows * UPSAMPLE, cols * UPSAMPLE
+    fine = np.asarray(
+        Image.fromarray(saliency.astype(np.float32), mode="F").resize((grid_w, grid_h), Image.Resampling.BILINEAR)
+    )
+    scale = min(grid_w / width, grid_h / height)
+    photo_w, photo_h = width * scale, height * scale
+    return fine, ((grid_w - photo_w) / 2, (grid_h - photo_h) / 2, photo_w, photo_h)
+
+
 def subject_box(saliency: Floats, width: int, height: int) -> RelativeBox:
     """Relative (x0, y0, x1, y1) box of the subject in a `width` x `height` photo.
 
     `saliency` is the map of the photo letterboxed (centred, on white) into the
     model's square input. Returns the whole photo when nothing stands out.
     """
-    rows, cols = saliency.shape
-    grid_h, grid_w = rows * UPSAMPLE, cols * UPSAMPLE
-    fine = np.asarray(
-        Image.fromarray(saliency.astype(np.float32), mode="F").resize((grid_w, grid_h), Image.Resampling.BILINEAR)
-    )
-    # Where the photo lies inside the letterbox, in grid cells.
-    scale = min(grid_w / width, grid_h / height)
-    photo_w, photo_h = width * scale, height * scale
-    left, top = (grid_w - photo_w) / 2, (grid_h - photo_h) / 2
+    fine, (left, top, photo_w, photo_h) = photo_grid(saliency, width, height)
     inside = np.zeros(fine.shape, bool)
     inside[int(np.ceil(top)) : int(top + photo_h), int(np.ceil(left)) : int(left + photo_w)] = True
     values = fine[inside]
