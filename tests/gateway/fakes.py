@@ -81,6 +81,11 @@ class FakeRetriever:
         self.answer = answer or (lambda vector: [])
         self.writes: list[tuple[ModelId, ProductRecord, list[ImageVector]]] = []
         self.searches: list[ModelId] = []
+        self.down: Exception | None = None  # raised by check_available() while set
+
+    def check_available(self) -> None:
+        if self.down is not None:
+            raise self.down
 
     async def search(self, model: ModelId, lookup: Lookup) -> list[Hit]:
         self.searches.append(model)

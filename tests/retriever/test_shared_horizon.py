@@ -26,7 +26,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 DIM = 64
 MODEL = common_pb2.ModelInfo(name="horizon", version="1", dimension=DIM)
 SHARED_REDIS = "redis://127.0.0.1:6379/0"  # the machine's Redis, under a namespace of our own
-ROUNDS = 20
+ROUNDS = 10
 RNG = np.random.default_rng(11)
 
 

@@ -93,6 +93,10 @@ class _Client:
         self.channel  # noqa: B018 - raises UNAVAILABLE before open()
         return self._stub
 
+    def check_available(self) -> None:
+        """Unavailable now while the breaker knows the service is down: before any work that needs it."""
+        self.breaker.check()
+
     async def check(self) -> None:
         """Probe the service's health; the breaker follows the answer (it is the trial call when open)."""
         try:

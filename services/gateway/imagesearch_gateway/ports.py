@@ -86,6 +86,9 @@ class Lookup:
 
 
 class Retriever(Protocol):
+    def check_available(self) -> None:
+        """Raise Unavailable now when the retriever is known to be down (its breaker is open)."""
+
     async def search(self, model: ModelId, lookup: Lookup) -> list[Hit]: ...
 
     async def upsert(

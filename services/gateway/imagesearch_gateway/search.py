@@ -154,6 +154,8 @@ class SearchCore(Core[SearchOptions]):
             self._cache.discard_corrupt()
         photo: _Query | None = None
         if query.image is not None:
+            # A search needs the retriever: known down, fail now, not after embedding the photo.
+            self._retriever.check_available()
             photo, made_by = await self._query_vectors(query)
             if made_by != served:  # a rollout: the model that made the vector decides, and keys the answer
                 served, fingerprint = made_by, cache_codec.fingerprint(request, made_by, self._options)
