@@ -1,6 +1,6 @@
 """Dev-set queries find their product, measured by `imagesearch eval` through the public API.
 
-Every run: the dev catalog (no distractors) and every other dev query, indexed into an evaluation
+Every run: the dev catalog (no distractors) and every third dev query, indexed into an evaluation
 catalog of their own. Opt-in (IMAGESEARCH_SLOW_TESTS=1, ~2.5 min on 2 CPU cores): catalog +
 distractors and every dev query, the figures docs/quality.md reports. Floors were measured, not guessed (see
 docs/quality.md; the test prints the figures): EfficientNet-Lite0 with
@@ -30,13 +30,13 @@ RECALL_AT_10_FLOOR = 0.88  # measured 0.903
 CATEGORY_P10_FLOOR = 0.33  # measured 0.359 (0.269 in plain score order)
 
 
-# Without distractors, on the even-numbered half of the queries (measured: see the test's output).
-SAMPLE_RECALL_AT_1_FLOOR = 0.82  # measured 0.847 (2-core x86-64, CPU Triton)
-SAMPLE_RECALL_AT_10_FLOOR = 0.90  # measured 0.933
+# Without distractors, on every third query (measured: see the test's output).
+SAMPLE_RECALL_AT_1_FLOOR = 0.86  # measured 0.910 (2-core x86-64, CPU Triton)
+SAMPLE_RECALL_AT_10_FLOOR = 0.90  # measured 0.950
 
 
 def _sample(dev_set: Path, folder: Path) -> Path:
-    """The dev set without its distractors and with every other query (the images stay where they are)."""
+    """The dev set without its distractors and with every third query (the images stay where they are)."""
     folder.mkdir()
     (folder / "catalog.csv").write_text(
         (dev_set / "catalog.csv").read_text().replace(",catalog/", f",{dev_set}/catalog/")
@@ -46,7 +46,7 @@ def _sample(dev_set: Path, folder: Path) -> Path:
     with (folder / "queries.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["query_id", "image", "product_id"])
         writer.writeheader()
-        writer.writerows({**row, "image": str(dev_set / row["image"])} for row in rows[::2])
+        writer.writerows({**row, "image": str(dev_set / row["image"])} for row in rows[::3])
     return folder
 
 
@@ -57,7 +57,7 @@ async def test_a_sample_of_dev_queries_finds_its_product(fleet, dev_set, tmp_pat
     assert await asyncio.to_thread(cli, argv) == 0
     print(capsys.readouterr().out)
     report = json.loads(out.read_text())["report"]
-    assert report["queries"] == 150
+    assert report["queries"] == 100
     assert report["recall_at_1"] >= SAMPLE_RECALL_AT_1_FLOOR
     assert report["recall_at_10"] >= SAMPLE_RECALL_AT_10_FLOOR
 

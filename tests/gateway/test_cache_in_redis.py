@@ -18,7 +18,11 @@ WINDOW = 1.0  # seconds a given-up write may still land, short for the tests
 
 
 async def cache_on(redis: LocalRedis, namespace: str) -> ResultCache:
-    options = CacheOptions(redis_url=redis.url, cache_namespace=namespace, cache_write_window_seconds=WINDOW)
+    # A generous timeout: these tests are about what may be cached when, not about a slow Redis
+    # (a busy shared machine once took more than the default 0.25 s to connect).
+    options = CacheOptions(
+        redis_url=redis.url, cache_namespace=namespace, cache_write_window_seconds=WINDOW, cache_timeout_seconds=2.0
+    )
     cache = ResultCache(options, NoOpTracer())
     await cache.connect()
     return cache
