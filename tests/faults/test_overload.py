@@ -143,7 +143,11 @@ async def test_a_burst_of_500_searches_is_served_up_to_the_limit_and_the_rest_re
             assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
             assert codes[grpc.StatusCode.OK] >= 32, codes
             refusals = sorted(seconds for code, seconds in outcomes if code == grpc.StatusCode.RESOURCE_EXHAUSTED)
-            assert refusals and refusals[-1] < 1.0, refusals[-5:]
+            served = sorted(seconds for code, seconds in outcomes if code == grpc.StatusCode.OK)
+            # Refused at once: every refusal came back before the admitted searches were done, and
+            # within 2 s even for the last of the 500 this one client sends (its own sending is
+            # part of that: ~0.2 s on a quiet fast machine, ~1 s on a shared 2-core one).
+            assert refusals and refusals[-1] < min(2.0, served[-1]), (refusals[-5:], served[-3:])
             print(
                 f"burst of 500: {dict(codes)}, slowest refusal {refusals[-1] * 1000:.0f} ms, all done in {wall:.1f} s"
             )
