@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from stats import pct
+from shared import pct
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]

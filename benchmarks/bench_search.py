@@ -86,7 +86,7 @@ def _shown(path: Path) -> str:
 
 GRPC_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 
-from stats import pct  # noqa: E402 - benchmarks/ is on the path of a script run from it
+from shared import pct, wait_indexed  # noqa: E402 - benchmarks/ is on the path of a script run from it
 
 from imagesearch.v1 import common_pb2, search_pb2, search_pb2_grpc  # noqa: E402
 
@@ -204,18 +204,6 @@ def index_catalog(
     assert first is not None
     steady = (len(items) - first[1]) / (end - first[0]) if end > first[0] else float("nan")
     return end - start, steady
-
-
-def wait_indexed(client, name: str, rows: int, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
-    """Seal the segments and wait until the vector index covers every row."""
-    client.flush(name)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = client.describe_index(name, "embedding")
-        if int(info.get("indexed_rows", 0)) >= rows and int(info.get("pending_index_rows", 0)) == 0:
-            return
-        time.sleep(0.5)
-    print(f"warning: index covers {info.get('indexed_rows')} of {rows} rows after {timeout:.0f} s", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------- raw engines

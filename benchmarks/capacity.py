@@ -61,7 +61,7 @@ DEMO = sorted((REPO / "demo" / "catalog").glob("*.jpg"))
 GRPC_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 TICK = os.sysconf("SC_CLK_TCK")
 
-from stats import pct  # noqa: E402 - benchmarks/ is on the path of a script run from it
+from shared import pct, wait_indexed  # noqa: E402 - benchmarks/ is on the path of a script run from it
 
 from imagesearch.v1 import (  # noqa: E402
     common_pb2,
@@ -279,17 +279,6 @@ def index(stub: search_pb2_grpc.SearchServiceStub, photos: list[Path], batch: in
         if failed:
             raise SystemExit(f"indexing failed for {failed[:3]}")
     return time.perf_counter() - started
-
-
-def wait_indexed(client, name: str, rows: int, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
-    """Seal the segments and wait until the vector index covers every row (the steady state)."""
-    client.flush(name)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = client.describe_index(name, "embedding")
-        if int(info.get("indexed_rows", 0)) >= rows and int(info.get("pending_index_rows", 0)) == 0:
-            return
-        time.sleep(0.5)
 
 
 def machine() -> str:

@@ -95,7 +95,9 @@ class ServiceMetrics:
 
     def counters(self, name: str, documentation: str, label: str, read: Callable[[], dict[str, float]]) -> None:
         """Counters a service already keeps (e.g. the cache's hits and misses), read at every scrape."""
-        self.registry.register(_ReadCounters(name, documentation, label, read))
+        self.registry.register(
+            _Read(CounterMetricFamily, name, documentation, (label,), lambda: {(k,): v for k, v in read().items()})
+        )
 
     def counter(self, name: str, documentation: str, labels: Iterable[str] = ()) -> Counter:
         """A counter the service increments itself (`name` without `_total`)."""
@@ -110,7 +112,7 @@ class ServiceMetrics:
     ) -> None:
         """Gauges keyed by their label values (the model served, products per catalog), read at every
         scrape: series whose key is gone (a rolled-back model, a dropped catalog) vanish with it."""
-        self.registry.register(_ReadGauges(name, documentation, labels, read))
+        self.registry.register(_Read(GaugeMetricFamily, name, documentation, labels, read))
 
     def serve(self, host: str, port: int) -> int:
         """Start the /metrics endpoint (0: a free port); the port it listens on."""
@@ -243,31 +245,31 @@ def _code_name(status: object) -> str:
     return "UNKNOWN"
 
 
-class _ReadCounters(Collector):
-    def __init__(self, name: str, documentation: str, label: str, read: Callable[[], dict[str, float]]) -> None:
-        self._name, self._documentation, self._label, self._read = name, documentation, label, read
+class _Read(Collector):
+    """A family of series read at every scrape from values the service keeps itself, keyed by their
+    label values: counters (the cache's hits) or gauges (products per catalog)."""
 
-    def collect(self) -> Iterable[CounterMetricFamily]:
-        family = CounterMetricFamily(self._name, self._documentation, labels=[self._label])
-        for value, count in sorted(self._read().items()):
-            family.add_metric([value], count)
-        yield family
-
-    def describe(self) -> Iterable[CounterMetricFamily]:
-        return []
-
-
-class _ReadGauges(Collector):
     def __init__(
-        self, name: str, documentation: str, labels: Sequence[str], read: Callable[[], dict[tuple[str, ...], float]]
+        self,
+        family: type[CounterMetricFamily] | type[GaugeMetricFamily],
+        name: str,
+        documentation: str,
+        labels: Sequence[str],
+        read: Callable[[], dict[tuple[str, ...], float]],
     ) -> None:
-        self._name, self._documentation, self._labels, self._read = name, documentation, list(labels), read
+        self._family, self._name, self._documentation, self._labels, self._read = (
+            family,
+            name,
+            documentation,
+            list(labels),
+            read,
+        )
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily(self._name, self._documentation, labels=self._labels)
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        family = self._family(self._name, self._documentation, labels=self._labels)
         for values, amount in sorted(self._read().items()):
             family.add_metric(list(values), amount)
         yield family
 
-    def describe(self) -> Iterable[GaugeMetricFamily]:
+    def describe(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
         return []

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from imagesearch.stack.ports import free_port
+from imagesearch.stack.ports import start_on_a_port
 from imagesearch.stack.process import Managed, bound_port, log_tail, spawn
 
 PROMETHEUS_BIN_VAR = "PROMETHEUS_BIN"
@@ -30,7 +30,6 @@ INSTALL_HINT = "apt-get install prometheus"
 RULES_GLOB = "deploy/prometheus/rules/*.yml"  # relative to the repository root
 _CONFIG_NAME = "prometheus.yml"
 _LOG_NAME = "prometheus.log"
-_START_ATTEMPTS = 3  # a port picked by free_port() can be taken by someone else before Prometheus binds it
 _RETENTION = "7d"  # a developer's stack: enough to look back on yesterday, never a full disk
 
 
@@ -140,19 +139,19 @@ class LocalPrometheus(Managed):
             )
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
-        attempts = 1 if self._requested_port else _START_ATTEMPTS
-        for attempt in range(attempts):
-            self.port = self._requested_port or free_port()
-            self._spawn(binary)
-            atexit.register(self.stop)  # even if the owner forgets stop(), no orphan keeps the port
-            try:
-                self._wait_ready(timeout)
-                return self
-            except PrometheusStartError:
-                self._terminate()
-                if attempt == attempts - 1:
-                    raise
-        raise AssertionError("unreachable")
+        start_on_a_port(
+            self._requested_port,
+            lambda port: self._launch(binary, port),
+            lambda: self._wait_ready(timeout),
+            self._terminate,
+            PrometheusStartError,
+        )
+        return self
+
+    def _launch(self, binary: str, port: int) -> None:
+        self.port = port
+        self._spawn(binary)
+        atexit.register(self.stop)  # even if the owner forgets stop(), no orphan keeps the port
 
     def reconfigure(self, jobs: Mapping[str, Sequence[str]]) -> None:
         """New targets (a part restarted on other ports): rewrite prometheus.yml and have a running

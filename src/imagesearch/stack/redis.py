@@ -18,10 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from imagesearch.stack.ports import free_port
+from imagesearch.stack.ports import start_on_a_port
 from imagesearch.stack.process import Managed, bound_port, log_tail, spawn
-
-_START_ATTEMPTS = 3  # a port picked by free_port() can be taken by someone else before we bind it
 
 
 def redis_reachable(url: str, timeout: float = 1.0) -> bool:
@@ -79,19 +77,19 @@ class LocalRedis(Managed):
         if binary is None:
             raise RedisStartError(f"{self._binary} not found on PATH; install Redis or set REDIS_URL to a running one")
         self.dir = self._prepare_dir()
-        attempts = 1 if self._requested_port else _START_ATTEMPTS
-        for attempt in range(attempts):
-            self.port = self._requested_port or free_port()
-            self._spawn(binary)
-            atexit.register(self.stop)  # even if the owner forgets stop(), no orphan keeps the port
-            try:
-                self._wait_ready(timeout)
-                return self
-            except RedisStartError:
-                self._terminate()
-                if attempt == attempts - 1:
-                    raise
-        raise AssertionError("unreachable")
+        start_on_a_port(
+            self._requested_port,
+            lambda port: self._launch(binary, port),
+            lambda: self._wait_ready(timeout),
+            self._terminate,
+            RedisStartError,
+        )
+        return self
+
+    def _launch(self, binary: str, port: int) -> None:
+        self.port = port
+        self._spawn(binary)
+        atexit.register(self.stop)  # even if the owner forgets stop(), no orphan keeps the port
 
     def _prepare_dir(self) -> Path:
         if self._dir_arg is not None:
