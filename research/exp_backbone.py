@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Quality against cost of a model file, offline, exactly as the services would compute it.
+
+For each model file (a version's model.onnx: the base model, another backbone built with
+`tools/export_model.py --backbone`, or an adapted version) and each dataset in the dev layout:
+the catalog and distractors indexed as the gateway does (each shot as sent and trimmed to its
+object), every query through the embedder's localisation and object finding
+(`imagesearch.imaging.framing.Framing`, `imagesearch.imaging.detect.find_objects`), exact
+product-level search (a product scores its best row), and
+
+* `main`: the main object's crop (what `Search` searches by default);
+* `best object`: each product scored by its best match over every object found (free when the
+  objects are listed anyway: their crops are embedded in the same batch);
+* per kind of variation when the dataset's queries_meta.csv names it;
+* the model's cost: median batch-1 milliseconds at 224 and 256 px on this machine, beside the
+  base model's when several files are given.
+
+    python research/exp_backbone.py /tmp/lite0.onnx /tmp/lite2.onnx --dataset ../shared/datasets/dev
+
+Vectors are cached under var/research/ (by model file hash and dataset) for further studies.
+Not part of the product (research/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from imagesearch.adaptation.embedding import BaseModel
+from imagesearch.contracts.model import SALIENCY
+from imagesearch.imaging.detect import find_objects
+from imagesearch.imaging.framing import Framing
+from imagesearch.imaging.sniff import Limits
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / "var" / "research"
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def vectors(model: BaseModel, dataset: Path, framing: Framing) -> dict[str, np.ndarray]:
+    """Index rows (with their product's position), main crops and every object's crop of each query."""
+    cached = CACHE / f"{file_hash(model.path)}-{dataset.name}.npz"
+    if cached.exists():
+        return dict(np.load(cached))
+    rows = read_rows(dataset / "catalog.csv") + read_rows(dataset / "distractors.csv")
+    parts, owners = [], []
+    for start in range(0, len(rows), 32):
+        chunk = [(dataset / r["image"]).read_bytes() for r in rows[start : start + 32]]
+        parts.append(model.embed(np.stack([framing.plain(c) for c in chunk])))
+        parts.append(model.embed(np.stack([framing.trimmed(c) for c in chunk])))
+        owners += list(range(start, start + len(chunk))) * 2
+    queries = read_rows(dataset / "queries.csv")
+    mains, objects, object_query = [], [], []
+    for number, query in enumerate(queries):
+        photo = framing.decode_photo((dataset / query["image"]).read_bytes())
+        _, saliency = model.run(framing.whole_photo(photo)[None], SALIENCY)
+        found = find_objects(photo.image, saliency[0])
+        crops = model.embed(np.stack([framing.box(photo, o.box) for o in found]))
+        mains.append(crops[0])
+        objects.extend(crops)
+        object_query += [number] * len(found)
+    out = {
+        "index": np.concatenate(parts),
+        "owner": np.array(owners),
+        "main": np.array(mains),
+        "objects": np.array(objects),
+        "object_query": np.array(object_query),
+    }
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(cached, **out)
+    return out
+
+
+def product_scores(queries: np.ndarray, index: np.ndarray, owner: np.ndarray, products: int) -> np.ndarray:
+    scores = queries @ index.T
+    out = np.full((len(queries), products), -9.0, np.float32)
+    for product in range(products):
+        out[:, product] = scores[:, owner == product].max(1)
+    return out
+
+
+def ranks(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Rank of the true product, ties in its favour (as `imagesearch eval` counts)."""
+    return (scores > scores[np.arange(len(truth)), truth][:, None]).sum(1)
+
+
+def summary(rank: np.ndarray) -> dict[str, float]:
+    return {f"R@{k}": float(np.mean(rank < k)) for k in (1, 5, 10)}
+
+
+def timing(model: BaseModel, size: int, repeats: int = 20) -> float:
+    batch = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+    model.embed(batch)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.embed(batch)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def evaluate(model: BaseModel, dataset: Path, framing: Framing) -> dict[str, object]:
+    v = vectors(model, dataset, framing)
+    rows = read_rows(dataset / "catalog.csv") + read_rows(dataset / "distractors.csv")
+    ids = {r["product_id"]: i for i, r in enumerate(rows)}
+    queries = read_rows(dataset / "queries.csv")
+    truth = np.array([ids[q["product_id"]] for q in queries])
+    main = product_scores(v["main"], v["index"], v["owner"], len(rows))
+    per_object = product_scores(v["objects"], v["index"], v["owner"], len(rows))
+    best = np.full_like(main, -9.0)
+    np.maximum.at(best, v["object_query"], per_object)
+    result: dict[str, object] = {"main": summary(ranks(main, truth)), "best object": summary(ranks(best, truth))}
+    kinds = {m["query_id"]: m.get("variation", "") for m in read_rows(dataset / "queries_meta.csv")}
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    for number, query in enumerate(queries):
+        if kinds.get(query["query_id"]):
+            by_kind[kinds[query["query_id"]]].append(number)
+    main_rank, best_rank = ranks(main, truth), ranks(best, truth)
+    result["kinds"] = {
+        kind: {
+            "queries": len(rows_),
+            "main R@1": float(np.mean(main_rank[rows_] < 1)),
+            "best R@1": float(np.mean(best_rank[rows_] < 1)),
+        }
+        for kind, rows_ in sorted(by_kind.items())
+    }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", type=Path, nargs="+", help="model.onnx files")
+    parser.add_argument("--dataset", type=Path, action="append", required=True, help="dataset folder (repeatable)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="append one JSON line per model and dataset")
+    args = parser.parse_args()
+    framing = Framing(limits=Limits(max_bytes=64 << 20))
+    base_ms: dict[int, float] = {}
+    for path in args.models:
+        model = BaseModel(path, threads=args.threads)
+        cost = {size: timing(model, size) for size in (224, 256)}
+        base_ms = base_ms or cost
+        print(
+            f"{path}: batch-1 ms 224 px {cost[224]:.1f}, 256 px {cost[256]:.1f} "
+            f"(x{cost[224] / base_ms[224]:.2f} / x{cost[256] / base_ms[224]:.2f} the first model's 224 px)"
+        )
+        for dataset in args.dataset:
+            result = evaluate(model, dataset, framing)
+            line = {"model": str(path), "dataset": dataset.name, "ms": cost, **result}
+            print(json.dumps(line))
+            if args.out:
+                with args.out.open("a") as handle:
+                    handle.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()
