@@ -24,7 +24,6 @@ Not part of the product (research/README.md).
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import statistics
@@ -36,6 +35,7 @@ import numpy as np
 
 from imagesearch.adaptation.embedding import BaseModel
 from imagesearch.contracts.model import SALIENCY
+from imagesearch.evaluation.dataset import Dataset, load_dataset
 from imagesearch.imaging.detect import find_objects
 from imagesearch.imaging.framing import Framing
 from imagesearch.imaging.sniff import Limits
@@ -44,33 +44,24 @@ REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "var" / "research"
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
 def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def vectors(model: BaseModel, dataset: Path, framing: Framing) -> dict[str, np.ndarray]:
+def vectors(model: BaseModel, dataset: Dataset, framing: Framing) -> dict[str, np.ndarray]:
     """Index rows (with their product's position), main crops and every object's crop of each query."""
-    cached = CACHE / f"{file_hash(model.path)}-{dataset.name}.npz"
+    cached = CACHE / f"{file_hash(model.path)}-{dataset.root.name}.npz"
     if cached.exists():
         return dict(np.load(cached))
-    rows = read_rows(dataset / "catalog.csv") + read_rows(dataset / "distractors.csv")
     parts, owners = [], []
-    for start in range(0, len(rows), 32):
-        chunk = [(dataset / r["image"]).read_bytes() for r in rows[start : start + 32]]
+    for start in range(0, len(dataset.items), 32):
+        chunk = [item.image.read_bytes() for item in dataset.items[start : start + 32]]
         parts.append(model.embed(np.stack([framing.plain(c) for c in chunk])))
         parts.append(model.embed(np.stack([framing.trimmed(c) for c in chunk])))
         owners += list(range(start, start + len(chunk))) * 2
-    queries = read_rows(dataset / "queries.csv")
     mains, objects, object_query = [], [], []
-    for number, query in enumerate(queries):
-        photo = framing.decode_photo((dataset / query["image"]).read_bytes())
+    for number, query in enumerate(dataset.queries):
+        photo = framing.decode_photo(query.image.read_bytes())
         _, saliency = model.run(framing.whole_photo(photo)[None], SALIENCY)
         found = find_objects(photo.image, saliency[0])
         crops = model.embed(np.stack([framing.box(photo, o.box) for o in found]))
@@ -97,6 +88,12 @@ def product_scores(queries: np.ndarray, index: np.ndarray, owner: np.ndarray, pr
     return out
 
 
+def truths(dataset: Dataset) -> np.ndarray:
+    """Each query's product, as its position among the dataset's items (the index's owners)."""
+    position = {item.product_id: i for i, item in enumerate(dataset.items)}
+    return np.array([position[q.product_id] for q in dataset.queries])
+
+
 def ranks(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Rank of the true product, ties in its favour (as `imagesearch eval` counts)."""
     return (scores > scores[np.arange(len(truth)), truth][:, None]).sum(1)
@@ -117,30 +114,26 @@ def timing(model: BaseModel, size: int, repeats: int = 20) -> float:
     return statistics.median(times)
 
 
-def evaluate(model: BaseModel, dataset: Path, framing: Framing) -> dict[str, object]:
+def evaluate(model: BaseModel, dataset: Dataset, framing: Framing) -> dict[str, object]:
     v = vectors(model, dataset, framing)
-    rows = read_rows(dataset / "catalog.csv") + read_rows(dataset / "distractors.csv")
-    ids = {r["product_id"]: i for i, r in enumerate(rows)}
-    queries = read_rows(dataset / "queries.csv")
-    truth = np.array([ids[q["product_id"]] for q in queries])
-    main = product_scores(v["main"], v["index"], v["owner"], len(rows))
-    per_object = product_scores(v["objects"], v["index"], v["owner"], len(rows))
+    truth, products = truths(dataset), len(dataset.items)
+    main = product_scores(v["main"], v["index"], v["owner"], products)
+    per_object = product_scores(v["objects"], v["index"], v["owner"], products)
     best = np.full_like(main, -9.0)
     np.maximum.at(best, v["object_query"], per_object)
-    result: dict[str, object] = {"main": summary(ranks(main, truth)), "best object": summary(ranks(best, truth))}
-    kinds = {m["query_id"]: m.get("variation", "") for m in read_rows(dataset / "queries_meta.csv")}
-    by_kind: dict[str, list[int]] = defaultdict(list)
-    for number, query in enumerate(queries):
-        if kinds.get(query["query_id"]):
-            by_kind[kinds[query["query_id"]]].append(number)
     main_rank, best_rank = ranks(main, truth), ranks(best, truth)
+    result: dict[str, object] = {"main": summary(main_rank), "best object": summary(best_rank)}
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    for number, query in enumerate(dataset.queries):
+        if query.variation:
+            by_kind[query.variation].append(number)
     result["kinds"] = {
         kind: {
-            "queries": len(rows_),
-            "main R@1": float(np.mean(main_rank[rows_] < 1)),
-            "best R@1": float(np.mean(best_rank[rows_] < 1)),
+            "queries": len(numbers),
+            "main R@1": float(np.mean(main_rank[numbers] < 1)),
+            "best R@1": float(np.mean(best_rank[numbers] < 1)),
         }
-        for kind, rows_ in sorted(by_kind.items())
+        for kind, numbers in sorted(by_kind.items())
     }
     return result
 
@@ -162,9 +155,9 @@ def main() -> None:
             f"{path}: batch-1 ms 224 px {cost[224]:.1f}, 256 px {cost[256]:.1f} "
             f"(x{cost[224] / base_ms[224]:.2f} / x{cost[256] / base_ms[224]:.2f} the first model's 224 px)"
         )
-        for dataset in args.dataset:
-            result = evaluate(model, dataset, framing)
-            line = {"model": str(path), "dataset": dataset.name, "ms": cost, **result}
+        for folder in args.dataset:
+            result = evaluate(model, load_dataset(folder), framing)
+            line = {"model": str(path), "dataset": folder.name, "ms": cost, **result}
             print(json.dumps(line))
             if args.out:
                 with args.out.open("a") as handle:

@@ -17,6 +17,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+from exp_backbone import product_scores
 
 from imagesearch.adaptation.embedding import BaseModel
 from imagesearch.contracts.model import SALIENCY
@@ -29,15 +30,6 @@ DEV = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dev"
 def read_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
-
-
-def product_scores(vectors: np.ndarray, index: np.ndarray, owner: np.ndarray, items: int) -> np.ndarray:
-    """Each product's best image score, per query."""
-    scores = vectors @ index.T
-    out = np.full((len(vectors), items), -9.0)
-    for item in range(items):
-        out[:, item] = scores[:, owner == item].max(1)
-    return out
 
 
 def report(name: str, scores: np.ndarray, truth: np.ndarray) -> None:

@@ -25,15 +25,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from exp_backbone import CACHE, file_hash, product_scores, ranks, read_rows, vectors
+from exp_backbone import CACHE, file_hash, product_scores, ranks, truths, vectors
 from PIL import Image
 
 from imagesearch.adaptation.embedding import BaseModel
 from imagesearch.adaptation.synthetic import make_view
-from imagesearch.contracts.model import INPUT, SALIENCY
-from imagesearch.imaging.decode import WHOLE
+from imagesearch.contracts.model import SALIENCY
+from imagesearch.evaluation.dataset import Dataset, load_dataset
 from imagesearch.imaging.framing import LOCALIZE_SIZE, Framing
-from imagesearch.imaging.localize import _largest_component, photo_grid, subject_box
+from imagesearch.imaging.localize import subject_box
 from imagesearch.imaging.objects import cutout
 from imagesearch.imaging.sniff import Limits
 
@@ -80,22 +80,23 @@ def cell_labels(
 
 
 class Tapped:
-    def __init__(self, path: Path) -> None:
-        import onnxruntime as ort
+    """The base model with the first pass's last feature map and mid-level block as outputs too."""
 
+    def __init__(self, path: Path) -> None:
         target = CACHE / f"tapped-{file_hash(path)}.onnx"
         CACHE.mkdir(parents=True, exist_ok=True)
         self.names = tapped(path, target)
-        self.session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+        self.model = BaseModel(target)
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        saliency, features, mid = self.session.run([SALIENCY, *self.names], {INPUT: np.ascontiguousarray(batch)})
+        _, saliency, features, mid = self.model.run(batch, SALIENCY, *self.names)
         return saliency, features, mid
 
 
-def training_cells(model: Tapped, dataset: Path, framing: Framing, views: int, extent: tuple[float, float], seed: int):
-    rows = read_rows(dataset / "catalog.csv") + read_rows(dataset / "distractors.csv")
-    shots = [Image.open(dataset / r["image"]).convert("RGB") for r in rows]
+def training_cells(
+    model: Tapped, dataset: Dataset, framing: Framing, views: int, extent: tuple[float, float], seed: int
+):
+    shots = [Image.open(item.image).convert("RGB") for item in dataset.items]
     clutter = []
     for shot in shots:
         c = cutout(shot)
@@ -115,8 +116,8 @@ def training_cells(model: Tapped, dataset: Path, framing: Framing, views: int, e
 
     xs, ys = [], []
     with ThreadPoolExecutor(2) as pool:
-        for start in range(0, len(rows), 32):
-            made = [v for per in pool.map(one, range(start, min(start + 32, len(rows)))) for v in per]
+        for start in range(0, len(shots), 32):
+            made = [v for per in pool.map(one, range(start, min(start + 32, len(shots)))) for v in per]
             _, features, mid = model.run(np.stack([m[0] for m in made]))
             cells = cell_features(features, mid)
             for k, (_, view) in enumerate(made):
@@ -153,34 +154,13 @@ def fit_logistic(
     return w.detach().numpy(), float(b.item()), mean, std
 
 
-def threshold_box(prob: np.ndarray, width: int, height: int, level: float):
-    """Largest connected region of the upsampled map above `level`, as a relative box."""
-    fine, (left, top, pw, ph) = photo_grid(prob, width, height)
-    inside = np.zeros(fine.shape, bool)
-    inside[int(np.ceil(top)) : int(top + ph), int(np.ceil(left)) : int(left + pw)] = True
-    mask = inside & (fine > level)
-    if not mask.any():
-        return WHOLE
-    ys, xs = np.nonzero(_largest_component(mask))
-    return (
-        float(max(0, (xs.min() - left) / pw)),
-        float(max(0, (ys.min() - top) / ph)),
-        float(min(1, (xs.max() + 1 - left) / pw)),
-        float(min(1, (ys.max() + 1 - top) / ph)),
-    )
-
-
-def evaluate(base: BaseModel, model: Tapped, head, dataset: Path, framing: Framing) -> dict:
+def evaluate(base: BaseModel, model: Tapped, head, dataset: Dataset, framing: Framing) -> dict:
     w, b, mean, std = head
     cached = vectors(base, dataset, framing)
-    rows = read_rows(dataset / "catalog.csv") + read_rows(dataset / "distractors.csv")
-    ids = {r["product_id"]: i for i, r in enumerate(rows)}
-    queries = read_rows(dataset / "queries.csv")
-    truth = np.array([ids[q["product_id"]] for q in queries])
     rules = ["saliency", "learned m+1s", "learned p>0.5", "learned p>0.3", "saliency x learned"]
     crops: dict[str, list[np.ndarray]] = defaultdict(list)
-    for query in queries:
-        photo = framing.decode_photo((dataset / query["image"]).read_bytes())
+    for query in dataset.queries:
+        photo = framing.decode_photo(query.image.read_bytes())
         width, height = photo.image.size
         saliency, features, mid = model.run(framing.whole_photo(photo)[None])
         cells = cell_features(features, mid)[0]
@@ -189,21 +169,21 @@ def evaluate(base: BaseModel, model: Tapped, head, dataset: Path, framing: Frami
         boxes = {
             "saliency": subject_box(saliency[0], width, height),
             "learned m+1s": subject_box(prob, width, height),
-            "learned p>0.5": threshold_box(prob, width, height, 0.5),
-            "learned p>0.3": threshold_box(prob, width, height, 0.3),
+            "learned p>0.5": subject_box(prob, width, height, level=0.5),
+            "learned p>0.3": subject_box(prob, width, height, level=0.3),
             "saliency x learned": subject_box(saliency[0] * prob, width, height),
         }
         batch = np.stack([framing.box(photo, boxes[r]) for r in rules])
         for rule, vector in zip(rules, base.embed(batch)):
             crops[rule].append(vector)
-    kinds = {m["query_id"]: m.get("variation", "") for m in read_rows(dataset / "queries_meta.csv")}
+    truth, products = truths(dataset), len(dataset.items)
     out = {}
     for rule in rules:
-        scores = product_scores(np.array(crops[rule]), cached["index"], cached["owner"], len(rows))
+        scores = product_scores(np.array(crops[rule]), cached["index"], cached["owner"], products)
         rank = ranks(scores, truth)
         by_kind = defaultdict(list)
-        for i, q in enumerate(queries):
-            by_kind[kinds.get(q["query_id"], "")].append(rank[i] < 1)
+        for i, q in enumerate(dataset.queries):
+            by_kind[q.variation].append(rank[i] < 1)
         out[rule] = {
             "R@1": float(np.mean(rank < 1)),
             "R@10": float(np.mean(rank < 10)),
@@ -225,15 +205,15 @@ def main() -> None:
     framing = Framing(limits=Limits(max_bytes=64 << 20))
     base = BaseModel(args.model, threads=2)
     model = Tapped(args.model)
-    x, y = training_cells(model, args.fit, framing, args.views, tuple(args.extent), args.seed)
+    x, y = training_cells(model, load_dataset(args.fit), framing, args.views, tuple(args.extent), args.seed)
     print(f"training cells {len(y)}, on the object {y.mean():.3f}", flush=True)
     head = fit_logistic(x, y, args.l2)
     w, b, mean, std = head
     pred = (((x - mean) / std) @ w + b) > 0
     print(f"train accuracy {np.mean(pred == (y > 0)):.3f}", flush=True)
-    for dataset in args.dataset:
-        result = evaluate(base, model, head, dataset, framing)
-        print(json.dumps({"fit": args.fit.name, "dataset": dataset.name, "extent": args.extent, **result}), flush=True)
+    for folder in args.dataset:
+        result = evaluate(base, model, head, load_dataset(folder), framing)
+        print(json.dumps({"fit": args.fit.name, "dataset": folder.name, "extent": args.extent, **result}), flush=True)
 
 
 if __name__ == "__main__":

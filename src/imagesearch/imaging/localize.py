@@ -52,11 +52,13 @@ def photo_grid(
     return fine, ((grid_w - photo_w) / 2, (grid_h - photo_h) / 2, photo_w, photo_h)
 
 
-def subject_box(saliency: Floats, width: int, height: int) -> RelativeBox:
+def subject_box(saliency: Floats, width: int, height: int, level: float | None = None) -> RelativeBox:
     """Relative (x0, y0, x1, y1) box of the subject in a `width` x `height` photo.
 
     `saliency` is the map of the photo letterboxed (centred, on white) into the
-    model's square input. Returns the whole photo when nothing stands out.
+    model's square input. The subject is the largest region of cells above `level`;
+    None is the product's rule, mean + THRESHOLD_STDS std over the photo (another level
+    serves experiments on other maps). Returns the whole photo when nothing stands out.
     """
     fine, (left, top, photo_w, photo_h) = photo_grid(saliency, width, height)
     inside = np.zeros(fine.shape, bool)
@@ -64,7 +66,8 @@ def subject_box(saliency: Floats, width: int, height: int) -> RelativeBox:
     values = fine[inside]
     if values.size == 0:
         return WHOLE
-    mask = inside & (fine > values.mean() + THRESHOLD_STDS * values.std())
+    threshold = values.mean() + THRESHOLD_STDS * values.std() if level is None else level
+    mask = inside & (fine > threshold)
     if not mask.any():
         return WHOLE
     ys, xs = np.nonzero(_largest_component(mask))
