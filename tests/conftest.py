@@ -57,13 +57,25 @@ def dev_set() -> Path:
 
 @pytest.fixture(scope="session")
 def adapted_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the base model repository with one version (3) adapted to 12 demo products, 64-d."""
+    """A copy of the base model repository with one version (3) adapted to 12 demo products, 64-d,
+    with a learned localisation map in its SALIENCY."""
     from imagesearch.cli.main import main
 
     repo = base_model_repository(tmp_path_factory.mktemp("adapted_repo"))
     catalog = mini_catalog(tmp_path_factory.mktemp("mini"), 12)
     code = main(
-        ["adapt", str(catalog), "--model-repo", str(repo), "--views", "1", "--dimension", "64", "--no-progress"]
+        [
+            "adapt",
+            str(catalog),
+            "--model-repo",
+            str(repo),
+            "--views",
+            "1",
+            "--dimension",
+            "64",
+            "--learned-localisation",
+            "--no-progress",
+        ]
     )
     assert code == 0
     return repo

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from support import BASE_MODEL_FILE, base_model_repository, demo_images, mini_catalog, onnx_session
 
-from imagesearch.adaptation.graph import append_whitening
+from imagesearch.adaptation.graph import write_adapted_graph
+from imagesearch.adaptation.objectness import Objectness, cell_features, write_tapped
 from imagesearch.adaptation.whitening import Whitening
 from imagesearch.cli.main import main
 from imagesearch.contracts.calibration import ScoreCalibration
@@ -23,7 +24,7 @@ def test_the_adapted_graph_is_the_base_graph_followed_by_the_whitening(tmp_path:
     rng = np.random.default_rng(0)
     whitening = Whitening(rng.normal(0, 0.01, 1280).astype(np.float32), rng.normal(0, 1, (1280, 64)).astype(np.float32))
     out = tmp_path / "model.onnx"
-    append_whitening(BASE_ONNX, whitening, out, {"imagesearch.test": "yes"})
+    write_adapted_graph(BASE_ONNX, out, {"imagesearch.test": "yes"}, whitening)
     images = demo_images(3)
     base = dict(
         zip(
@@ -38,6 +39,23 @@ def test_the_adapted_graph_is_the_base_graph_followed_by_the_whitening(tmp_path:
     np.testing.assert_allclose(saliency, base["SALIENCY"], atol=1e-5)
     assert adapted_session.get_modelmeta().custom_metadata_map["imagesearch.test"] == "yes"
     assert [o.name for o in adapted_session.get_outputs()] == [o.name for o in onnx_session(BASE_ONNX).get_outputs()]
+
+
+def test_a_learned_localisation_map_multiplies_the_base_saliency_in_the_graph(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    whitening = Whitening(np.zeros(1280, np.float32), rng.normal(0, 1, (1280, 32)).astype(np.float32))
+    objectness = Objectness(
+        rng.normal(0, 0.05, 1280).astype(np.float32), rng.normal(0, 0.05, 112).astype(np.float32), 0.3
+    )
+    write_adapted_graph(BASE_ONNX, tmp_path / "model.onnx", {}, whitening, objectness)
+    taps = write_tapped(BASE_ONNX, tmp_path / "tapped.onnx")
+    for images in (demo_images(2), rng.integers(0, 256, (1, 256, 320, 3), dtype=np.uint8)):  # square and not
+        saliency, features, mid = onnx_session(tmp_path / "tapped.onnx").run(
+            ["SALIENCY", taps.features, taps.mid], {"IMAGE": images}
+        )
+        [adapted] = onnx_session(tmp_path / "model.onnx").run(["SALIENCY"], {"IMAGE": images})
+        expected = saliency * objectness.probability(cell_features(features, mid))
+        np.testing.assert_allclose(adapted, expected, rtol=1e-4, atol=1e-3)
 
 
 def test_adapt_writes_the_next_version_with_how_it_was_made(adapted_repo: Path) -> None:
@@ -58,6 +76,13 @@ def test_adapt_writes_the_next_version_with_how_it_was_made(adapted_repo: Path) 
     assert (gpu.embedding_width(), local.embedding_width()) == (64, -1)
     [embedding] = onnx_session(version / "model.onnx").run(["EMBEDDING"], {"IMAGE": demo_images(1)})
     assert embedding.shape == (1, 64)
+    # The localisation map learned from the views' true boxes is in the adapted SALIENCY.
+    localisation = record["learned_localisation"]
+    assert localisation["in_saliency"] and "cells" in localisation["note"]
+    assert 0 <= localisation["found"]["adapted"] <= 1
+    [base_saliency] = onnx_session(BASE_ONNX).run(["SALIENCY"], {"IMAGE": demo_images(2)})
+    [saliency] = onnx_session(version / "model.onnx").run(["SALIENCY"], {"IMAGE": demo_images(2)})
+    assert saliency.shape == base_saliency.shape and not np.allclose(saliency, base_saliency)
 
 
 def test_adapting_again_builds_on_the_base_not_on_the_adaptation(adapted_repo: Path, tmp_path: Path) -> None:
@@ -84,6 +109,13 @@ def test_adapting_again_builds_on_the_base_not_on_the_adaptation(adapted_repo: P
     )
     record = json.loads((repo / "image_embedding" / "9" / "adaptation.json").read_text())
     assert record["base_version"] == 2
+    # No localisation map unless asked for: the base model's SALIENCY as it was.
+    assert not record["learned_localisation"]["in_saliency"]
+    [base_saliency] = onnx_session(BASE_ONNX).run(["SALIENCY"], {"IMAGE": demo_images(2)})
+    [saliency] = onnx_session(repo / "image_embedding" / "9" / "model.onnx").run(
+        ["SALIENCY"], {"IMAGE": demo_images(2)}
+    )
+    np.testing.assert_allclose(saliency, base_saliency, atol=1e-5)
     assert not list((repo / "image_embedding").glob(".*partial"))
 
 

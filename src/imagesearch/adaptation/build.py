@@ -5,14 +5,19 @@ numpy release the GIL for the heavy parts):
 1. decode every shot, frame it as the embedder frames catalog images, embed it;
    and keep a small cut-out of it as clutter for other items' scenes;
 2. per item, make `views` synthetic photos (+1 for the calibration), frame each
-   as a localised query crop, embed them.
-Then fit the learned whitening on the fitting views, and the same-product
+   as a localised query crop, embed them;
+3. (learned localisation, when asked for) per item, one more synthetic photo framed
+   whole as the embedder's first pass frames it, its feature maps kept for the cells
+   of the product's true box and around it (objectness.py).
+Then fit the learned whitening on the fitting views, the same-product
 calibration on the extra views scored against the whitened catalog, as searches
-would score them.
+would score them, and the localisation map on the cells of all but every tenth
+item's view, which measure it.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,13 +26,18 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
+from imagesearch.adaptation import objectness as loc
 from imagesearch.adaptation.embedding import BaseModel, framing
 from imagesearch.adaptation.synthetic import make_view, query_crop
 from imagesearch.adaptation.whitening import Whitening, fit_learned_whitening
 from imagesearch.common.types import Floats, Pixels
 from imagesearch.contracts.calibration import ScoreCalibration
+from imagesearch.contracts.model import SALIENCY
+from imagesearch.imaging.framing import Framing
+from imagesearch.imaging.localize import subject_box
 from imagesearch.imaging.objects import cutout
 
 T = TypeVar("T")
@@ -38,6 +48,12 @@ CLUTTER_PIXELS = 128
 CHUNK = 32
 # Hits per calibration view that become examples, as tools/fit_calibration.py takes a query's top 10.
 CALIBRATION_TOP = 10
+# Every tenth item's localisation view measures the learned map instead of fitting it.
+HELD_OUT_EVERY = 10
+# A box "finds" the product when it overlaps the true box this much (the usual detection criterion).
+FOUND_OVERLAP = 0.5
+# Random streams of the localisation views, apart from the whitening's rounds 0..views.
+LOCALISATION_STREAM = 1000
 
 
 class AdaptationError(ValueError):
@@ -53,6 +69,7 @@ class AdaptOptions:
     resize_mode: str = "crop"
     seed: int = 0
     workers: int = 2
+    learned_localisation: bool = False
 
 
 @dataclass
@@ -66,6 +83,11 @@ class Adaptation:
     synthetic_recall_at_1: tuple[float, float] = (0.0, 0.0)
     calibration_log_loss: float = 0.0
     skipped: list[str] = field(default_factory=list)
+    # The learned localisation map (None: not asked for, or not learnable: `localisation_note` says why),
+    # and the share of held-out views whose product the first pass's box finds, before/after it.
+    objectness: loc.Objectness | None = None
+    localisation_found: tuple[float, float] = (0.0, 0.0)
+    localisation_note: str = ""
 
 
 Progress = Callable[[str, int], Callable[[int], None]]
@@ -170,6 +192,12 @@ def adapt(
     labels = (top == np.arange(len(kept))[:, None]).ravel().astype(np.float64)
     calibration = ScoreCalibration.fit(example_scores, labels)
     seconds["fit"] = time.perf_counter() - started
+
+    objectness, found, note = None, (0.0, 0.0), "not asked for (--learned-localisation)"
+    if options.learned_localisation:
+        started = time.perf_counter()
+        objectness, found, note = _learn_localisation(kept, clutter, base, frames, options, progress)
+        seconds["localisation"] = time.perf_counter() - started
     return Adaptation(
         whitening=whitening,
         calibration=calibration,
@@ -179,4 +207,82 @@ def adapt(
         synthetic_recall_at_1=(before, after),
         calibration_log_loss=calibration.log_loss(example_scores, labels),
         skipped=skipped,
+        objectness=objectness,
+        localisation_found=found,
+        localisation_note=note,
     )
+
+
+@dataclass(frozen=True)
+class _LocalisationView:
+    pixels: Pixels  # the whole photo as the first pass frames it
+    width: int
+    height: int
+    box: tuple[float, float, float, float]  # the product's, in pixels
+
+
+def _learn_localisation(
+    kept: Sequence[tuple[str, Path]],
+    clutter: Sequence[Image.Image],
+    base: BaseModel,
+    frames: Framing,
+    options: AdaptOptions,
+    progress: Progress,
+) -> tuple[loc.Objectness | None, tuple[float, float], str]:
+    """Fit the localisation map on one synthetic view per item; measure it on every tenth item's."""
+
+    def view_of(position: int) -> _LocalisationView:
+        _, path = kept[position]
+        obj = cutout(Image.open(path).convert("RGB"))
+        obj.thumbnail((256, 256))
+        rng = np.random.default_rng([options.seed, LOCALISATION_STREAM, position])
+        view = make_view(obj, rng, clutter, loc.EXTENT)
+        return _LocalisationView(frames.whole_photo(frames.decode_photo(view.jpeg)), view.width, view.height, view.box)
+
+    with tempfile.TemporaryDirectory(prefix="imagesearch-adapt-") as scratch:
+        tapped = Path(scratch) / "tapped.onnx"
+        taps = loc.write_tapped(base.path, tapped)
+        model = BaseModel(tapped)
+        cells: list[Floats] = []
+        labels: list[NDArray[np.bool_]] = []
+        held: list[tuple[_LocalisationView, Floats, Floats]] = []  # view, its SALIENCY, its cell features
+        tick = progress("localisation views", len(kept))
+        with ThreadPoolExecutor(options.workers) as pool:
+            for start in range(0, len(kept), CHUNK):
+                positions = range(start, min(start + CHUNK, len(kept)))
+                views = list(pool.map(view_of, positions))
+                _, saliency, features, mid = model.run(
+                    np.stack([v.pixels for v in views]), SALIENCY, taps.features, taps.mid
+                )
+                per_cell = loc.cell_features(features, mid)
+                for position, view, maps, features_of in zip(positions, views, saliency, per_cell):
+                    if position % HELD_OUT_EVERY == 0:
+                        held.append((view, maps, features_of))
+                        continue
+                    on, inside = loc.cell_labels(view.width, view.height, view.box, *features_of.shape[:2])
+                    chosen = np.flatnonzero(inside.ravel())
+                    rng = np.random.default_rng([options.seed, LOCALISATION_STREAM + 1, position])
+                    chosen = rng.permutation(chosen)[: loc.CELLS_PER_VIEW]
+                    cells.append(features_of.reshape(-1, features_of.shape[-1])[chosen])
+                    labels.append(on.ravel()[chosen])
+                tick(len(positions))
+    if not cells:
+        return None, (0.0, 0.0), f"too few items ({len(kept)}) to learn a localisation map"
+    try:
+        fitted_cells, fitted_labels = np.concatenate(cells), np.concatenate(labels)
+        cells.clear()  # the chunks are copied into one matrix: drop them before the fit copies it once more
+        objectness = loc.fit_objectness(fitted_cells, fitted_labels, channels=features.shape[1])
+    except ValueError as err:
+        return None, (0.0, 0.0), f"not learned: {err}"
+    found = np.zeros((len(held), 2))
+    for k, (view, maps, features_of) in enumerate(held):
+        truth = (
+            view.box[0] / view.width,
+            view.box[1] / view.height,
+            view.box[2] / view.width,
+            view.box[3] / view.height,
+        )
+        for rule, level_map in enumerate((maps, maps * objectness.probability(features_of))):
+            found[k, rule] = loc.box_overlap(subject_box(level_map, view.width, view.height), truth) >= FOUND_OVERLAP
+    before, after = found.mean(axis=0) if len(held) else (0.0, 0.0)
+    return objectness, (float(before), float(after)), f"fitted on {len(fitted_labels)} cells"

@@ -5,7 +5,7 @@
                                 whose fixed EMBEDDING dims become the new width), through
                                 imagesearch.contracts.model.ConfigFile, the configs' one writer
       <base>/                   the base version (model.onnx from tools/export_model.py)
-      <N>/model.onnx            base graph + whitening (graph.py)
+      <N>/model.onnx            base graph + whitening (+ learned localisation map) (graph.py)
       <N>/model.py              the Python-backend runner, copied from the base version
       <N>/adaptation.json       how it was made: catalog, views, settings, figures
 
@@ -21,7 +21,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from imagesearch.adaptation.graph import append_whitening
+from imagesearch.adaptation.graph import write_adapted_graph
+from imagesearch.adaptation.objectness import Objectness
 from imagesearch.adaptation.whitening import Whitening
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.contracts.model import (
@@ -68,6 +69,7 @@ def write_version(
     calibration: ScoreCalibration,
     record: dict[str, Any],
     version: int | None = None,
+    objectness: Objectness | None = None,
 ) -> tuple[int, Path]:
     """Write the adapted version; returns (version, its directory). Nothing is left half-written on failure."""
     existing = versions(model_dir)
@@ -82,15 +84,18 @@ def write_version(
         runner = base_path.parent / RUNNER
         if runner.is_file():
             shutil.copy2(runner, staging / RUNNER)
-        append_whitening(
+        description = f"learned whitening {whitening.input_dimension}->{whitening.dimension}"
+        if objectness is not None:
+            description += " and a learned localisation map in SALIENCY"
+        write_adapted_graph(
             base_path,
-            whitening,
             staging / MODEL_FILE,
             {
-                "imagesearch.adaptation": f"learned whitening {whitening.input_dimension}->{whitening.dimension} "
-                f"on top of version {base_version}",
+                "imagesearch.adaptation": f"{description} on top of version {base_version}",
                 "imagesearch.embedding": f"EMBEDDING float32 [N,{whitening.dimension}] L2-normalised",
             },
+            whitening,
+            objectness,
         )
         (staging / ADAPTATION_RECORD).write_text(json.dumps({**record, "version": version}, indent=2) + "\n")
         # Triton must never see a half-written version: swap the whole directory in at the end.

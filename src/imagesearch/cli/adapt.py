@@ -93,6 +93,15 @@ def add_parser(subparsers: Subparsers) -> None:
     p.add_argument(
         "--workers", type=positive_int, default=os.cpu_count() or 2, help="threads making views (default: CPU count)"
     )
+    p.add_argument(
+        "--learned-localisation",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also learn where products are from the synthetic views' true boxes and multiply it into the "
+        "first pass's SALIENCY map that frames the query (~1 minute more per 1,500 images). Off by default: "
+        "through the services it framed more small products right but chose worse among several, with no "
+        "net gain (docs/quality.md)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in CI logs)")
     p.set_defaults(func=run)
 
@@ -174,6 +183,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  skipped {line}")
     before, after = result.synthetic_recall_at_1
     calibration = result.calibration
+    # Held-out synthetic views whose product the first pass's box finds (overlap >= 0.5).
+    found_before, found_after = result.localisation_found
+    localisation_found = {"base": round(found_before, 4), "adapted": round(found_after, 4)}
     record = {
         "base_version": base_version,
         "catalogs": [str(c) for c in args.catalogs],
@@ -186,12 +198,24 @@ def run(args: argparse.Namespace) -> int:
         "calibration_views": result.items,
         "calibration_log_loss": round(result.calibration_log_loss, 4),
         "synthetic_recall_at_1": {"base": round(before, 4), "adapted": round(after, 4)},
+        "learned_localisation": {
+            "in_saliency": result.objectness is not None,
+            "found": localisation_found,
+            "note": result.localisation_note,
+        },
         "seconds": {k: round(v, 1) for k, v in result.seconds.items()},
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
     }
     try:
         version, target = write_version(
-            directory, base_version, base_path, result.whitening, result.calibration, record, args.version
+            directory,
+            base_version,
+            base_path,
+            result.whitening,
+            result.calibration,
+            record,
+            args.version,
+            result.objectness,
         )
     except RepositoryError as err:
         raise CliError(str(err)) from None
@@ -199,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
         json.dumps(
             {
                 "synthetic_recall_at_1": record["synthetic_recall_at_1"],
+                "localisation_found": localisation_found,
                 "same_product_calibration": record["same_product_calibration"],
             }
         )
