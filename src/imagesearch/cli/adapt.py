@@ -102,6 +102,20 @@ def add_parser(subparsers: Subparsers) -> None:
         "through the services it framed more small products right but chose worse among several, with no "
         "net gain (docs/quality.md)",
     )
+    p.add_argument(
+        "--shape-occlusion",
+        type=float,
+        default=0.0,
+        help="share of the synthetic views in which a plain shape (a finger, a strap) also hides part of the "
+        "product (default: %(default)s)",
+    )
+    p.add_argument(
+        "--localised-views",
+        type=float,
+        default=0.0,
+        help="share of the synthetic views cropped where the model's own first pass finds the product, as "
+        "the embedder crops queries, instead of around the true box (default: %(default)s)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in CI logs)")
     p.set_defaults(func=run)
 
