@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 # Views are drawn at about half a phone photo's resolution: the model sees 224-288 px anyway.
 FRAMES = ((320, 240), (240, 320), (256, 256))
@@ -132,46 +132,13 @@ def _photographic(im: Image.Image, rng: np.random.Generator) -> Image.Image:
 EXTENT = (0.25, 0.95)
 
 
-def _shape_occluder(rng: np.random.Generator, width: int, height: int) -> Image.Image:
-    """An opaque thing between the camera and the product (a finger, a strap, a cup's side): a few
-    overlapping ellipses and bars in one colour with a little shading, soft-edged; RGBA."""
-    mask = Image.new("L", (width, height), 0)
-    draw = ImageDraw.Draw(mask)
-    for _ in range(int(rng.integers(1, 4))):
-        cx, cy = rng.uniform(0.2, 0.8) * width, rng.uniform(0.2, 0.8) * height
-        rx, ry = rng.uniform(0.15, 0.5) * width, rng.uniform(0.1, 0.5) * height
-        if rng.random() < 0.5:
-            draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=255)
-        else:
-            angle = rng.uniform(0, np.pi)
-            dx, dy = np.cos(angle), np.sin(angle)
-            half = rng.uniform(0.06, 0.2) * min(width, height)
-            draw.polygon(
-                [
-                    (cx - dx * rx - dy * half, cy - dy * ry + dx * half),
-                    (cx + dx * rx - dy * half, cy + dy * ry + dx * half),
-                    (cx + dx * rx + dy * half, cy + dy * ry - dx * half),
-                    (cx - dx * rx + dy * half, cy - dy * ry - dx * half),
-                ],
-                fill=255,
-            )
-    colour = rng.integers(0, 256, 3).astype(np.float32)
-    shade = np.linspace(rng.uniform(0.6, 1.0), rng.uniform(0.8, 1.2), width)[None, :, None]
-    pixels = np.clip(colour * shade + rng.normal(0, 6, (height, width, 3)), 0, 255).astype(np.uint8)
-    shape = Image.fromarray(pixels).convert("RGBA")
-    shape.putalpha(mask.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 2.0)))))
-    return shape
-
-
 def make_view(
     obj: Image.Image,
     rng: np.random.Generator,
     clutter: Sequence[Image.Image],
     extent_range: tuple[float, float] = EXTENT,
-    shape_occlusion: float = 0.0,
 ) -> View:
-    """One synthetic photo of `obj` (an RGBA cut-out) with `clutter` (other items' cut-outs) around it;
-    `shape_occlusion` of the time a plain shape also hides 30-70 % of the object's box each way."""
+    """One synthetic photo of `obj` (an RGBA cut-out) with `clutter` (other items' cut-outs) around it."""
     width, height = FRAMES[int(rng.integers(len(FRAMES)))]
     scene = background(rng, width, height, clutter)
     warped = _warp(obj, rng)
@@ -199,17 +166,6 @@ def make_view(
             item,
             (x + int(rng.uniform(-0.3, 0.9) * warped.width), y + int(rng.uniform(-0.3, 0.9) * warped.height)),
             item,
-        )
-    if shape_occlusion > 0 and rng.random() < shape_occlusion:
-        ow, oh = max(2, int(warped.width * rng.uniform(0.3, 0.7))), max(2, int(warped.height * rng.uniform(0.3, 0.7)))
-        shape = _shape_occluder(rng, ow, oh)
-        scene.paste(
-            shape,
-            (
-                x + int(rng.uniform(-0.2, 1.0) * warped.width - ow / 2),
-                y + int(rng.uniform(-0.2, 1.0) * warped.height - oh / 2),
-            ),
-            shape,
         )
     photo = _photographic(scene, rng)
     buffer = io.BytesIO()

@@ -61,7 +61,7 @@ def add_parser(subparsers: Subparsers) -> None:
         help="a dataset folder (catalog.csv, and distractors.csv if present), a catalog CSV or an image folder",
     )
     p.add_argument(
-        "--views", type=int, default=3, help="synthetic photos per catalog image for the fit (default: %(default)s)"
+        "--views", type=int, default=6, help="synthetic photos per catalog image for the fit (default: %(default)s)"
     )
     p.add_argument(
         "--dimension", type=int, default=512, help="dimensions of the adapted embedding (default: %(default)s)"
@@ -101,20 +101,6 @@ def add_parser(subparsers: Subparsers) -> None:
         "first pass's SALIENCY map that frames the query (~1 minute more per 1,500 images). Off by default: "
         "through the services it framed more small products right but chose worse among several, with no "
         "net gain (docs/quality.md)",
-    )
-    p.add_argument(
-        "--shape-occlusion",
-        type=float,
-        default=0.0,
-        help="share of the synthetic views in which a plain shape (a finger, a strap) also hides part of the "
-        "product (default: %(default)s)",
-    )
-    p.add_argument(
-        "--localised-views",
-        type=float,
-        default=0.0,
-        help="share of the synthetic views cropped where the model's own first pass finds the product, as "
-        "the embedder crops queries, instead of around the true box (default: %(default)s)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in CI logs)")
     p.set_defaults(func=run)
