@@ -63,20 +63,8 @@ def adapted_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     repo = base_model_repository(tmp_path_factory.mktemp("adapted_repo"))
     catalog = mini_catalog(tmp_path_factory.mktemp("mini"), 12)
-    code = main(
-        [
-            "adapt",
-            str(catalog),
-            "--model-repo",
-            str(repo),
-            "--views",
-            "1",
-            "--dimension",
-            "64",
-            "--learned-localisation",
-            "--no-progress",
-        ]
-    )
+    options = ["--views", "1", "--dimension", "64", "--learned-localisation", "--no-progress"]
+    code = main(["adapt", str(catalog), "--model-repo", str(repo), *options])
     assert code == 0
     return repo
 
