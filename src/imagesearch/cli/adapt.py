@@ -219,15 +219,13 @@ def run(args: argparse.Namespace) -> int:
         )
     except RepositoryError as err:
         raise CliError(str(err)) from None
-    print(
-        json.dumps(
-            {
-                "synthetic_recall_at_1": record["synthetic_recall_at_1"],
-                "localisation_found": localisation_found,
-                "same_product_calibration": record["same_product_calibration"],
-            }
-        )
-    )
+    summary = {
+        "synthetic_recall_at_1": record["synthetic_recall_at_1"],
+        "same_product_calibration": record["same_product_calibration"],
+    }
+    if result.objectness is not None:
+        summary["localisation_found"] = localisation_found
+    print(json.dumps(summary))
     print(
         f"wrote {MODEL_NAME} version {version} ({target}) in {time.perf_counter() - started:.0f} s: "
         f"{result.whitening.input_dimension} -> {result.whitening.dimension} dims"
