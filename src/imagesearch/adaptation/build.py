@@ -38,7 +38,7 @@ from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.contracts.model import SALIENCY
 from imagesearch.imaging.framing import Framing
 from imagesearch.imaging.localize import subject_box
-from imagesearch.imaging.objects import cutout
+from imagesearch.imaging.objects import cutout, relative_box
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -278,12 +278,7 @@ def _learn_localisation(
         return None, (0.0, 0.0), f"not learned: {err}"
     found = np.zeros((len(held), 2))
     for k, (view, maps, features_of) in enumerate(held):
-        truth = (
-            view.box[0] / view.width,
-            view.box[1] / view.height,
-            view.box[2] / view.width,
-            view.box[3] / view.height,
-        )
+        truth = relative_box(view.box, view.width, view.height)
         for rule, level_map in enumerate((maps, maps * objectness.probability(features_of))):
             found[k, rule] = loc.box_overlap(subject_box(level_map, view.width, view.height), truth) >= FOUND_OVERLAP
     before, after = found.mean(axis=0) if len(held) else (0.0, 0.0)

@@ -98,7 +98,7 @@ def cutout(shot: Image.Image, tolerance: int = OBJECT_TOLERANCE) -> Image.Image:
     return rgba.crop(mask.getbbox() or (0, 0, rgb.width, rgb.height))
 
 
-def relative_box(box: PixelBox | None, width: int, height: int) -> RelativeBox:
+def relative_box(box: tuple[float, float, float, float] | None, width: int, height: int) -> RelativeBox:
     """A pixel box as the relative (x0, y0, x1, y1) the Preprocessor frames; None -> the whole image."""
     if box is None:
         return WHOLE
