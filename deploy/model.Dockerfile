@@ -10,6 +10,8 @@
 #   /models/image_embedding/config.pbtxt            default config (python backend, local CPU use)
 #   /models/image_embedding/configs/tensorrt.pbtxt  onnxruntime backend + TensorRT (GPU, production)
 #   /models/image_embedding/2/model.onnx            exported here (the base version)
+#   /models/image_embedding/3/                      version 2 + the generic learned whitening, fitted
+#                                                   here by `imagesearch adapt` (served by default)
 # Kubernetes copies it into an emptyDir with an initContainer (deploy/k8s/triton.yaml);
 # docker-compose does the same into a named volume (service "model-init").
 # Its default command copies /models/. into $MODEL_REPO_DEST (default /model-repo).
@@ -39,9 +41,15 @@ COPY demo/catalog ./demo/catalog
 # Configs only: .dockerignore keeps any locally exported *.onnx out of the context.
 COPY model_repo ./model_repo
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install ".[build]"
+    pip install ".[build,adapt]"
+# The generic products (tools/build_generic_set.py) are Debian's emoji pictures.
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-noto-color-emoji \
+ && rm -rf /var/lib/apt/lists/*
 RUN python tools/export_model.py \
- && test -s model_repo/image_embedding/1/model.onnx \
+ && test -s model_repo/image_embedding/2/model.onnx \
+ && python tools/build_generic_set.py --out /tmp/generic \
+ && imagesearch adapt /tmp/generic --model-repo model_repo --version 3 --dimension 1024 --no-progress \
+ && test -s model_repo/image_embedding/3/model.onnx \
  && find model_repo -name '__pycache__' -prune -exec rm -rf {} + \
  && ls -lR model_repo
 

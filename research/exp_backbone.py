@@ -114,6 +114,15 @@ def timing(model: BaseModel, size: int, repeats: int = 20) -> float:
     return statistics.median(times)
 
 
+def queries_by_kind(dataset: Dataset) -> dict[str, list[int]]:
+    """The queries' positions by kind of variation (queries_meta.csv's `variation`), kinds sorted."""
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    for number, query in enumerate(dataset.queries):
+        if query.variation:
+            by_kind[query.variation].append(number)
+    return dict(sorted(by_kind.items()))
+
+
 def evaluate(model: BaseModel, dataset: Dataset, framing: Framing) -> dict[str, object]:
     v = vectors(model, dataset, framing)
     truth, products = truths(dataset), len(dataset.items)
@@ -123,10 +132,7 @@ def evaluate(model: BaseModel, dataset: Dataset, framing: Framing) -> dict[str, 
     np.maximum.at(best, v["object_query"], per_object)
     main_rank, best_rank = ranks(main, truth), ranks(best, truth)
     result: dict[str, object] = {"main": summary(main_rank), "best object": summary(best_rank)}
-    by_kind: dict[str, list[int]] = defaultdict(list)
-    for number, query in enumerate(dataset.queries):
-        if query.variation:
-            by_kind[query.variation].append(number)
+    by_kind = queries_by_kind(dataset)
     result["kinds"] = {
         kind: {
             "queries": len(numbers),
@@ -136,6 +142,14 @@ def evaluate(model: BaseModel, dataset: Dataset, framing: Framing) -> dict[str, 
         for kind, numbers in sorted(by_kind.items())
     }
     return result
+
+
+def report(line: dict[str, object], out: Path | None) -> None:
+    """Print one result line, and append it to `out` when given."""
+    print(json.dumps(line))
+    if out:
+        with out.open("a") as handle:
+            handle.write(json.dumps(line) + "\n")
 
 
 def main() -> None:
@@ -158,10 +172,7 @@ def main() -> None:
         for folder in args.dataset:
             result = evaluate(model, load_dataset(folder), framing)
             line = {"model": str(path), "dataset": folder.name, "ms": cost, **result}
-            print(json.dumps(line))
-            if args.out:
-                with args.out.open("a") as handle:
-                    handle.write(json.dumps(line) + "\n")
+            report(line, args.out)
 
 
 if __name__ == "__main__":

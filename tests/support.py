@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib.util
 import io
 import os
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import grpc
@@ -136,6 +138,16 @@ def add_key(scopes: list[Scope], catalogs: list[str], **options: Any) -> tuple[s
 
 
 BASE_VERSION = contract.BASE_VERSION
+
+
+def load_tool(name: str) -> ModuleType:
+    """A script of tools/ imported as a module (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def base_model_repository(target: Path) -> Path:

@@ -119,6 +119,18 @@ def test_adapting_again_builds_on_the_base_not_on_the_adaptation(adapted_repo: P
     assert not list((repo / "image_embedding").glob(".*partial"))
 
 
+def test_an_adapted_version_is_refused_as_a_base_before_any_fitting(
+    adapted_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A fresh clone's version 3 (the generic whitening) is adapted too: it is not a base to adapt from.
+    catalog = mini_catalog(tmp_path, 2)
+    argv = ["adapt", str(catalog), "--model-repo", str(adapted_repo), "--base-version", "3", "--no-progress"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "version 3" in err and "is itself adapted" in err and "adapting" not in err
+    assert sorted(p.name for p in (adapted_repo / "image_embedding").iterdir()) == ["2", "3", "config.pbtxt", "configs"]
+
+
 def test_a_missing_catalog_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = base_model_repository(tmp_path / "repo")
     assert main(["adapt", str(tmp_path / "nope.csv"), "--model-repo", str(repo)]) == 2

@@ -29,6 +29,8 @@ def test_every_config_declares_the_contracts_tensors(path: Path) -> None:
     assert [(t.name, t.data_type) for t in config.input] == [(contract.INPUT, 2)]  # TYPE_UINT8
     assert [t.name for t in config.output] == [contract.EMBEDDING, contract.LOGITS, contract.SALIENCY]
     assert contract.calibration_of(config, contract.BASE_VERSION) == ScoreCalibration(32.84, -23.40)
+    # Version 3, the generic whitening scripts/bootstrap.sh fits, is served by default: its fit is tracked.
+    assert contract.calibration_of(config, 3) is not None
 
 
 def test_a_versions_calibration_is_replaced_not_repeated_and_the_rest_is_kept(tmp_path: Path) -> None:
@@ -37,13 +39,13 @@ def test_a_versions_calibration_is_replaced_not_repeated_and_the_rest_is_kept(tm
     before = contract.ConfigFile.read(path)
     for slope in (20.0, 21.5):
         config = contract.ConfigFile.read(path)
-        config.set_calibration(3, ScoreCalibration(slope, -11.25))
+        config.set_calibration(7, ScoreCalibration(slope, -11.25))
         config.write()
     after = contract.ConfigFile.read(path)
-    assert path.read_text().count(contract.calibration_key(3)) == 1
-    assert after.calibration(3) == ScoreCalibration(21.5, -11.25)
+    assert path.read_text().count(contract.calibration_key(7)) == 1
+    assert after.calibration(7) == ScoreCalibration(21.5, -11.25)
     assert after.header == before.header
-    del after.config.parameters[contract.calibration_key(3)]
+    del after.config.parameters[contract.calibration_key(7)]
     assert after.config == before.config
     assert not list(tmp_path.glob(".*partial"))
 
@@ -51,10 +53,11 @@ def test_a_versions_calibration_is_replaced_not_repeated_and_the_rest_is_kept(tm
 def test_the_embedding_width_is_set_only_where_a_config_fixes_it(tmp_path: Path) -> None:
     local = contract.ConfigFile.read(MODEL_DIR / "config.pbtxt")
     gpu = contract.ConfigFile.read(MODEL_DIR / "configs" / "tensorrt.pbtxt")
-    assert (local.embedding_width(), gpu.embedding_width()) == (-1, 1280)
-    assert not local.set_embedding_width(512) and local.embedding_width() == -1
-    assert gpu.set_embedding_width(512) and gpu.embedding_width() == 512
-    assert not gpu.set_embedding_width(512)
+    # The GPU config states the served version's width: 1024, the generic whitening's (version 3).
+    assert (local.embedding_width(), gpu.embedding_width()) == (-1, 1024)
+    assert not local.set_embedding_width(1280) and local.embedding_width() == -1
+    assert gpu.set_embedding_width(1280) and gpu.embedding_width() == 1280
+    assert not gpu.set_embedding_width(1280)
 
 
 def test_an_unusable_calibration_or_config_is_refused_with_its_name(tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ distractors and every dev query, the figures docs/quality.md reports. Floors wer
 docs/quality.md; the test prints the figures): EfficientNet-Lite0 with
 GeM pooling (model version 2), queries cropped to the subject the model finds in a
 224 px first pass and embedded at 256 px, catalog shots indexed whole and trimmed to the
-object, results ranked with the predicted category and hedged with the whole photo. The adapted model (`imagesearch adapt`)
-has its own, opt-in test: test_recall_adapted.py.
+object, results ranked with the predicted category and hedged with the whole photo. The whitened
+versions, the generic one a fresh clone serves (3) and one adapted to dev (`imagesearch adapt`),
+have their own, opt-in tests: test_recall_adapted.py.
 """
 
 from __future__ import annotations

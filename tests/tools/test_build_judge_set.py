@@ -6,29 +6,21 @@ from __future__ import annotations
 
 import colorsys
 import csv
-import importlib.util
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from support import load_tool
 
 from imagesearch.evaluation.dataset import load_dataset
-
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "build_judge_set.py"
 
 
 @pytest.fixture(scope="module")
 def tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_judge_set", TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("build_judge_set")
 
 
 def drawing(index: int, count: int) -> Image.Image:

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "export_model.py"
+from support import load_tool
 
 
 @pytest.fixture(scope="module")
 def tool() -> ModuleType:
     pytest.importorskip("torch")
     pytest.importorskip("efficientnet_lite_pytorch")
-    spec = importlib.util.spec_from_file_location("export_model", TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("export_model")
 
 
 def test_the_saliency_block_is_the_last_of_the_stride_16_stage(tool: ModuleType) -> None:

@@ -104,10 +104,41 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
+@dataclass
+class EmbeddedCatalog:
+    """The base model's vectors of the catalog shots and of their synthetic views (passes 1 and 2)."""
+
+    kept: list[tuple[str, Path]]  # the images that could be read, in order
+    index: Floats  # (items, D): the clean shots
+    views: NDArray[np.float32]  # (rounds, items, D): rounds 0..views-1 fit, the last one calibrates
+    clutter: list[Image.Image]
+    skipped: list[str]
+    seconds: dict[str, float]
+
+
 def adapt(
     images: Sequence[tuple[str, Path]], base: BaseModel, options: AdaptOptions, progress: Progress = _no_progress
 ) -> Adaptation:
     """Fit an adaptation to the catalog shots `images` ((product id, path), one per item)."""
+    embedded = embed_catalog(images, base, options, progress)
+    seconds = embedded.seconds
+    started = time.perf_counter()
+    adaptation = fit_adaptation(embedded, options)
+    seconds["fit"] = time.perf_counter() - started
+    adaptation.seconds = seconds
+    if options.learned_localisation:
+        started = time.perf_counter()
+        adaptation.objectness, adaptation.localisation_found, adaptation.localisation_note = _learn_localisation(
+            embedded.kept, embedded.clutter, base, framing(options.image_size, options.resize_mode), options, progress
+        )
+        seconds["localisation"] = time.perf_counter() - started
+    return adaptation
+
+
+def embed_catalog(
+    images: Sequence[tuple[str, Path]], base: BaseModel, options: AdaptOptions, progress: Progress = _no_progress
+) -> EmbeddedCatalog:
+    """Passes 1 and 2: every readable shot and its `views` + 1 synthetic views, embedded by the base model."""
     if len(images) < 2:
         raise AdaptationError(f"need at least 2 catalog images to adapt to, got {len(images)}")
     if options.views < 1:
@@ -179,39 +210,34 @@ def adapt(
             view_vectors[:, positions.start : positions.stop] = vectors.transpose(1, 0, 2)
             tick(len(positions) * rounds)
     seconds["synthetic views"] = time.perf_counter() - started
+    return EmbeddedCatalog(kept, index, view_vectors, clutter, skipped, seconds)
 
-    started = time.perf_counter()
-    fit_views = view_vectors[: options.views].reshape(-1, index.shape[1])
-    fit_items = np.tile(np.arange(len(kept)), options.views)
+
+def fit_adaptation(embedded: EmbeddedCatalog, options: AdaptOptions) -> Adaptation:
+    """The whitening from the fitting rounds, the calibration from the last round scored as searches score."""
+    index, view_vectors, items = embedded.index, embedded.views, len(embedded.kept)
+    fitting = view_vectors.shape[0] - 1
+    fit_views = view_vectors[:fitting].reshape(-1, index.shape[1])
+    fit_items = np.tile(np.arange(items), fitting)
     whitening = fit_learned_whitening(index, fit_views, fit_items, options.dimension, options.shrinkage)
 
-    held = view_vectors[options.views]
-    before = float(np.mean(np.argmax(held @ index.T, axis=1) == np.arange(len(kept))))
+    held = view_vectors[fitting]
+    before = float(np.mean(np.argmax(held @ index.T, axis=1) == np.arange(items)))
     scores = whitening.apply(held) @ whitening.apply(index).T
-    after = float(np.mean(np.argmax(scores, axis=1) == np.arange(len(kept))))
+    after = float(np.mean(np.argmax(scores, axis=1) == np.arange(items)))
     top = np.argsort(-scores, axis=1)[:, :CALIBRATION_TOP]
     example_scores = np.take_along_axis(scores, top, axis=1).ravel()
-    labels = (top == np.arange(len(kept))[:, None]).ravel().astype(np.float64)
+    labels = (top == np.arange(items)[:, None]).ravel().astype(np.float64)
     calibration = ScoreCalibration.fit(example_scores, labels)
-    seconds["fit"] = time.perf_counter() - started
-
-    objectness, found, note = None, (0.0, 0.0), "not asked for (--learned-localisation)"
-    if options.learned_localisation:
-        started = time.perf_counter()
-        objectness, found, note = _learn_localisation(kept, clutter, base, frames, options, progress)
-        seconds["localisation"] = time.perf_counter() - started
     return Adaptation(
         whitening=whitening,
         calibration=calibration,
-        items=len(kept),
+        items=items,
         views=int(fit_views.shape[0]),
-        seconds=seconds,
         synthetic_recall_at_1=(before, after),
         calibration_log_loss=calibration.log_loss(example_scores, labels),
-        skipped=skipped,
-        objectness=objectness,
-        localisation_found=found,
-        localisation_note=note,
+        skipped=embedded.skipped,
+        localisation_note="not asked for (--learned-localisation)",
     )
 
 

@@ -45,6 +45,12 @@ def base_model(model_dir: Path, base_version: int | None) -> tuple[int, Path]:
     """(version, model.onnx path) of the base: the given version, or the newest one that is not adapted."""
     if not (model_dir / CONFIG_FILE).is_file():
         raise RepositoryError(f"{model_dir} has no {CONFIG_FILE}: not a Triton model directory")
+    if base_version is not None and is_adapted(model_dir, base_version):
+        # Its graph already ends in a whitening: refuse before minutes of fitting, not when writing.
+        raise RepositoryError(
+            f"version {base_version} of {model_dir} is itself adapted ({ADAPTATION_RECORD}); adapt from a base "
+            "version instead (the default: the newest version that is not adapted)"
+        )
     candidates = (
         [base_version]
         if base_version is not None
