@@ -44,6 +44,10 @@ BLOCKS += ((0x1FA70, 0x1FAFF), (0x2600, 0x26FF))
 # Pictures of these are not products (words of the character's Unicode name).
 NOT_PRODUCTS = ("FACE", "HAND", "PERSON", "MAN", "WOMAN", "BOY", "GIRL", "FINGER", "SIGN", "SYMBOL", "ARROW")
 NOT_PRODUCTS += ("BUTTON", "CIRCLE", "SQUARE", "KEYCAP", "LETTER", "FLAG")
+# The generic whitening's dimensions (`imagesearch adapt <collection> --dimension`), as scripts/bootstrap.sh and
+# deploy/model.Dockerfile fit it: more than a catalog's own 512, since its PCA step saw other products
+# (docs/quality.md).
+DIMENSION = 1024
 # Glyphs whose drawn object is smaller than this (px, of 136) are marks, not objects.
 MIN_DRAWN = 20
 

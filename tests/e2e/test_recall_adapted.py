@@ -54,13 +54,15 @@ async def test_the_generic_whitening_finds_dev_products_it_never_saw(
         pytest.skip(f"{tool.FONT} is not installed (apt-get install {tool.PACKAGE})")
     generic = tmp_path / "generic"
     tool.build(generic)
-    report = await _fit_serve_and_evaluate(fleet, generic, dev_set, tmp_path)
+    report = await _fit_serve_and_evaluate(fleet, generic, dev_set, tmp_path, ["--dimension", str(tool.DIMENSION)])
     print(capsys.readouterr().out)
     assert report["recall_at_1"] >= GENERIC_RECALL_AT_1_FLOOR
     assert report["recall_at_10"] >= GENERIC_RECALL_AT_10_FLOOR
 
 
-async def _fit_serve_and_evaluate(fleet, fit_on: Path, dev_set: Path, tmp_path: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+async def _fit_serve_and_evaluate(  # type: ignore[no-untyped-def]
+    fleet, fit_on: Path, dev_set: Path, tmp_path: Path, options: list[str] | None = None
+) -> dict[str, float]:
     from opentelemetry.sdk.trace import TracerProvider
 
     from imagesearch.stack.triton import TritonServer
@@ -70,7 +72,12 @@ async def _fit_serve_and_evaluate(fleet, fit_on: Path, dev_set: Path, tmp_path: 
     from imagesearch_gateway.settings import GatewaySettings
 
     repo = base_model_repository(tmp_path / "model_repo")
-    assert await asyncio.to_thread(cli, ["adapt", str(fit_on), "--model-repo", str(repo), "--no-progress"]) == 0
+    assert (
+        await asyncio.to_thread(
+            cli, ["adapt", str(fit_on), "--model-repo", str(repo), "--no-progress", *(options or [])]
+        )
+        == 0
+    )
     servers: list[ServiceServer] = []
     with TritonServer(model_repository=repo, runtime_dir=tmp_path / "triton") as triton:
         try:
