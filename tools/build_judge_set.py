@@ -591,6 +591,7 @@ def compose(plan: QueryPlan) -> tuple[bytes, dict[str, object]]:
         drop_shadow(scene, obj, at, rng)
     scene.paste(obj, at, obj)
     meta.update(shadow=int(shadowed), visible=round(visible, 3))
+    meta["box"] = _box_in_frame(obj, at, frame, mirrored=kind == "mirrored")
     meta.setdefault("others", 0)
     meta["occluder"], meta["occlusion"] = "", 0.0
     if kind == "occluded":
@@ -613,6 +614,16 @@ def compose(plan: QueryPlan) -> tuple[bytes, dict[str, object]]:
     buffer = io.BytesIO()
     photo.save(buffer, "JPEG", quality=quality)
     return buffer.getvalue(), meta
+
+
+def _box_in_frame(obj: Image.Image, at: tuple[int, int], frame: tuple[int, int], mirrored: bool) -> str:
+    """The product's visible box in the photo, "left top right bottom" in pixels (for studies of framing)."""
+    alpha = obj.getchannel("A").point(lambda a: 255 if a > 128 else 0).getbbox() or (0, 0, obj.width, obj.height)
+    left, top = max(0, at[0] + alpha[0]), max(0, at[1] + alpha[1])
+    right, bottom = min(frame[0], at[0] + alpha[2]), min(frame[1], at[1] + alpha[3])
+    if mirrored:
+        left, right = frame[0] - right, frame[0] - left
+    return f"{left} {top} {right} {bottom}"
 
 
 def _cut_position(
@@ -737,6 +748,7 @@ META_COLUMNS = (
     "blur",
     "noise",
     "jpeg_q",
+    "box",
 )
 
 

@@ -110,6 +110,11 @@ def test_ground_truth_is_a_catalog_product_and_every_item_has_its_source(judge: 
     assert float(by_kind["occluded"]["occlusion"]) > 0.05
     assert float(by_kind["cut"]["visible"]) < 0.95
     assert by_kind["mirrored"]["mirrored"] == "1"
+    for m in meta:  # the product's true box, inside the photo (research/exp_oracle.py reads it)
+        left, top, right, bottom = (int(v) for v in m["box"].split())
+        assert 0 <= left < right <= int(m["width"]) and 0 <= top < bottom <= int(m["height"])
+    small = [int(v) for v in by_kind["small"]["box"].split()]
+    assert (small[2] - small[0]) <= 0.3 * int(by_kind["small"]["width"])
     readme = (judge / "README.md").read_text()
     assert "seed 7" in readme and "`occluded`" in readme and "| `fixture`" in readme
 
