@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 
 from gateway.fakes import hit, hits
-from imagesearch_gateway.ranking import CategoryPrediction, hedge_with_whole_photo, predict_category, rerank_by_category
+from imagesearch.common.types import Region
+from imagesearch_gateway.ranking import (
+    CategoryPrediction,
+    fuse_with_tiles,
+    hedge_with_whole_photo,
+    predict_category,
+    rerank_by_category,
+    zoom_tiles,
+)
 
 LAMPS = CategoryPrediction("lamps", 0.6)
 
@@ -81,3 +89,27 @@ def test_products_already_listed_are_not_repeated() -> None:
 @pytest.mark.parametrize(("slots", "top_k"), [(0, 10), (2, 2), (2, 1)])
 def test_no_room_beside_the_first_hit_or_no_slots_changes_nothing(slots: int, top_k: int) -> None:
     assert hedge_with_whole_photo(CROP, hits("w0"), slots=slots, top_k=top_k) == CROP
+
+
+def test_the_zoom_tiles_are_the_four_corners_and_cover_the_photo() -> None:
+    tiles = zoom_tiles(0.6)
+    assert tiles[0] == Region(0.0, 0.0, 0.6, 0.6)
+    assert tiles[3] == Region(pytest.approx(0.4), pytest.approx(0.4), 1.0, 1.0)
+    assert {(t.x_min == 0.0, t.y_min == 0.0) for t in tiles} == {
+        (True, True),
+        (False, True),
+        (True, False),
+        (False, False),
+    }
+    for tile in tiles:
+        tile.validate()
+        assert tile.x_max - tile.x_min == pytest.approx(0.6) and tile.y_max - tile.y_min == pytest.approx(0.6)
+
+
+def test_a_product_scores_its_best_of_crop_and_discounted_tiles() -> None:
+    crop = [hit("a", 0.50), hit("b", 0.40), hit("c", 0.30)]
+    tiles = [[hit("d", 0.54), hit("b", 0.44)], [hit("c", 0.47)]]
+    fused = fuse_with_tiles(crop, tiles, discount=0.05)
+    # d: only a tile found it (0.54 - 0.05); c: its tile beats its crop; b: its tile does not (0.39 < 0.40).
+    assert [(h.product_id, round(h.score, 3)) for h in fused] == [("a", 0.5), ("d", 0.49), ("c", 0.42), ("b", 0.4)]
+    assert fuse_with_tiles(crop, [], discount=0.05) == crop

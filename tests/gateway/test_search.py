@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
-from gateway.fakes import MODEL, FakeCache, FakeEmbedder, FakeRetriever, corrupt, hits, ports, tracker
+from gateway.fakes import MODEL, FakeCache, FakeEmbedder, FakeRetriever, corrupt, hit, hits, ports, tracker
 from imagesearch.common.errors import InvalidArgument, ResourceExhausted
-from imagesearch.common.types import ImageErrorReason, ModelId
+from imagesearch.common.types import ImageErrorReason, ModelId, Region
 from imagesearch.contracts.calibration import ScoreCalibration
-from imagesearch_gateway.ports import ImageFault
-from imagesearch_gateway.search import SearchCore, SearchOptions, SearchQuery
+from imagesearch_gateway.ports import EmbeddedImage, Embeddings, ImageFault
+from imagesearch_gateway.ranking import zoom_tiles
+from imagesearch_gateway.search import ZOOM_MAX_IMAGE_BYTES, SearchCore, SearchOptions, SearchQuery
 
 PLAIN = SearchOptions(localize_queries=False, category_boost=0.0, rerank_depth=0, whole_photo_slots=0)
 
@@ -38,7 +40,9 @@ async def test_search_hedges_only_when_the_best_hit_is_unconvincing(top_score: f
     calibration = ScoreCalibration(20.0, -6.0)  # p = 0.5 at score 0.3
     embedder = FakeEmbedder(whole=np.array([-1, 0, 0, 0], np.float32), calibration=calibration)
     models = tracker(calibration=calibration)
-    options = SearchOptions(localize_queries=True, category_boost=0.0, rerank_depth=0, whole_photo_slots=2)
+    options = SearchOptions(
+        localize_queries=True, category_boost=0.0, rerank_depth=0, whole_photo_slots=2, zoom_tile_side=0.0
+    )
     outcome = await SearchCore(ports(embedder, retriever, FakeCache(None), models), options).search(
         SearchQuery(image=b"photo")
     )
@@ -46,6 +50,63 @@ async def test_search_hedges_only_when_the_best_hit_is_unconvincing(top_score: f
     assert ids[0] == "c0" and len(ids) == 10
     assert (ids[8:] == ["w0", "w1"]) is hedged
     assert len(retriever.searches) == (2 if hedged else 1)  # the extra search only when it is needed
+
+
+class TilingEmbedder(FakeEmbedder):
+    """The crop's vector for the photo, a tile's for a region of it; records the regions asked for."""
+
+    def __init__(self, calibration: ScoreCalibration) -> None:
+        super().__init__(whole=np.array([-1, 0, 0, 0], np.float32), calibration=calibration)
+        self.regions: list[list[Region | None]] = []
+
+    async def embed(self, images: Sequence[tuple[bytes, Region | None]], **flags: bool) -> Embeddings:
+        self.regions.append([region for _, region in images])
+        reply = await super().embed(images, **flags)
+        tile = np.array([0, 1, 0, 0], np.float32)
+        return Embeddings(
+            [EmbeddedImage(tile) if region else e for e, (_, region) in zip(reply.images, images)],
+            reply.model,
+            reply.calibration,
+        )
+
+
+@pytest.mark.parametrize(("top_score", "zoomed"), [(0.25, True), (0.45, False)])
+async def test_an_unconvincing_photo_is_also_searched_by_its_four_corners(top_score: float, zoomed: bool) -> None:
+    calibration = ScoreCalibration(20.0, -6.0)  # p = 0.5 at score 0.3; 1.2 logits = 0.06 in score
+    embedder = TilingEmbedder(calibration)
+    retriever = FakeRetriever(
+        lambda vector: (
+            [hit("t0", 0.9), hit("c1", top_score + 0.03)]
+            if vector is not None and vector[1] > 0
+            else hits(*(f"c{i}" for i in range(12)), score=top_score)
+        )
+    )
+    options = SearchOptions(localize_queries=True, category_boost=0.0, rerank_depth=0, whole_photo_slots=0)
+    outcome = await SearchCore(
+        ports(embedder, retriever, FakeCache(None), tracker(calibration=calibration)), options
+    ).search(SearchQuery(image=b"photo"))
+    ids = [h.product_id for h in outcome.hits]
+    if not zoomed:
+        assert ids[:2] == ["c0", "c1"] and len(embedder.regions) == 1 and len(retriever.searches) == 1
+        return
+    assert embedder.regions[1] == zoom_tiles(0.6)  # one call: the four corners, each 0.6 of the side
+    assert len(retriever.searches) == 1 + 4
+    # A product only a tile found ranks by its tile score less the discount (0.9 - 0.06); one the crop
+    # found keeps its crop score unless a tile beats it by more than that (c1: +0.03 is not enough).
+    assert ids[:3] == ["t0", "c0", "c1"]
+    assert outcome.hits[0].score == pytest.approx(0.84)
+    assert outcome.hits[2].score == pytest.approx(top_score - 0.01)
+
+
+async def test_the_tiles_are_skipped_for_a_region_an_object_or_a_photo_too_large_to_send_four_times() -> None:
+    calibration = ScoreCalibration(20.0, -6.0)
+    embedder = TilingEmbedder(calibration)
+    retriever = FakeRetriever(lambda vector: hits("c0", "c1", score=0.1))
+    options = SearchOptions(localize_queries=True, category_boost=0.0, rerank_depth=0, whole_photo_slots=0)
+    core = SearchCore(ports(embedder, retriever, FakeCache(None), tracker(calibration=calibration)), options)
+    await core.search(SearchQuery(image=b"photo", region=Region(0.1, 0.1, 0.5, 0.5)))
+    await core.search(SearchQuery(image=b"x" * (ZOOM_MAX_IMAGE_BYTES + 1)))
+    assert len(embedder.regions) == 2 and len(retriever.searches) == 2
 
 
 async def test_probabilities_follow_the_models_own_calibration_then_the_fallback() -> None:

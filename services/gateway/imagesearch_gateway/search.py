@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from imagesearch.common.errors import InvalidArgument, ResourceExhausted
+from imagesearch.common.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, Unavailable
 from imagesearch.common.types import FilterSpec, Floats, Hit, ImageErrorReason, ModelId, Region
 from imagesearch.contracts.limits import check_catalog, check_min_score, check_product_id, check_top_k
 from imagesearch_gateway import cache_codec
@@ -23,10 +24,14 @@ from imagesearch_gateway.ranking import (
     VOTERS,
     CategoryPrediction,
     DetectedObject,
+    fuse_with_tiles,
     hedge_with_whole_photo,
     predict_category,
     rerank_by_category,
+    zoom_tiles,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,16 @@ class SearchOptions:
     whole_photo_below: float = 0.5
     # List the photo's objects (a model evaluation per further object found, and a vote for each).
     detect_objects: bool = True
+    # When the crop is unconvincing (whole_photo_below), also search the photo's four corners, each this
+    # share of its side (0 = never: four model evaluations more for those queries)...
+    zoom_tile_side: float = 0.6
+    # ... a tile's score counting this many logits of the same-product calibration less than the crop's.
+    zoom_tile_discount: float = 1.2
+
+
+# Zoom tiles send the photo once per tile: above this size they are skipped (four copies stay well
+# inside the embedder call's message limit, and decoding a large photo four times is not worth it).
+ZOOM_MAX_IMAGE_BYTES = 3 * 1024 * 1024
 
 
 def _validated(query: SearchQuery) -> SearchQuery:
@@ -227,6 +242,8 @@ class SearchCore(Core[SearchOptions]):
         neighbours = await self._retriever.search(model, subject)
         prediction = predict_category(neighbours)
         if unfiltered and not query.restrict_to_predicted_category:
+            if whole is not None and query.image is not None and query.region is None and not query.object_index:
+                neighbours = await self._zoomed(query.image, served, neighbours, Lookup(catalog, depth))
             ranked = rerank_by_category(neighbours, prediction, o.category_boost)
             if whole is not None and self._unconvincing(ranked, served):
                 whole_photo = await self._retriever.search(model, Lookup(catalog, VOTERS, vector=whole))
@@ -243,6 +260,31 @@ class SearchCore(Core[SearchOptions]):
         lookup = dataclasses.replace(subject, top_k=query.top_k, filter_spec=spec, min_score=query.min_score)
         hits = await self._retriever.search(model, lookup)
         return rerank_by_category(hits, prediction, o.category_boost), prediction
+
+    async def _zoomed(self, image: bytes, served: ServedModel, hits: list[Hit], lookup: Lookup) -> list[Hit]:
+        """`hits` fused with the photo's zoom tiles' when the best is unconvincing (else `hits`)."""
+        o = self._options
+        if (
+            o.zoom_tile_side <= 0
+            or not hits
+            or served.calibration.probability(hits[0].score) >= o.whole_photo_below
+            or len(image) > ZOOM_MAX_IMAGE_BYTES
+        ):
+            return hits
+        tiles = zoom_tiles(o.zoom_tile_side)
+        try:
+            embedded = await self._embedder.embed([(image, tile) for tile in tiles])
+        except (Unavailable, DeadlineExceeded, ResourceExhausted) as err:
+            # The crop's answer stands; the tiles only ever add to it.
+            log.warning("zoom tiles skipped: the embedder failed (%s)", err)
+            return hits
+        if embedded.model != served.id:
+            return hits  # a rollout between the two calls: vectors of two models do not compare
+        vectors = [image.vector for image in embedded.images if not isinstance(image.vector, ImageFault)]
+        found = await asyncio.gather(
+            *(self._retriever.search(served.id, dataclasses.replace(lookup, vector=v)) for v in vectors)
+        )
+        return fuse_with_tiles(hits, found, o.zoom_tile_discount / served.calibration.slope)
 
     def _unconvincing(self, ranked: list[Hit], served: ServedModel) -> bool:
         """Worth hedging: the best hit is probably not the photographed product."""

@@ -160,6 +160,20 @@ class GatewaySettings(Settings):
     whole_photo_below: float = setting(
         0.5, "GATEWAY_WHOLE_PHOTO_BELOW", "unconvincing = a same-product probability below this", minimum=0
     )
+    zoom_tile_side: float = setting(
+        0.6,
+        "GATEWAY_ZOOM_TILE_SIDE",
+        "when the best hit of a localised query is unconvincing, also search the photo's four corners, each this "
+        "share of its side, every product at its best of crop and tiles (four model evaluations more for those "
+        "queries, photos up to 3 MiB; 0 = never)",
+        minimum=0,
+    )
+    zoom_tile_discount: float = setting(
+        1.2,
+        "GATEWAY_ZOOM_TILE_DISCOUNT",
+        "how much less a tile's match counts than the crop's, in logits of the same-product calibration",
+        minimum=0,
+    )
     localize_queries: bool = setting(
         True,
         "GATEWAY_LOCALIZE_QUERIES",
@@ -202,6 +216,10 @@ class GatewaySettings(Settings):
             )
         if not NAMESPACE.fullmatch(self.cache_namespace):
             raise SettingsError(f"CACHE_NAMESPACE must match {NAMESPACE.pattern}, got {self.cache_namespace!r}")
+        if not 0.0 <= self.zoom_tile_side < 1.0:
+            raise SettingsError(
+                f"GATEWAY_ZOOM_TILE_SIDE is a share of the photo's side, in [0, 1); got {self.zoom_tile_side}"
+            )
         if not 0.0 <= self.whole_photo_below <= 1.0:
             raise SettingsError(f"GATEWAY_WHOLE_PHOTO_BELOW is a probability, in [0, 1]; got {self.whole_photo_below}")
         # Checked here, not at the first upsert: the retriever would refuse the whole request.

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""A zoom hedge for products too small to be framed: when the main crop's best match is unconvincing,
+also search overlapping tiles of the photo, each product scoring its best of the main crop and the tiles.
+
+research/exp_oracle.py: no small judge product is framed by the first pass (its box holds the
+wallpaper), yet framed truly they are found 0.88 of the time. A tile (a corner of the photo, `--tile`
+of its side) holds such a product at 2-4x the share of the frame the whole photo gives it. Only the
+queries whose best hit's same-product probability is below 0.5 (the whole-photo hedge's rule) pay for
+the tiles, so the cost per query is reported as the mean over all queries. Vectors: the model file
+given (v3 by default), exact search against research/exp_backbone.py's cached index rows.
+
+    python research/exp_tiles.py model_repo/image_embedding/3/model.onnx --dataset var/datasets/judge
+
+Not part of the product (research/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from exp_backbone import product_scores, queries_by_kind, ranks, report, truths, vectors
+from exp_generic import embedded_generic
+
+from imagesearch.adaptation.build import AdaptOptions, fit_adaptation
+from imagesearch.adaptation.embedding import BaseModel
+from imagesearch.common.types import Region
+from imagesearch.evaluation.dataset import load_dataset
+from imagesearch.imaging.framing import Framing
+from imagesearch.imaging.sniff import Limits
+
+
+def tiles(side: float) -> list[tuple[float, float, float, float]]:
+    """The four corners of the photo, each `side` of its width and height (overlapping when > 0.5)."""
+    return [(x, y, x + side, y + side) for y in (0.0, 1.0 - side) for x in (0.0, 1.0 - side)]
+
+
+def measure(
+    model: BaseModel,
+    folder: Path,
+    framing: Framing,
+    args: argparse.Namespace,
+    slope: float,
+    intercept: float,
+    label: str,
+    transform: Callable[[np.ndarray], np.ndarray] = lambda v: v,
+) -> None:
+    dataset = load_dataset(folder)
+    v = vectors(model, dataset, framing)
+    products, truth = len(dataset.items), truths(dataset)
+    index = transform(v["index"])
+    main = product_scores(transform(v["main"]), index, v["owner"], products)
+    unconvincing = 1 / (1 + np.exp(-(slope * main.max(1) + intercept))) < 0.5
+    kinds = queries_by_kind(dataset)
+
+    def line(variant: str, rank: np.ndarray, **extra: object) -> None:
+        report(
+            {
+                "model": label,
+                "dataset": folder.name,
+                "variant": variant,
+                "R@1": round(float(np.mean(rank < 1)), 3),
+                "R@10": round(float(np.mean(rank < 10)), 3),
+                **extra,
+                "kinds": {k: round(float(np.mean(rank[n] < 1)), 3) for k, n in kinds.items()},
+            },
+            args.out,
+        )
+
+    line("main crop only", ranks(main, truth), unconvincing=round(float(unconvincing.mean()), 3))
+    tiler = Framing(limits=framing.limits, size=(args.tile_size, args.tile_size))
+    for side in args.tile:
+        crops = []
+        for query in dataset.queries:
+            photo = framing.decode_photo(query.image.read_bytes())
+            if args.mode == "crop":  # as the embedder frames a caller's region: the bytes, cropped square
+                data = query.image.read_bytes()
+                pixels = [tiler.plain(data, Region(*t)) for t in tiles(side)]
+            else:
+                pixels = [tiler.box(photo, t) for t in tiles(side)]
+            crops.append(model.embed(np.stack(pixels)))
+        tile_scores = product_scores(transform(np.concatenate(crops)), index, v["owner"], products)
+        best_tile = tile_scores.reshape(len(dataset.queries), 4, products).max(1)
+        for logits in args.penalty:
+            # The penalty in the calibration's logits: the same shift of same-product odds for every model.
+            fused = np.where(unconvincing[:, None], np.maximum(main, best_tile - logits / slope), main)
+            line(
+                f"tiles {side} at {args.tile_size} px, penalty {logits} logits, when unconvincing",
+                ranks(fused, truth),
+                extra_evaluations=round(float(unconvincing.mean()) * 4 * args.tile_size**2 / 224**2, 2),
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--dataset", type=Path, action="append", required=True)
+    parser.add_argument("--tile", type=float, nargs="+", default=[0.5, 0.6])
+    parser.add_argument("--calibration", type=float, nargs=2, default=(20.71, -7.18), help="slope, intercept")
+    parser.add_argument("--penalty", type=float, nargs="+", default=[0.0, 0.6, 1.2], help="in logits")
+    parser.add_argument("--mode", choices=("pad", "crop"), default="pad", help="how a tile is framed")
+    parser.add_argument("--tile-size", type=int, default=256, help="px each tile is embedded at")
+    parser.add_argument("--adapted", type=Path, help="also adapted to each catalog: this bare base model (v2)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    framing = Framing(limits=Limits(max_bytes=64 << 20))
+    model = BaseModel(args.model, threads=2)
+    for folder in args.dataset:
+        measure(model, folder, framing, args, *args.calibration, label=args.model.name)
+        if args.adapted:
+            bare = BaseModel(args.adapted, threads=2)
+            adaptation = fit_adaptation(embedded_generic(bare, folder, 6), AdaptOptions())
+            c = adaptation.calibration
+            measure(bare, folder, framing, args, c.slope, c.intercept, "adapted", adaptation.whitening.apply)
+
+
+if __name__ == "__main__":
+    main()
