@@ -31,12 +31,13 @@ import torch
 from exp_backbone import CACHE, file_hash, product_scores, queries_by_kind, ranks, report, truths, vectors
 from exp_generic import embedded_generic
 from exp_objectness import Tapped
-from exp_oracle import iou, true_boxes
+from exp_oracle import true_boxes
 from exp_stack import fit_rounds
 from PIL import Image
 from scipy import ndimage
 
 from imagesearch.adaptation.embedding import BaseModel
+from imagesearch.adaptation.objectness import box_overlap as iou
 from imagesearch.adaptation.objectness import cell_labels
 from imagesearch.adaptation.synthetic import make_view
 from imagesearch.cli.adapt import catalog_images

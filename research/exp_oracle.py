@@ -25,6 +25,7 @@ import numpy as np
 from exp_backbone import product_scores, queries_by_kind, ranks, report, truths, vectors
 
 from imagesearch.adaptation.embedding import BaseModel
+from imagesearch.adaptation.objectness import box_overlap as iou
 from imagesearch.contracts.model import SALIENCY
 from imagesearch.evaluation.dataset import load_dataset
 from imagesearch.imaging.detect import find_objects
@@ -32,14 +33,6 @@ from imagesearch.imaging.framing import Framing
 from imagesearch.imaging.sniff import Limits
 
 Box = tuple[float, float, float, float]
-
-
-def iou(a: Box, b: Box) -> float:
-    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = inter_w * inter_h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def true_boxes(folder: Path) -> dict[str, Box]:
