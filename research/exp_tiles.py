@@ -17,6 +17,7 @@ Not part of the product (research/README.md).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,15 +27,10 @@ from exp_generic import embedded_generic
 
 from imagesearch.adaptation.build import AdaptOptions, fit_adaptation
 from imagesearch.adaptation.embedding import BaseModel
-from imagesearch.common.types import Region
 from imagesearch.evaluation.dataset import load_dataset
 from imagesearch.imaging.framing import Framing
 from imagesearch.imaging.sniff import Limits
-
-
-def tiles(side: float) -> list[tuple[float, float, float, float]]:
-    """The four corners of the photo, each `side` of its width and height (overlapping when > 0.5)."""
-    return [(x, y, x + side, y + side) for y in (0.0, 1.0 - side) for x in (0.0, 1.0 - side)]
+from imagesearch_gateway.ranking import zoom_tiles
 
 
 def measure(
@@ -77,9 +73,9 @@ def measure(
             photo = framing.decode_photo(query.image.read_bytes())
             if args.mode == "crop":  # as the embedder frames a caller's region: the bytes, cropped square
                 data = query.image.read_bytes()
-                pixels = [tiler.plain(data, Region(*t)) for t in tiles(side)]
+                pixels = [tiler.plain(data, t) for t in zoom_tiles(side)]
             else:
-                pixels = [tiler.box(photo, t) for t in tiles(side)]
+                pixels = [tiler.box(photo, dataclasses.astuple(t)) for t in zoom_tiles(side)]
             crops.append(model.embed(np.stack(pixels)))
         tile_scores = product_scores(transform(np.concatenate(crops)), index, v["owner"], products)
         best_tile = tile_scores.reshape(len(dataset.queries), 4, products).max(1)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gateway.fakes import MODEL, FakeCache, FakeEmbedder, FakeRetriever, corrupt, hit, hits, ports, tracker
-from imagesearch.common.errors import InvalidArgument, ResourceExhausted
+from imagesearch.common.errors import InvalidArgument, ResourceExhausted, Unavailable
 from imagesearch.common.types import ImageErrorReason, ModelId, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch_gateway.ports import EmbeddedImage, Embeddings, ImageFault
@@ -107,6 +107,23 @@ async def test_the_tiles_are_skipped_for_a_region_an_object_or_a_photo_too_large
     await core.search(SearchQuery(image=b"photo", region=Region(0.1, 0.1, 0.5, 0.5)))
     await core.search(SearchQuery(image=b"x" * (ZOOM_MAX_IMAGE_BYTES + 1)))
     assert len(embedder.regions) == 2 and len(retriever.searches) == 2
+
+
+async def test_an_embedder_failing_on_the_tiles_leaves_the_crop_answer() -> None:
+    calibration = ScoreCalibration(20.0, -6.0)
+    embedder = TilingEmbedder(calibration)
+
+    def fail_after_the_first_call() -> None:
+        if len(embedder.regions) > 1:
+            raise Unavailable("embedder: connection refused")
+
+    embedder.after_call = fail_after_the_first_call
+    retriever = FakeRetriever(lambda vector: hits("c0", "c1", score=0.1))
+    options = SearchOptions(localize_queries=True, category_boost=0.0, rerank_depth=0, whole_photo_slots=0)
+    core = SearchCore(ports(embedder, retriever, FakeCache(None), tracker(calibration=calibration)), options)
+    outcome = await core.search(SearchQuery(image=b"photo"))
+    assert len(embedder.regions) == 2  # the tiles were asked for
+    assert [h.product_id for h in outcome.hits] == ["c0", "c1"] and len(retriever.searches) == 1
 
 
 async def test_probabilities_follow_the_models_own_calibration_then_the_fallback() -> None:

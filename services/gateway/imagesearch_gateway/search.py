@@ -245,7 +245,7 @@ class SearchCore(Core[SearchOptions]):
             if whole is not None and query.image is not None and query.region is None and not query.object_index:
                 neighbours = await self._zoomed(query.image, served, neighbours, Lookup(catalog, depth))
             ranked = rerank_by_category(neighbours, prediction, o.category_boost)
-            if whole is not None and self._unconvincing(ranked, served):
+            if whole is not None and o.whole_photo_slots > 0 and self._unconvincing(ranked, served):
                 whole_photo = await self._retriever.search(model, Lookup(catalog, VOTERS, vector=whole))
                 ranked = hedge_with_whole_photo(ranked, whole_photo, o.whole_photo_slots, query.top_k)
             return [h for h in ranked if h.score >= query.min_score][: query.top_k], prediction
@@ -264,12 +264,7 @@ class SearchCore(Core[SearchOptions]):
     async def _zoomed(self, image: bytes, served: ServedModel, hits: list[Hit], lookup: Lookup) -> list[Hit]:
         """`hits` fused with the photo's zoom tiles' when the best is unconvincing (else `hits`)."""
         o = self._options
-        if (
-            o.zoom_tile_side <= 0
-            or not hits
-            or served.calibration.probability(hits[0].score) >= o.whole_photo_below
-            or len(image) > ZOOM_MAX_IMAGE_BYTES
-        ):
+        if o.zoom_tile_side <= 0 or len(image) > ZOOM_MAX_IMAGE_BYTES or not self._unconvincing(hits, served):
             return hits
         tiles = zoom_tiles(o.zoom_tile_side)
         try:
@@ -287,10 +282,5 @@ class SearchCore(Core[SearchOptions]):
         return fuse_with_tiles(hits, found, o.zoom_tile_discount / served.calibration.slope)
 
     def _unconvincing(self, ranked: list[Hit], served: ServedModel) -> bool:
-        """Worth hedging: the best hit is probably not the photographed product."""
-        o = self._options
-        return (
-            o.whole_photo_slots > 0
-            and bool(ranked)
-            and served.calibration.probability(ranked[0].score) < o.whole_photo_below
-        )
+        """Worth hedging (whole photo, zoom tiles): the best hit is probably not the photographed product."""
+        return bool(ranked) and served.calibration.probability(ranked[0].score) < self._options.whole_photo_below
