@@ -50,6 +50,26 @@ def test_a_versions_calibration_is_replaced_not_repeated_and_the_rest_is_kept(tm
     assert not list(tmp_path.glob(".*partial"))
 
 
+def test_a_refit_within_its_noise_keeps_the_calibration_a_config_carries(tmp_path: Path) -> None:
+    """The generic whitening's calibration is tracked and refitted by every bootstrap: a refit a few
+    hundredths away (another machine's rounding) must not leave a fresh checkout's configs modified."""
+    path = tmp_path / "config.pbtxt"
+    shutil.copy(MODEL_DIR / "config.pbtxt", path)
+    tracked = contract.ConfigFile.read(path).calibration(3)
+    assert tracked is not None
+    text = path.read_text()
+    config = contract.ConfigFile.read(path)
+    refit = ScoreCalibration(tracked.slope + 0.04, tracked.intercept - 0.02)
+    assert config.set_calibration(3, refit) == tracked
+    config.write()
+    assert path.read_text() == text
+    # A fit that says something else replaces it, and so does an unusable one.
+    other = ScoreCalibration(tracked.slope + 0.5, tracked.intercept)
+    assert config.set_calibration(3, other) == other and str(config.calibration(3)) == str(other)
+    config.config.parameters[contract.calibration_key(3)].string_value = "broken"
+    assert config.set_calibration(3, refit) == refit and str(config.calibration(3)) == str(refit)
+
+
 def test_the_embedding_width_is_set_only_where_a_config_fixes_it(tmp_path: Path) -> None:
     local = contract.ConfigFile.read(MODEL_DIR / "config.pbtxt")
     gpu = contract.ConfigFile.read(MODEL_DIR / "configs" / "tensorrt.pbtxt")

@@ -19,6 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+# The same fit, run again on another machine, lands up to a few hundredths of a logit away
+# (floating-point rounding in the synthetic views' pixels and the fit; 20.67 / 20.68 / 20.71 for
+# the generic whitening on three VMs). A config already carrying a calibration that close keeps
+# it: the difference is far below the fit's own sampling error, and rewriting tracked configs for
+# it would leave every fresh checkout modified (`ConfigFile.set_calibration`).
+REFIT_NOISE_LOGITS = 0.1
+
 
 @dataclass(frozen=True)
 class ScoreCalibration:
@@ -46,6 +53,13 @@ class ScoreCalibration:
     def __str__(self) -> str:
         """The form `parse` reads, rounded as the configs store it."""
         return f"{self.slope:.2f},{self.intercept:.2f}"
+
+    def agrees_with(self, other: ScoreCalibration, logits: float = REFIT_NOISE_LOGITS) -> bool:
+        """Whether the two maps differ by at most `logits` of same-product odds at every score in
+        [0, 1] (a line's largest gap on an interval is at one of its ends)."""
+        gap_at_zero = self.intercept - other.intercept
+        gap_at_one = gap_at_zero + self.slope - other.slope
+        return max(abs(gap_at_zero), abs(gap_at_one)) <= logits
 
     def probability(self, score: float) -> float:
         z = self.slope * score + self.intercept

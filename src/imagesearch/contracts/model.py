@@ -145,8 +145,17 @@ class ConfigFile:
     def calibration(self, version: str | int) -> ScoreCalibration | None:
         return calibration_of(self.config, version)
 
-    def set_calibration(self, version: str | int, calibration: ScoreCalibration) -> None:
+    def set_calibration(self, version: str | int, calibration: ScoreCalibration) -> ScoreCalibration:
+        """Store `version`'s calibration; returns the one the config now carries. One it already
+        carries that agrees within a refit's noise is kept (contracts.calibration.REFIT_NOISE_LOGITS)."""
+        try:
+            current = calibration_of(self.config, version)
+        except ValueError:  # unusable: replaced
+            current = None
+        if current is not None and current.agrees_with(calibration):
+            return current
         self.config.parameters[calibration_key(version)].string_value = str(calibration)
+        return calibration
 
     def embedding_width(self) -> int:
         """EMBEDDING's declared width; -1 when the config leaves it to each version."""
