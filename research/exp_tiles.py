@@ -27,10 +27,25 @@ from exp_generic import embedded_generic
 
 from imagesearch.adaptation.build import AdaptOptions, fit_adaptation
 from imagesearch.adaptation.embedding import BaseModel
-from imagesearch.evaluation.dataset import load_dataset
+from imagesearch.contracts.model import SALIENCY
+from imagesearch.evaluation.dataset import Dataset, load_dataset
 from imagesearch.imaging.framing import Framing
 from imagesearch.imaging.sniff import Limits
 from imagesearch_gateway.ranking import zoom_tiles
+
+
+def localised_tiles(model: BaseModel, dataset: Dataset, framing: Framing, side: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each tile through the embedder's two passes, as if it were the photo: (query, tile, D) vectors
+    of the tile's first pass (letterboxed at the localisation size: its EMBEDDING comes with the
+    SALIENCY map) and of the crop that map points to (at the embedding size)."""
+    firsts, crops = [], []
+    for query in dataset.queries:
+        photo = framing.decode_photo(query.image.read_bytes())
+        parts = [dataclasses.astuple(t) for t in zoom_tiles(side)]
+        first, saliency = model.run(np.stack([framing.whole_photo(photo, part) for part in parts]), SALIENCY)
+        firsts.append(first)
+        crops.append(model.embed(np.stack([framing.localized(photo, m, part) for m, part in zip(saliency, parts)])))
+    return np.stack(firsts), np.stack(crops)
 
 
 def measure(
@@ -87,6 +102,35 @@ def measure(
                 ranks(fused, truth),
                 extra_evaluations=round(float(unconvincing.mean()) * 4 * args.tile_size**2 / 224**2, 2),
             )
+        if not args.localise:
+            continue
+        # Each tile localised as a photo is: its first pass (224 px) and the crop its map shows (256 px).
+        firsts, crops = localised_tiles(model, dataset, framing, side)
+        n = len(dataset.queries)
+        first_scores = product_scores(transform(firsts.reshape(n * 4, -1)), index, v["owner"], products)
+        first_scores = first_scores.reshape(n, 4, products)
+        crop_scores = product_scores(transform(crops.reshape(n * 4, -1)), index, v["owner"], products)
+        crop_scores = crop_scores.reshape(n, 4, products)
+        share = float(unconvincing.mean())
+        # Which tiles get their crop: all, or the `keep` whose first pass matched best.
+        order = np.argsort(-first_scores.max(2), axis=1)
+        for keep in (4, 2, 1):
+            chosen = np.zeros((n, 4), bool)
+            np.put_along_axis(chosen, order[:, :keep], True, axis=1)
+            crops_kept = np.where(chosen[:, :, None], crop_scores, -9.0).max(1)
+            for with_first in (False, True):
+                best = np.maximum(crops_kept, first_scores.max(1)) if with_first else crops_kept
+                if keep < 4 and not with_first:
+                    continue
+                for logits in args.penalty:
+                    fused = np.where(unconvincing[:, None], np.maximum(main, best - logits / slope), main)
+                    cost = 4 + keep * 256**2 / 224**2  # every tile's first pass, then `keep` crops
+                    line(
+                        f"tiles {side} localised: crops of {keep} tile(s){' + tile first passes' if with_first else ''}, "
+                        f"penalty {logits} logits, when unconvincing",
+                        ranks(fused, truth),
+                        extra_evaluations=round(share * cost, 2),
+                    )
 
 
 def main() -> None:
@@ -98,6 +142,7 @@ def main() -> None:
     parser.add_argument("--penalty", type=float, nargs="+", default=[0.0, 0.6, 1.2], help="in logits")
     parser.add_argument("--mode", choices=("pad", "crop"), default="pad", help="how a tile is framed")
     parser.add_argument("--tile-size", type=int, default=256, help="px each tile is embedded at")
+    parser.add_argument("--localise", action="store_true", help="also each tile through both passes")
     parser.add_argument("--adapted", type=Path, help="also adapted to each catalog: this bare base model (v2)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()

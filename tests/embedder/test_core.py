@@ -95,6 +95,24 @@ async def test_a_localised_photo_returns_its_crop_and_its_whole_photo(pool: Thre
     assert redness(crop) > redness(embedded.wholes[0])  # the crop is tighter on the red object than the photo
 
 
+async def test_a_region_can_be_localised_inside_as_a_zoomed_look(pool: ThreadPoolExecutor) -> None:
+    """`localize_in_region`: the two passes over the region alone; the box comes back in the photo's coordinates."""
+    core = core_with(MeanColourModel(), pool)
+    data = shot_png((300, 210, 340, 250))  # the object in the lower right quarter
+    quarter = Region(0.5, 0.5, 1.0, 1.0)
+    embedded = await core.embed([ImageItem(data, quarter), ImageItem(data, quarter, localize_in_region=True)])
+    plain, zoomed = embedded.results
+    assert isinstance(zoomed, np.ndarray) and 0 not in embedded.wholes
+    assert redness(zoomed) > redness(embedded.wholes[1]) and np.allclose(embedded.wholes[1], plain, atol=0.05)
+    x0, y0, x1, y1 = embedded.boxes[1]
+    assert 0.5 <= x0 < 300 / 400 < 340 / 400 < x1 <= 1.0 and 0.5 <= y0 < 210 / 300 < 250 / 300 < y1 <= 1.0
+    # Objects are listed for whole photos only; a model without a map embeds the region as given.
+    framed = ImageItem(data, quarter, localize_in_region=True, detect_objects=True).framing(True)
+    assert framed.localize and not framed.detect_objects
+    assert not ImageItem(data, quarter, localize_in_region=True).framing(False).localize
+    assert not ImageItem(data, localize_in_region=True).framing(True).localize
+
+
 def redness(vector: np.ndarray) -> float:
     return float(vector[0] / max(vector[1], vector[2]))
 

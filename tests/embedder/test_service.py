@@ -178,6 +178,22 @@ async def test_region_changes_the_embedding(
     assert float(a @ c) > 0.9999 and float(a @ b) < 0.99
 
 
+async def test_a_region_localised_inside_returns_its_crop_its_own_vector_and_a_box_within_it(
+    stub: embedder_pb2_grpc.EmbedderServiceStub, catalog_images: list[bytes]
+) -> None:
+    """The zoomed look the gateway takes at an unconvincing photo's corners (`localize_in_region`)."""
+    region = common_pb2.BoundingBox(x_min=0.2, y_min=0.1, x_max=0.9, y_max=0.8)
+    zoomed = embedder_pb2.EmbedImage(content=catalog_images[0], region=region, localize_in_region=True)
+    reply = await stub.Embed(embedder_pb2.EmbedRequest(images=[zoomed]), timeout=30)
+    [result] = reply.results
+    assert result.HasField("whole_image") and result.HasField("box")
+    box = result.box
+    assert (
+        region.x_min <= box.x_min < box.x_max <= region.x_max and region.y_min <= box.y_min < box.y_max <= region.y_max
+    )
+    assert np.linalg.norm(vector(result)) == pytest.approx(1.0, abs=1e-4)
+
+
 async def test_one_bad_image_does_not_fail_the_batch(
     stub: embedder_pb2_grpc.EmbedderServiceStub, catalog_images: list[bytes]
 ) -> None:

@@ -56,6 +56,7 @@ class FakeEmbedder:
         localize: bool = False,
         trim_to_object: bool = False,
         detect_objects: bool = False,
+        localize_in_region: bool = False,
     ) -> Embeddings:
         self.calls.append((len(images), trim_to_object))
         out = []

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.fakes import MODEL, FakeCache, FakeEmbedder, FakeRetriever, corrupt, hit, hits, ports, tracker
 from imagesearch.common.errors import InvalidArgument, ResourceExhausted, Unavailable
-from imagesearch.common.types import ImageErrorReason, ModelId, Region
+from imagesearch.common.types import Hit, ImageErrorReason, ModelId, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch_gateway.ports import EmbeddedImage, Embeddings, ImageFault
 from imagesearch_gateway.ranking import zoom_tiles
@@ -53,35 +53,45 @@ async def test_search_hedges_only_when_the_best_hit_is_unconvincing(top_score: f
 
 
 class TilingEmbedder(FakeEmbedder):
-    """The crop's vector for the photo, a tile's for a region of it; records the regions asked for."""
+    """The crop's vector for the photo, a tile's for a region of it (and, localised inside, the crop
+    found in the tile with the tile's own vector beside it); records the regions and the flag."""
 
     def __init__(self, calibration: ScoreCalibration) -> None:
         super().__init__(whole=np.array([-1, 0, 0, 0], np.float32), calibration=calibration)
         self.regions: list[list[Region | None]] = []
+        self.localized_in_region: list[bool] = []
 
     async def embed(self, images: Sequence[tuple[bytes, Region | None]], **flags: bool) -> Embeddings:
         self.regions.append([region for _, region in images])
+        inside = flags.get("localize_in_region", False)
+        self.localized_in_region.append(inside)
         reply = await super().embed(images, **flags)
-        tile = np.array([0, 1, 0, 0], np.float32)
+        crop, tile = np.array([0, 1, 0, 0], np.float32), np.array([0, 0, 1, 0], np.float32)
+        zoomed = EmbeddedImage(crop, tile) if inside else EmbeddedImage(tile)
         return Embeddings(
-            [EmbeddedImage(tile) if region else e for e, (_, region) in zip(reply.images, images)],
-            reply.model,
-            reply.calibration,
+            [zoomed if region else e for e, (_, region) in zip(reply.images, images)], reply.model, reply.calibration
         )
 
 
 @pytest.mark.parametrize(("top_score", "zoomed"), [(0.25, True), (0.45, False)])
-async def test_an_unconvincing_photo_is_also_searched_by_its_four_corners(top_score: float, zoomed: bool) -> None:
+@pytest.mark.parametrize("localised", [True, False], ids=["tiles localised", "plain tiles"])
+async def test_an_unconvincing_photo_is_also_searched_by_its_four_corners(
+    top_score: float, zoomed: bool, localised: bool
+) -> None:
     calibration = ScoreCalibration(20.0, -6.0)  # p = 0.5 at score 0.3; 1.2 logits = 0.06 in score
     embedder = TilingEmbedder(calibration)
-    retriever = FakeRetriever(
-        lambda vector: (
-            [hit("t0", 0.9), hit("c1", top_score + 0.03)]
-            if vector is not None and vector[1] > 0
-            else hits(*(f"c{i}" for i in range(12)), score=top_score)
-        )
+
+    def found(vector: np.ndarray | None) -> list[Hit]:
+        if vector is not None and vector[1] > 0:  # the crop found inside a tile
+            return [hit("t0", 0.9), hit("c1", top_score + 0.03)]
+        if vector is not None and vector[2] > 0:  # a tile as it is
+            return [hit("z0", 0.8)]
+        return hits(*(f"c{i}" for i in range(12)), score=top_score)
+
+    retriever = FakeRetriever(found)
+    options = SearchOptions(
+        localize_queries=True, category_boost=0.0, rerank_depth=0, whole_photo_slots=0, zoom_tile_localize=localised
     )
-    options = SearchOptions(localize_queries=True, category_boost=0.0, rerank_depth=0, whole_photo_slots=0)
     outcome = await SearchCore(
         ports(embedder, retriever, FakeCache(None), tracker(calibration=calibration)), options
     ).search(SearchQuery(image=b"photo"))
@@ -90,12 +100,16 @@ async def test_an_unconvincing_photo_is_also_searched_by_its_four_corners(top_sc
         assert ids[:2] == ["c0", "c1"] and len(embedder.regions) == 1 and len(retriever.searches) == 1
         return
     assert embedder.regions[1] == zoom_tiles(0.6)  # one call: the four corners, each 0.6 of the side
-    assert len(retriever.searches) == 1 + 4
+    assert embedder.localized_in_region == [False, localised]
+    if not localised:
+        assert len(retriever.searches) == 1 + 4 and ids[:2] == ["z0", "c0"]
+        return
+    assert len(retriever.searches) == 1 + 8  # each tile's crop and the tile itself
     # A product only a tile found ranks by its tile score less the discount (0.9 - 0.06); one the crop
     # found keeps its crop score unless a tile beats it by more than that (c1: +0.03 is not enough).
-    assert ids[:3] == ["t0", "c0", "c1"]
+    assert ids[:4] == ["t0", "z0", "c0", "c1"]
     assert outcome.hits[0].score == pytest.approx(0.84)
-    assert outcome.hits[2].score == pytest.approx(top_score - 0.01)
+    assert outcome.hits[3].score == pytest.approx(top_score - 0.01)
 
 
 async def test_the_tiles_are_skipped_for_a_region_an_object_or_a_photo_too_large_to_send_four_times() -> None:

@@ -24,11 +24,11 @@ from imagesearch.common.errors import InvalidArgument
 from imagesearch.common.types import Floats, ImageErrorReason, ModelId, Pixels, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.contracts.limits import MAX_IMAGES_PER_EMBED_REQUEST
-from imagesearch.imaging.decode import Decoded, RelativeBox, ResizeMode
+from imagesearch.imaging.decode import Decoded, RelativeBox, ResizeMode, relative_region
 from imagesearch.imaging.detect import FoundObject, find_objects
 from imagesearch.imaging.errors import ImageRejected
 from imagesearch.imaging.framing import IMAGE_SIZE, LOCALIZE_SIZE, Framing
-from imagesearch.imaging.localize import subject_box
+from imagesearch.imaging.localize import subject_box_in
 from imagesearch.imaging.sniff import Limits
 from imagesearch_embedder.model import ServedModel
 
@@ -41,11 +41,14 @@ class ImageItem(NamedTuple):
     localize: bool = False  # find the product in a busy photo first (imagesearch.imaging.localize)
     trim_to_object: bool = False  # catalog shot on a plain background: crop to the object (imaging.objects)
     detect_objects: bool = False  # with localize: every object in the photo too (imaging.detect)
+    localize_in_region: bool = False  # with region: find the product inside it (a zoomed look)
 
     def framing(self, can_localize: bool) -> ImageItem:
-        """The flags that apply: a caller's region wins over all; trimming wins over localising."""
+        """The flags that apply: a caller's region wins over all (it is searched as given, or
+        localised inside when asked); trimming wins over localising."""
         if self.region is not None:
-            return self._replace(localize=False, trim_to_object=False, detect_objects=False)
+            inside = self.localize_in_region and can_localize
+            return self._replace(localize=inside, trim_to_object=False, detect_objects=False)
         if self.trim_to_object:
             return self._replace(localize=False, detect_objects=False)
         localize = self.localize and can_localize
@@ -99,15 +102,25 @@ class Embedded:
     objects: dict[int, list[ObjectView]] = field(default_factory=dict)
 
 
-FirstPass = Pixels | tuple[Pixels, Decoded] | ImageRejected
+class Located(NamedTuple):
+    """A photo to localise: its first-pass view, the decoded photo (kept for the second pass), and
+    the part of it the first pass looked at (the whole photo, or a caller's region)."""
+
+    view: Pixels
+    photo: Decoded
+    part: RelativeBox
+
+
+FirstPass = Pixels | Located | ImageRejected
 
 
 def _first_pass(framing: Framing, ledger: Ledger, item: ImageItem) -> FirstPass:
     """Runs in the thread pool. Only ImageRejected is per-image; anything else fails the call:
     ResourceExhausted when the decode-memory budget cannot hold this image now, else our bug.
 
-    For an image to localise: the whole photo letterboxed at the localisation size (the first
-    pass), and the decoded photo kept for the second (its reservation lasts the request).
+    For an image to localise: the whole photo (or the region to localise in) letterboxed at the
+    localisation size (the first pass), and the decoded photo kept for the second (its
+    reservation lasts the request).
     """
     with ledger.working():
         try:
@@ -116,7 +129,8 @@ def _first_pass(framing: Framing, ledger: Ledger, item: ImageItem) -> FirstPass:
             if not item.localize:
                 return framing.plain(item.content, item.region, ledger.reserve)
             photo = framing.decode_photo(item.content, ledger.reserve)
-            return framing.whole_photo(photo), photo
+            part = relative_region(item.region)
+            return Located(framing.whole_photo(photo, part), photo, part)
         except ImageRejected as rejected:
             return rejected
 
@@ -182,7 +196,7 @@ class EmbedderCore:
         decoded = await self._decode_all(items, framing, ledger, served.can_localize)
         rejected = {i: o for i, o in enumerate(decoded) if isinstance(o, ImageRejected)}
         plain = {i: o for i, o in enumerate(decoded) if isinstance(o, np.ndarray)}
-        located = {i: o for i, o in enumerate(decoded) if isinstance(o, tuple)}  # (first-pass view, decoded photo)
+        located = {i: o for i, o in enumerate(decoded) if isinstance(o, Located)}
         results: dict[int, Floats | ImageRejected] = dict(rejected)
         wholes: dict[int, Floats] = {}
         boxes: dict[int, RelativeBox] = {}
@@ -195,7 +209,7 @@ class EmbedderCore:
         async def first_pass() -> tuple[Floats, Floats | None] | None:
             if not located:
                 return None
-            return await self._inference.embed_with_saliency(np.stack([view for view, _ in located.values()]), served)
+            return await self._inference.embed_with_saliency(np.stack([o.view for o in located.values()]), served)
 
         vectors, passed = await asyncio.gather(embed_plain(), first_pass())
         if vectors is not None:
@@ -208,9 +222,13 @@ class EmbedderCore:
                 if isinstance(vector, np.ndarray):
                     wholes[index] = vector
             if maps is not None:
-                photos = {index: photo for index, (_, photo) in located.items() if index in wholes}
+                photos = {index: o for index, o in located.items() if index in wholes}
                 saliency = {index: maps[row] for row, index in enumerate(located) if index in wholes}
-                detect = {index for index in photos if ImageItem(*items[index]).detect_objects}  # type: ignore[misc]
+                detect = {
+                    index
+                    for index in photos
+                    if ImageItem(*items[index]).framing(served.can_localize).detect_objects  # type: ignore[misc]
+                }
                 for index, found in (await self._localize(photos, saliency, detect, framing, served)).items():
                     main = found[0]
                     results[index], boxes[index] = _checked(main.vector), main.box
@@ -222,7 +240,7 @@ class EmbedderCore:
 
     async def _localize(
         self,
-        photos: dict[int, Decoded],
+        photos: dict[int, Located],
         maps: dict[int, Floats],
         detect: set[int],
         framing: Framing,
@@ -236,14 +254,14 @@ class EmbedderCore:
         order = list(photos)
 
         def boxes_of(index: int) -> list[FoundObject]:
-            photo, saliency = photos[index], maps[index]
-            if index in detect:
+            (_, photo, part), saliency = photos[index], maps[index]
+            if index in detect:  # never with a region (ImageItem.framing)
                 return find_objects(photo.image, saliency)
-            return [FoundObject(subject_box(saliency, photo.image.width, photo.image.height), 1.0)]
+            return [FoundObject(subject_box_in(saliency, photo.image.width, photo.image.height, part), 1.0)]
 
         def crops(index: int) -> tuple[list[FoundObject], list[Pixels]]:
             found = boxes_of(index)
-            return found, [framing.box(photos[index], o.box) for o in found]
+            return found, [framing.box(photos[index].photo, o.box) for o in found]
 
         with self._tracer.start_as_current_span("embedder.localize", attributes={"images": len(order)}) as span:
             framed = await asyncio.gather(*(loop.run_in_executor(self._executor, crops, i) for i in order))

@@ -27,6 +27,7 @@ def _item(image: embedder_pb2.EmbedImage) -> ImageItem | ImageRejected:
         localize=image.localize,
         trim_to_object=image.trim_to_object,
         detect_objects=image.detect_objects,
+        localize_in_region=image.localize_in_region,
     )
 
 

@@ -150,6 +150,7 @@ class EmbedderClient(_Client):
         localize: bool = False,
         trim_to_object: bool = False,
         detect_objects: bool = False,
+        localize_in_region: bool = False,
     ) -> Embeddings:
         request = embedder_pb2.EmbedRequest(
             images=[
@@ -159,6 +160,7 @@ class EmbedderClient(_Client):
                     localize=localize,
                     trim_to_object=trim_to_object,
                     detect_objects=detect_objects,
+                    localize_in_region=localize_in_region and region is not None,
                 )
                 for content, region in images
             ]

@@ -65,9 +65,11 @@ class Embedder(Protocol):
         localize: bool = False,
         trim_to_object: bool = False,
         detect_objects: bool = False,
+        localize_in_region: bool = False,
     ) -> Embeddings:
         """`localize` suits shopper photos (busy scenes), `trim_to_object` catalog shots on a plain
-        background; `detect_objects` (with `localize`) also finds and embeds the photo's other objects."""
+        background; `detect_objects` (with `localize`) also finds and embeds the photo's other objects;
+        `localize_in_region` looks for the product inside each image's region (a zoomed look)."""
         ...
 
     async def model_info(self) -> tuple[ModelId, ScoreCalibration | None]: ...

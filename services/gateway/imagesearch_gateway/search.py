@@ -88,8 +88,11 @@ class SearchOptions:
     # When the crop is unconvincing (whole_photo_below), also search the photo's four corners, each this
     # share of its side (0 = never: four model evaluations more for those queries)...
     zoom_tile_side: float = 0.6
-    # ... a tile's score counting this many logits of the same-product calibration less than the crop's.
+    # ... a tile's score counting this many logits of the same-product calibration less than the crop's;
     zoom_tile_discount: float = 1.2
+    # ... each tile looked at as a photo is: its product found inside it, and both the tile and that
+    # crop searched (twice the model work of plain tiles; small products need the closer crop).
+    zoom_tile_localize: bool = True
 
 
 # Zoom tiles send the photo once per tile: above this size they are skipped (four copies stay well
@@ -268,14 +271,23 @@ class SearchCore(Core[SearchOptions]):
             return hits
         tiles = zoom_tiles(o.zoom_tile_side)
         try:
-            embedded = await self._embedder.embed([(image, tile) for tile in tiles])
+            embedded = await self._embedder.embed(
+                [(image, tile) for tile in tiles], localize_in_region=o.zoom_tile_localize
+            )
         except (Unavailable, DeadlineExceeded, ResourceExhausted) as err:
             # The crop's answer stands; the tiles only ever add to it.
             log.warning("zoom tiles skipped: the embedder failed (%s)", err)
             return hits
         if embedded.model != served.id:
             return hits  # a rollout between the two calls: vectors of two models do not compare
-        vectors = [image.vector for image in embedded.images if not isinstance(image.vector, ImageFault)]
+        # A localised tile brings the crop inside it and the tile's own vector: both are searched.
+        vectors = [
+            v
+            for image in embedded.images
+            if not isinstance(image.vector, ImageFault)
+            for v in (image.vector, image.whole)
+            if v is not None
+        ]
         found = await asyncio.gather(
             *(self._retriever.search(served.id, dataclasses.replace(lookup, vector=v)) for v in vectors)
         )

@@ -8,7 +8,8 @@ the benchmarks and research scripts reproduce the service through it.
 * `trimmed`: a catalog shot trimmed to its object, letterboxed: it looks like a tight query crop;
 * a shopper's photo, localised in two passes: `whole_photo` (letterboxed at the localisation size;
   the model's SALIENCY map of it says where the product is), then `localized` (the original photo
-  cropped to that subject and letterboxed at the embedding size).
+  cropped to that subject and letterboxed at the embedding size); the same two passes over a part
+  of the photo look for a product too small to be found in the whole.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from imagesearch.common.types import Floats, Pixels, Region
 from imagesearch.imaging.decode import WHOLE, Decoded, RelativeBox, Reserve, ResizeMode, decode
 from imagesearch.imaging.frame import Preprocessor
-from imagesearch.imaging.localize import subject_box
+from imagesearch.imaging.localize import subject_box_in
 from imagesearch.imaging.sniff import Limits
 
 # 224 px to find the product, 256 px to embed its crop: 2.31 model evaluations at 224 px per
@@ -60,14 +61,16 @@ class Framing:
         """The whole photo at full resolution (no JPEG draft scaling): the crop may be a small part of it."""
         return decode(data, self.limits, reserve=reserve)
 
-    def whole_photo(self, photo: Decoded) -> Pixels:
-        """The first pass: the whole photo letterboxed at the localisation size."""
-        return self._locate.frame(photo, WHOLE, ResizeMode.PAD)
+    def whole_photo(self, photo: Decoded, part: RelativeBox = WHOLE) -> Pixels:
+        """The first pass: the whole photo (or `part` of it, to look for the product there alone)
+        letterboxed at the localisation size."""
+        return self._locate.frame(photo, part, ResizeMode.PAD)
 
     def box(self, photo: Decoded, box: RelativeBox) -> Pixels:
         """A box of the photo letterboxed at the embedding size."""
         return self._letterbox.frame(photo, box, ResizeMode.PAD)
 
-    def localized(self, photo: Decoded, saliency: Floats) -> Pixels:
-        """The second pass: the photo cropped to the subject its first pass's SALIENCY map shows."""
-        return self.box(photo, subject_box(saliency, photo.image.width, photo.image.height))
+    def localized(self, photo: Decoded, saliency: Floats, part: RelativeBox = WHOLE) -> Pixels:
+        """The second pass: the photo cropped to the subject its first pass's SALIENCY map shows
+        (the map of `part`, when the first pass looked at a part)."""
+        return self.box(photo, subject_box_in(saliency, photo.image.width, photo.image.height, part))

@@ -80,3 +80,12 @@ def subject_box(saliency: Floats, width: int, height: int, level: float | None =
         float(min(1.0, x1 + EXPAND * bw)),
         float(min(1.0, y1 + EXPAND * bh)),
     )
+
+
+def subject_box_in(saliency: Floats, width: int, height: int, part: RelativeBox) -> RelativeBox:
+    """`subject_box` of the map of `part` of a `width` x `height` photo (the part letterboxed
+    alone: a zoomed look), in the whole photo's relative coordinates."""
+    x0, y0, x1, y1 = part
+    part_w, part_h = (x1 - x0) * width, (y1 - y0) * height
+    bx0, by0, bx1, by1 = subject_box(saliency, max(1, round(part_w)), max(1, round(part_h)))
+    return (x0 + bx0 * (x1 - x0), y0 + by0 * (y1 - y0), x0 + bx1 * (x1 - x0), y0 + by1 * (y1 - y0))
