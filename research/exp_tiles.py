@@ -118,10 +118,8 @@ def measure(
             chosen = np.zeros((n, 4), bool)
             np.put_along_axis(chosen, order[:, :keep], True, axis=1)
             crops_kept = np.where(chosen[:, :, None], crop_scores, -9.0).max(1)
-            for with_first in (False, True):
+            for with_first in (False, True) if keep == 4 else (True,):
                 best = np.maximum(crops_kept, first_scores.max(1)) if with_first else crops_kept
-                if keep < 4 and not with_first:
-                    continue
                 for logits in args.penalty:
                     fused = np.where(unconvincing[:, None], np.maximum(main, best - logits / slope), main)
                     cost = 4 + keep * 256**2 / 224**2  # every tile's first pass, then `keep` crops

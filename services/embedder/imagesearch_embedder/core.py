@@ -103,12 +103,14 @@ class Embedded:
 
 
 class Located(NamedTuple):
-    """A photo to localise: its first-pass view, the decoded photo (kept for the second pass), and
-    the part of it the first pass looked at (the whole photo, or a caller's region)."""
+    """A photo to localise: its first-pass view, the decoded photo (kept for the second pass), the
+    part of it the first pass looked at (the whole photo, or a caller's region), and whether every
+    object in it is wanted (never for a region: ImageItem.framing)."""
 
     view: Pixels
     photo: Decoded
     part: RelativeBox
+    detect_objects: bool
 
 
 FirstPass = Pixels | Located | ImageRejected
@@ -130,7 +132,7 @@ def _first_pass(framing: Framing, ledger: Ledger, item: ImageItem) -> FirstPass:
                 return framing.plain(item.content, item.region, ledger.reserve)
             photo = framing.decode_photo(item.content, ledger.reserve)
             part = relative_region(item.region)
-            return Located(framing.whole_photo(photo, part), photo, part)
+            return Located(framing.whole_photo(photo, part), photo, part, item.detect_objects)
         except ImageRejected as rejected:
             return rejected
 
@@ -224,11 +226,7 @@ class EmbedderCore:
             if maps is not None:
                 photos = {index: o for index, o in located.items() if index in wholes}
                 saliency = {index: maps[row] for row, index in enumerate(located) if index in wholes}
-                detect = {
-                    index
-                    for index in photos
-                    if ImageItem(*items[index]).framing(served.can_localize).detect_objects  # type: ignore[misc]
-                }
+                detect = {index for index, o in photos.items() if o.detect_objects}
                 for index, found in (await self._localize(photos, saliency, detect, framing, served)).items():
                     main = found[0]
                     results[index], boxes[index] = _checked(main.vector), main.box
@@ -254,8 +252,8 @@ class EmbedderCore:
         order = list(photos)
 
         def boxes_of(index: int) -> list[FoundObject]:
-            (_, photo, part), saliency = photos[index], maps[index]
-            if index in detect:  # never with a region (ImageItem.framing)
+            (_, photo, part, _), saliency = photos[index], maps[index]
+            if index in detect:
                 return find_objects(photo.image, saliency)
             return [FoundObject(subject_box_in(saliency, photo.image.width, photo.image.height, part), 1.0)]
 

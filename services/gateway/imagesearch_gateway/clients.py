@@ -160,7 +160,7 @@ class EmbedderClient(_Client):
                     localize=localize,
                     trim_to_object=trim_to_object,
                     detect_objects=detect_objects,
-                    localize_in_region=localize_in_region and region is not None,
+                    localize_in_region=localize_in_region,
                 )
                 for content, region in images
             ]
