@@ -188,6 +188,30 @@ async def test_decoded_photos_stay_reserved_until_their_request_ends(pool: Threa
     assert core.decode_memory.used == 0
 
 
+async def test_regions_of_one_photo_localised_together_decode_it_once(pool: ThreadPoolExecutor) -> None:
+    """The gateway's zoom tiles: four regions of one photo cost one decode and one reservation, not four."""
+    fake = MeanColourModel()
+    core = core_with(fake, pool)
+    held: list[int] = []
+    original = fake.embed_with_saliency
+
+    async def spy(batch: np.ndarray, served: object) -> tuple[np.ndarray, np.ndarray]:
+        held.append(core.decode_memory.used)
+        return await original(batch, served)  # type: ignore[arg-type]
+
+    fake.embed_with_saliency = spy  # type: ignore[method-assign]
+    data = shot_png()
+    await core.embed([ImageItem(data, localize=True)])
+    one_photo = held.pop()
+    corners = [Region(0, 0, 0.6, 0.6), Region(0.4, 0, 1, 0.6), Region(0, 0.4, 0.6, 1), Region(0.4, 0.4, 1, 1)]
+    embedded = await core.embed([ImageItem(data, corner, localize_in_region=True) for corner in corners])
+    assert held == [one_photo] and fake.batches[-2:] == [4, 4]  # one first pass and one crop per tile
+    assert len(embedded.boxes) == 4 and all(isinstance(r, np.ndarray) for r in embedded.results)
+    # A photo that cannot be decoded rejects every region of it, each in its own slot.
+    rejected = (await core.embed([ImageItem(b"junk", corner, localize_in_region=True) for corner in corners])).results
+    assert all(isinstance(r, ImageRejected) and r.reason == ImageErrorReason.UNSUPPORTED_FORMAT for r in rejected)
+
+
 class CountingPool(ThreadPoolExecutor):
     """Counts the tasks that actually ran (a cancelled one never starts)."""
 

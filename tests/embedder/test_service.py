@@ -194,6 +194,33 @@ async def test_a_region_localised_inside_returns_its_crop_its_own_vector_and_a_b
     assert np.linalg.norm(vector(result)) == pytest.approx(1.0, abs=1e-4)
 
 
+async def test_regions_of_one_photo_can_send_it_once(
+    stub: embedder_pb2_grpc.EmbedderServiceStub, catalog_images: list[bytes]
+) -> None:
+    """`same_content_as`: the zoom tiles' four regions travel as one copy of the photo, with the same
+    answers as four copies; a reference to a later image, or beside content, fails the request."""
+    left = common_pb2.BoundingBox(x_min=0, y_min=0, x_max=0.6, y_max=1)
+    right = common_pb2.BoundingBox(x_min=0.4, y_min=0, x_max=1, y_max=1)
+    photo = catalog_images[2]
+
+    def tile(region: common_pb2.BoundingBox, **source: object) -> embedder_pb2.EmbedImage:
+        return embedder_pb2.EmbedImage(region=region, localize_in_region=True, **source)  # type: ignore[arg-type]
+
+    copies = [tile(left, content=photo), tile(right, content=photo)]
+    once = [tile(left, content=photo), tile(right, same_content_as=0)]
+    a, b = [await stub.Embed(embedder_pb2.EmbedRequest(images=images), timeout=30) for images in (copies, once)]
+    for sent_twice, sent_once in zip(a.results, b.results):
+        np.testing.assert_allclose(vector(sent_twice), vector(sent_once), atol=1e-6)
+        assert sent_twice.box == sent_once.box
+    for images, says in (
+        ([tile(left, same_content_as=1), tile(right, content=photo)], "must name an earlier image"),
+        ([tile(left, content=photo), tile(right, content=photo, same_content_as=0)], "both content and"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Embed(embedder_pb2.EmbedRequest(images=images), timeout=5)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and says in info.value.details()
+
+
 async def test_one_bad_image_does_not_fail_the_batch(
     stub: embedder_pb2_grpc.EmbedderServiceStub, catalog_images: list[bytes]
 ) -> None:

@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from gateway.fakes import MODEL
 from imagesearch.common import convert
 from imagesearch.common.errors import DomainError, FailedPrecondition, Unavailable
-from imagesearch.common.types import ImageErrorReason
+from imagesearch.common.types import ImageErrorReason, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.v1 import common_pb2, embedder_pb2
 from imagesearch_gateway.clients import EmbedderClient
@@ -29,12 +29,14 @@ def test_model_info_carries_the_calibration_beside_the_models_identity() -> None
 class FakeStub:
     def __init__(self, info: common_pb2.ModelInfo, embed: embedder_pb2.EmbedResponse | None = None) -> None:
         self.info, self.reply = info, embed
+        self.sent: embedder_pb2.EmbedRequest | None = None
 
     async def GetModelInfo(self, request: Any, timeout: float) -> common_pb2.ModelInfo:
         return self.info
 
     async def Embed(self, request: Any, timeout: float) -> embedder_pb2.EmbedResponse:
         assert self.reply is not None
+        self.sent = request
         return self.reply
 
 
@@ -89,6 +91,22 @@ async def test_embeddings_name_their_model_and_faults_their_reason() -> None:
         first, second = embeddings.images
         assert first.vector.tolist() == [1, 0, 0, 0] and first.whole is not None  # type: ignore[union-attr]
         assert second.vector == ImageFault(ImageErrorReason.CORRUPT, "cut") and second.whole is None
+    finally:
+        await client.close()
+
+
+async def test_regions_of_one_photo_send_its_bytes_once() -> None:
+    result = embedder_pb2.EmbedResult(embedding=embedder_pb2.Embedding(values=[1, 0, 0, 0]))
+    stub = FakeStub(convert.model_to_pb(MODEL), embed_reply(result, result, result))
+    client = await client_with(stub)
+    try:
+        halves = [Region(0, 0, 0.5, 1), Region(0.5, 0, 1, 1)]
+        await client.embed([(b"photo", halves[0]), (b"other", None), (b"photo", halves[1])], localize_in_region=True)
+        assert stub.sent is not None
+        first, other, second = stub.sent.images
+        assert (first.content, other.content, second.content) == (b"photo", b"other", b"")
+        assert not first.HasField("same_content_as") and second.same_content_as == 0
+        assert second.region.x_min == 0.5 and second.localize_in_region
     finally:
         await client.close()
 

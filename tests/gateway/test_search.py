@@ -14,7 +14,7 @@ from imagesearch.common.types import Hit, ImageErrorReason, ModelId, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch_gateway.ports import EmbeddedImage, Embeddings, ImageFault
 from imagesearch_gateway.ranking import zoom_tiles
-from imagesearch_gateway.search import ZOOM_MAX_IMAGE_BYTES, SearchCore, SearchOptions, SearchQuery
+from imagesearch_gateway.search import SearchCore, SearchOptions, SearchQuery
 
 PLAIN = SearchOptions(localize_queries=False, category_boost=0.0, rerank_depth=0, whole_photo_slots=0)
 
@@ -112,15 +112,14 @@ async def test_an_unconvincing_photo_is_also_searched_by_its_four_corners(
     assert outcome.hits[3].score == pytest.approx(top_score - 0.01)
 
 
-async def test_the_tiles_are_skipped_for_a_region_an_object_or_a_photo_too_large_to_send_four_times() -> None:
+async def test_the_tiles_are_skipped_when_the_caller_names_a_region() -> None:
     calibration = ScoreCalibration(20.0, -6.0)
     embedder = TilingEmbedder(calibration)
     retriever = FakeRetriever(lambda vector: hits("c0", "c1", score=0.1))
     options = SearchOptions(localize_queries=True, category_boost=0.0, rerank_depth=0, whole_photo_slots=0)
     core = SearchCore(ports(embedder, retriever, FakeCache(None), tracker(calibration=calibration)), options)
     await core.search(SearchQuery(image=b"photo", region=Region(0.1, 0.1, 0.5, 0.5)))
-    await core.search(SearchQuery(image=b"x" * (ZOOM_MAX_IMAGE_BYTES + 1)))
-    assert len(embedder.regions) == 2 and len(retriever.searches) == 2
+    assert len(embedder.regions) == 1 and len(retriever.searches) == 1
 
 
 async def test_an_embedder_failing_on_the_tiles_leaves_the_crop_answer() -> None:

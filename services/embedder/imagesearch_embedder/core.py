@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol, cast
+from typing import NamedTuple, Protocol, TypeVar, cast
 
 import numpy as np
 from opentelemetry import trace
@@ -31,6 +31,8 @@ from imagesearch.imaging.framing import IMAGE_SIZE, LOCALIZE_SIZE, Framing
 from imagesearch.imaging.localize import subject_box_in
 from imagesearch.imaging.sniff import Limits
 from imagesearch_embedder.model import ServedModel
+
+_T = TypeVar("_T")
 
 
 class ImageItem(NamedTuple):
@@ -116,23 +118,32 @@ class Located(NamedTuple):
 FirstPass = Pixels | Located | ImageRejected
 
 
-def _first_pass(framing: Framing, ledger: Ledger, item: ImageItem) -> FirstPass:
+def _first_pass(framing: Framing, ledger: Ledger, item: ImageItem, photo: Decoded | None) -> FirstPass:
     """Runs in the thread pool. Only ImageRejected is per-image; anything else fails the call:
     ResourceExhausted when the decode-memory budget cannot hold this image now, else our bug.
 
-    For an image to localise: the whole photo (or the region to localise in) letterboxed at the
-    localisation size (the first pass), and the decoded photo kept for the second (its
-    reservation lasts the request).
+    For an image to localise (`photo`: its decoded photo, _decoded_photo): the whole photo (or the
+    region to localise in) letterboxed at the localisation size (the first pass), and the photo
+    kept for the second (its reservation lasts the request).
     """
     with ledger.working():
         try:
             if item.trim_to_object:
                 return framing.trimmed(item.content, ledger.reserve)
-            if not item.localize:
+            if photo is None:
                 return framing.plain(item.content, item.region, ledger.reserve)
-            photo = framing.decode_photo(item.content, ledger.reserve)
             part = relative_region(item.region)
             return Located(framing.whole_photo(photo, part), photo, part, item.detect_objects)
+        except ImageRejected as rejected:
+            return rejected
+
+
+def _decoded_photo(framing: Framing, ledger: Ledger, content: bytes) -> Decoded | ImageRejected:
+    """Runs in the thread pool: a photo to localise, at full resolution (the crop may be a small
+    part of it), reserved on the request's ledger."""
+    with ledger.working():
+        try:
+            return framing.decode_photo(content, ledger.reserve)
         except ImageRejected as rejected:
             return rejected
 
@@ -277,16 +288,31 @@ class EmbedderCore:
         self, items: Sequence[ImageItem | ImageRejected], framing: Framing, ledger: Ledger, can_localize: bool
     ) -> list[FirstPass]:
         loop = asyncio.get_running_loop()
-        first_pass = functools.partial(_first_pass, framing, ledger)
+        # A photo localised several times over (the gateway's zoom tiles: four regions of one photo)
+        # is decoded once: one decode's time and one reservation for all of them.
+        photos: dict[bytes, asyncio.Future[Decoded | ImageRejected]] = {}
+
+        async def in_pool(work: functools.partial[_T]) -> _T:
+            self.decodes_in_flight += 1
+            try:
+                return await loop.run_in_executor(self._executor, work)
+            finally:
+                self.decodes_in_flight -= 1
 
         async def decode(item: ImageItem | ImageRejected) -> FirstPass:
             if isinstance(item, ImageRejected):
                 return item
-            self.decodes_in_flight += 1
-            try:
-                return await loop.run_in_executor(self._executor, first_pass, ImageItem(*item).framing(can_localize))
-            finally:
-                self.decodes_in_flight -= 1
+            item = ImageItem(*item).framing(can_localize)
+            if not item.localize:
+                return await in_pool(functools.partial(_first_pass, framing, ledger, item, None))
+            if item.content not in photos:
+                photos[item.content] = asyncio.ensure_future(
+                    in_pool(functools.partial(_decoded_photo, framing, ledger, item.content))
+                )
+            photo = await photos[item.content]
+            if isinstance(photo, ImageRejected):
+                return photo
+            return await in_pool(functools.partial(_first_pass, framing, ledger, item, photo))
 
         with self._tracer.start_as_current_span("embedder.decode", attributes={"images": len(items)}) as span:
             # Every decode runs to its end before the request fails: what a thread decodes is
@@ -296,6 +322,7 @@ class EmbedderCore:
                 if isinstance(outcome, BaseException) and not isinstance(outcome, ImageRejected):
                     raise outcome
             span.set_attribute("images.rejected", sum(isinstance(o, ImageRejected) for o in outcomes))
+            span.set_attribute("photos.decoded", len(photos))
         return cast(list[FirstPass], outcomes)  # only ImageRejected is left among the exceptions
 
 

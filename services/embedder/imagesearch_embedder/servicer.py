@@ -5,6 +5,8 @@ Errors are raised as DomainErrors; the shared interceptor turns them into status
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from imagesearch.common import convert
 from imagesearch.common.errors import InvalidArgument
 from imagesearch.common.server import RpcContext
@@ -15,14 +17,34 @@ from imagesearch.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 from imagesearch_embedder.core import Embedded, EmbedderCore, ImageItem
 
 
-def _item(image: embedder_pb2.EmbedImage) -> ImageItem | ImageRejected:
+def _contents(images: Sequence[embedder_pb2.EmbedImage]) -> list[bytes]:
+    """Each image's bytes, `same_content_as` resolved to the very bytes object it names (the core
+    decodes a photo once however many images share it). A bad reference is the caller's bug, not
+    an image's fault: it fails the request."""
+    contents: list[bytes] = []
+    for index, image in enumerate(images):
+        if not image.HasField("same_content_as"):
+            contents.append(image.content)
+            continue
+        source = image.same_content_as
+        if source >= index:
+            raise InvalidArgument(
+                f"images[{index}].same_content_as is {source}: it must name an earlier image of the request"
+            )
+        if image.content:
+            raise InvalidArgument(f"images[{index}] sets both content and same_content_as; send one of them")
+        contents.append(contents[source])
+    return contents
+
+
+def _item(image: embedder_pb2.EmbedImage, content: bytes) -> ImageItem | ImageRejected:
     """A malformed region rejects only its own image."""
     try:
         region = convert.region_from_pb(image.region if image.HasField("region") else None)
     except InvalidArgument as err:
         return ImageRejected(ImageErrorReason.BAD_REGION, err.message)
     return ImageItem(
-        image.content,
+        content,
         region,
         localize=image.localize,
         trim_to_object=image.trim_to_object,
@@ -59,7 +81,8 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServiceServicer):
 
     async def Embed(self, request: embedder_pb2.EmbedRequest, context: RpcContext) -> embedder_pb2.EmbedResponse:
         self._core.check_request(len(request.images))  # before converting anything
-        embedded = await self._core.embed([_item(image) for image in request.images])
+        contents = _contents(request.images)
+        embedded = await self._core.embed([_item(image, content) for image, content in zip(request.images, contents)])
         return embedder_pb2.EmbedResponse(
             results=[_result(embedded, i) for i in range(len(embedded.results))],
             model=convert.model_to_pb(embedded.model, embedded.calibration),

@@ -152,19 +152,21 @@ class EmbedderClient(_Client):
         detect_objects: bool = False,
         localize_in_region: bool = False,
     ) -> Embeddings:
-        request = embedder_pb2.EmbedRequest(
-            images=[
-                embedder_pb2.EmbedImage(
-                    content=content,
-                    region=convert.region_to_pb(region),
-                    localize=localize,
-                    trim_to_object=trim_to_object,
-                    detect_objects=detect_objects,
-                    localize_in_region=localize_in_region,
-                )
-                for content, region in images
-            ]
-        )
+        request = embedder_pb2.EmbedRequest()
+        first_with: dict[bytes, int] = {}  # content -> the first image sending it
+        for index, (content, region) in enumerate(images):
+            image = request.images.add(
+                region=convert.region_to_pb(region),
+                localize=localize,
+                trim_to_object=trim_to_object,
+                detect_objects=detect_objects,
+                localize_in_region=localize_in_region,
+            )
+            # Regions of one photo (the zoom tiles) send it once; the embedder decodes it once.
+            if (source := first_with.setdefault(content, index)) != index:
+                image.same_content_as = source
+            else:
+                image.content = content
         reply = await self._call(self.stub.Embed, request)
         model, calibration = _model(reply.model)
         out: list[EmbeddedImage] = []

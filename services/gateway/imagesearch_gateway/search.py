@@ -95,11 +95,6 @@ class SearchOptions:
     zoom_tile_localize: bool = True
 
 
-# Zoom tiles send the photo once per tile: above this size they are skipped (four copies stay well
-# inside the embedder call's message limit, and decoding a large photo four times is not worth it).
-ZOOM_MAX_IMAGE_BYTES = 3 * 1024 * 1024
-
-
 def _validated(query: SearchQuery) -> SearchQuery:
     check_catalog(query.catalog)
     if (query.image is None) == (query.product_id is None):
@@ -267,7 +262,7 @@ class SearchCore(Core[SearchOptions]):
     async def _zoomed(self, image: bytes, served: ServedModel, hits: list[Hit], lookup: Lookup) -> list[Hit]:
         """`hits` fused with the photo's zoom tiles' when the best is unconvincing (else `hits`)."""
         o = self._options
-        if o.zoom_tile_side <= 0 or len(image) > ZOOM_MAX_IMAGE_BYTES or not self._unconvincing(hits, served):
+        if o.zoom_tile_side <= 0 or not self._unconvincing(hits, served):
             return hits
         tiles = zoom_tiles(o.zoom_tile_side)
         try:

@@ -165,7 +165,7 @@ class GatewaySettings(Settings):
         "GATEWAY_ZOOM_TILE_SIDE",
         "when the best hit of a localised query is unconvincing, also search the photo's four corners, each this "
         "share of its side, every product at its best of crop and tiles (9.2 model evaluations more for those "
-        "queries with GATEWAY_ZOOM_TILE_LOCALIZE, 5.2 without; photos up to 3 MiB; 0 = never)",
+        "queries with GATEWAY_ZOOM_TILE_LOCALIZE, 5.2 without; 0 = never)",
         minimum=0,
     )
     zoom_tile_discount: float = setting(

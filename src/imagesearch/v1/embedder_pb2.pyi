@@ -7,20 +7,22 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EmbedImage(_message.Message):
-    __slots__ = ("content", "region", "localize", "trim_to_object", "detect_objects", "localize_in_region")
+    __slots__ = ("content", "region", "localize", "trim_to_object", "detect_objects", "localize_in_region", "same_content_as")
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     LOCALIZE_FIELD_NUMBER: _ClassVar[int]
     TRIM_TO_OBJECT_FIELD_NUMBER: _ClassVar[int]
     DETECT_OBJECTS_FIELD_NUMBER: _ClassVar[int]
     LOCALIZE_IN_REGION_FIELD_NUMBER: _ClassVar[int]
+    SAME_CONTENT_AS_FIELD_NUMBER: _ClassVar[int]
     content: bytes
     region: _common_pb2.BoundingBox
     localize: bool
     trim_to_object: bool
     detect_objects: bool
     localize_in_region: bool
-    def __init__(self, content: _Optional[bytes] = ..., region: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., localize: bool = ..., trim_to_object: bool = ..., detect_objects: bool = ..., localize_in_region: bool = ...) -> None: ...
+    same_content_as: int
+    def __init__(self, content: _Optional[bytes] = ..., region: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., localize: bool = ..., trim_to_object: bool = ..., detect_objects: bool = ..., localize_in_region: bool = ..., same_content_as: _Optional[int] = ...) -> None: ...
 
 class FoundObject(_message.Message):
     __slots__ = ("box", "embedding", "salience")

@@ -55,7 +55,8 @@ class EmbedderServiceServicer(object):
     def Embed(self, request, context):
         """Embeds a batch of images. A bad image does not fail the batch: its slot
         carries an ImageError instead of a vector. A malformed request as a whole
-        (no images, too many images) fails with INVALID_ARGUMENT.
+        (no images, too many images, a bad same_content_as) fails with
+        INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
