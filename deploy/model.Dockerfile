@@ -47,8 +47,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends fonts-noto-colo
  && rm -rf /var/lib/apt/lists/*
 RUN python tools/export_model.py \
  && test -s model_repo/image_embedding/2/model.onnx \
- && python tools/build_generic_set.py --out /tmp/generic \
- && imagesearch adapt /tmp/generic --model-repo model_repo --version 3 --dimension 1024 --no-progress \
+ && python tools/build_generic_set.py --out /tmp/generic --fit-into model_repo \
  && test -s model_repo/image_embedding/3/model.onnx \
  && find model_repo -name '__pycache__' -prune -exec rm -rf {} + \
  && ls -lR model_repo

@@ -49,11 +49,13 @@ if [ ! -f model_repo/image_embedding/3/model.onnx ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       fonts-noto-color-emoji || true
   fi
-  if .venv/bin/python tools/build_generic_set.py --out var/datasets/generic; then
-    say "learning the base model's generic whitening (version 3; ~6 minutes on 2 cores)"
-    .venv/bin/imagesearch adapt var/datasets/generic --version 3 --dimension 1024 --no-progress
-  else
+  say "learning the base model's generic whitening (version 3; ~6 minutes on 2 cores)"
+  generic=0
+  .venv/bin/python tools/build_generic_set.py --out var/datasets/generic --fit-into model_repo || generic=$?
+  if [ "$generic" = 3 ]; then  # the font is missing (tools/build_generic_set.py NO_SOURCE)
     say "no generic whitening (see above): the stack serves version 2, the bare backbone"
+  elif [ "$generic" != 0 ]; then
+    exit "$generic"
   fi
 fi
 # The package's own service start is harmless: without systemd it does not run, and `imagesearch up`

@@ -1,7 +1,7 @@
 """Build the generic product collection that the base model's whitening is learned from.
 
-A fresh clone serves the backbone with a *generic* learned whitening on top (`imagesearch adapt
---generic`): fitted on synthetic photos of objects that belong to no benchmark and no catalog, so the
+A fresh clone serves the backbone with a *generic* learned whitening on top (`--fit-into`: `imagesearch
+adapt` on this collection, as version 3, to DIMENSION dims): fitted on synthetic photos of objects that belong to no benchmark and no catalog, so the
 model is more robust to backgrounds, light and framing before anyone adapts it to their own catalog.
 The objects are the object-like pictures of Debian's `fonts-noto-color-emoji` (food, animals, plants,
 vehicles, tools, instruments, sports gear, household things), each drawn as a catalog shot: on white,
@@ -13,6 +13,7 @@ The output folder holds catalog/<id>.jpg, catalog.csv (product_id,title,category
 a README.md with the source and its licence; the same package version gives the same files.
 
     python tools/build_generic_set.py                 # -> var/datasets/generic
+    python tools/build_generic_set.py --fit-into model_repo   # ... then fit version 3 from it (~6 min)
     apt-get install fonts-noto-color-emoji            # where the font is missing
 """
 
@@ -44,10 +45,15 @@ BLOCKS += ((0x1FA70, 0x1FAFF), (0x2600, 0x26FF))
 # Pictures of these are not products (words of the character's Unicode name).
 NOT_PRODUCTS = ("FACE", "HAND", "PERSON", "MAN", "WOMAN", "BOY", "GIRL", "FINGER", "SIGN", "SYMBOL", "ARROW")
 NOT_PRODUCTS += ("BUTTON", "CIRCLE", "SQUARE", "KEYCAP", "LETTER", "FLAG")
-# The generic whitening's dimensions (`imagesearch adapt <collection> --dimension`), as scripts/bootstrap.sh and
-# deploy/model.Dockerfile fit it: more than a catalog's own 512, since its PCA step saw other products
-# (docs/quality.md).
+# The generic whitening's dimensions (`imagesearch adapt <collection> --dimension`; scripts/bootstrap.sh and
+# deploy/model.Dockerfile fit it with --fit-into): more than a catalog's own 512, since its PCA step saw
+# other products (docs/quality.md).
 DIMENSION = 1024
+# The model version it is written as: the served default of a fresh clone (2 is the bare backbone).
+VERSION = 3
+# The exit status when the source font is missing (the bootstrap then serves version 2); any other
+# failure is 1, or `imagesearch adapt`'s own status.
+NO_SOURCE = 3
 # Glyphs whose drawn object is smaller than this (px, of 136) are marks, not objects.
 MIN_DRAWN = 20
 
@@ -126,14 +132,31 @@ def build(out: Path, font_path: Path = FONT, blocks: Sequence[tuple[int, int]] =
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+    parser.add_argument(
+        "--fit-into",
+        type=Path,
+        metavar="MODEL_REPO",
+        help=f"then learn the generic whitening from the collection into this model repository, as version "
+        f"{VERSION} with {DIMENSION} dims (`imagesearch adapt`; ~6 minutes on 2 cores)",
+    )
     args = parser.parse_args(argv)
     try:
         count = build(args.out)
     except GenericSetError as err:
         print(f"build_generic_set: {err}", file=sys.stderr)
-        return 1
+        return NO_SOURCE
     print(f"generic set: {count} products in {args.out}")
-    return 0
+    if args.fit_into is None:
+        return 0
+    return fit(args.out, args.fit_into)
+
+
+def fit(collection: Path, model_repo: Path) -> int:
+    """`imagesearch adapt` on the collection: the recipe of the served default, in one place."""
+    from imagesearch.cli.main import main as imagesearch
+
+    argv = ["adapt", str(collection), "--model-repo", str(model_repo), "--version", str(VERSION)]
+    return imagesearch([*argv, "--dimension", str(DIMENSION), "--no-progress"])
 
 
 if __name__ == "__main__":

@@ -57,3 +57,22 @@ def test_the_collection_is_a_catalog_adapt_reads_and_is_the_same_every_time(tool
         name = item.images[0].name
         assert (tmp_path / "a" / "catalog" / name).read_bytes() == (tmp_path / "b" / "catalog" / name).read_bytes()
     assert "Apache License 2.0" in (tmp_path / "a" / "README.md").read_text()
+
+
+def test_fit_into_runs_adapt_with_the_served_defaults_recipe(
+    tool: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recipe of version 3 (its number and dimensions) lives in the tool; the bootstrap and the model image
+    only name the repository."""
+    import imagesearch.cli.main as cli
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(cli, "main", lambda argv: calls.append(list(argv)) or 0)
+    monkeypatch.setattr(tool, "build", lambda out: 5)
+    assert tool.main(["--out", str(tmp_path / "g"), "--fit-into", str(tmp_path / "repo")]) == 0
+    repo = ["--model-repo", str(tmp_path / "repo")]
+    assert calls == [
+        ["adapt", str(tmp_path / "g"), *repo, "--version", "3", "--dimension", str(tool.DIMENSION), "--no-progress"]
+    ]
+    monkeypatch.setattr(tool, "build", lambda out: (_ for _ in ()).throw(tool.GenericSetError("no font")))
+    assert tool.main(["--fit-into", str(tmp_path / "repo")]) == tool.NO_SOURCE and len(calls) == 1
