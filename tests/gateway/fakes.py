@@ -82,6 +82,7 @@ class FakeRetriever:
         self.answer = answer or (lambda vector: [])
         self.writes: list[tuple[ModelId, ProductRecord, list[ImageVector]]] = []
         self.searches: list[ModelId] = []
+        self.lookups: list[Lookup] = []
         self.down: Exception | None = None  # raised by check_available() while set
 
     def check_available(self) -> None:
@@ -90,7 +91,15 @@ class FakeRetriever:
 
     async def search(self, model: ModelId, lookup: Lookup) -> list[Hit]:
         self.searches.append(model)
-        return self.answer(lookup.vector)
+        self.lookups.append(lookup)
+        if not lookup.any_of:
+            return self.answer(lookup.vector)
+        best: dict[str, Hit] = {}  # each product at its best over the vectors, as the retriever answers
+        for vector in lookup.any_of:
+            for found in self.answer(vector):
+                if found.product_id not in best or found.score > best[found.product_id].score:
+                    best[found.product_id] = found
+        return sorted(best.values(), key=lambda h: -h.score)
 
     async def upsert(
         self, model: ModelId, products: Sequence[tuple[ProductRecord, list[ImageVector]]], catalog: str

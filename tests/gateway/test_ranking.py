@@ -108,7 +108,7 @@ def test_the_zoom_tiles_are_the_four_corners_and_cover_the_photo() -> None:
 
 def test_a_product_scores_its_best_of_crop_and_discounted_tiles() -> None:
     crop = [hit("a", 0.50), hit("b", 0.40), hit("c", 0.30)]
-    tiles = [[hit("d", 0.54), hit("b", 0.44)], [hit("c", 0.47)]]
+    tiles = [hit("d", 0.54), hit("c", 0.47), hit("b", 0.44)]
     fused = fuse_with_tiles(crop, tiles, discount=0.05)
     # d: only a tile found it (0.54 - 0.05); c: its tile beats its crop; b: its tile does not (0.39 < 0.40).
     assert [(h.product_id, round(h.score, 3)) for h in fused] == [("a", 0.5), ("d", 0.49), ("c", 0.42), ("b", 0.4)]

@@ -102,9 +102,11 @@ async def test_an_unconvincing_photo_is_also_searched_by_its_four_corners(
     assert embedder.regions[1] == zoom_tiles(0.6)  # one call: the four corners, each 0.6 of the side
     assert embedder.localized_in_region == [False, localised]
     if not localised:
-        assert len(retriever.searches) == 1 + 4 and ids[:2] == ["z0", "c0"]
+        assert len(retriever.searches) == 1 + 1 and ids[:2] == ["z0", "c0"]  # the four tiles in one search
+        assert len(retriever.lookups[1].any_of) == 4
         return
-    assert len(retriever.searches) == 1 + 8  # each tile's crop and the tile itself
+    assert len(retriever.searches) == 1 + 1  # each tile's crop and the tile itself, all in one search
+    assert len(retriever.lookups[1].any_of) == 8
     # A product only a tile found ranks by its tile score less the discount (0.9 - 0.06); one the crop
     # found keeps its crop score unless a tile beats it by more than that (c1: +0.03 is not enough).
     assert ids[:4] == ["t0", "z0", "c0", "c1"]

@@ -101,6 +101,19 @@ async def test_more_like_this_uses_every_image_and_excludes_itself() -> None:
         await RetrieverCore(store).search("", MODEL, "ghost")
 
 
+async def test_several_vectors_rank_each_product_at_its_best_over_them() -> None:
+    store = FakeStore([("a", v(1, 0, 0, 0)), ("b", v(0, 1, 0, 0)), ("c", v(0.6, 0.8, 0, 0))])
+    hits = await RetrieverCore(store).search("", MODEL, [v(1, 0, 0, 0), v(0, 1, 0, 0)], top_k=3, min_score=-1)
+    assert [(h.product_id, round(h.score, 3)) for h in hits] == [("a", 1.0), ("b", 1.0), ("c", 0.8)]
+    assert len(store.limits) == 1  # one store search for all the vectors
+    with pytest.raises(InvalidArgument, match="any_of vectors must not be empty"):
+        await RetrieverCore(store).search("", MODEL, [])
+    with pytest.raises(InvalidArgument, match="17 any_of vectors; at most 16"):
+        await RetrieverCore(store).search("", MODEL, [v(1, 0, 0, 0)] * 17)
+    with pytest.raises(InvalidArgument, match="any_of vector 1"):
+        await RetrieverCore(store).search("", MODEL, [v(1, 0, 0, 0), np.ones(3, np.float32)])
+
+
 @pytest.mark.parametrize(
     "top_k, message", [(101, "got 101"), (-1, "got -1"), (100000, "between 1 and 100, got 100000")]
 )

@@ -187,6 +187,22 @@ async def test_exact_vector_finds_its_product_at_score_one(env: Env) -> None:
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
+async def test_several_vectors_find_each_product_at_its_best_over_them(env: Env) -> None:
+    """`any_of`: the gateway's zoom tiles, one search for all their views."""
+    first, second = env.items["p03"].vectors[0], env.items["p11"].vectors[0]
+    request = retriever_pb2.VectorSearchRequest(model=MODEL, top_k=10, min_score=-1.0)
+    request.any_of.vectors.extend([emb(first), emb(second)])
+    hits = list((await env.stub.Search(request)).hits)
+    assert {h.product_id for h in hits[:2]} == {"p03", "p11"} and hits[1].score == pytest.approx(1.0, abs=1e-3)
+    ids = [h.product_id for h in hits]
+    assert len(ids) == len(set(ids)) == 10
+    alone = {h.product_id: h.score for v in (first, second) for h in await search(env, v, top_k=10)}
+    for h in hits:  # each product's score is its best over the two vectors
+        assert h.score >= alone.get(h.product_id, -1.0) - 1e-4
+    request.any_of.vectors.add().values.extend([0.5, 0.5])
+    assert "any_of vector 2" in await expect_error(env.stub.Search(request), grpc.StatusCode.INVALID_ARGUMENT)
+
+
 async def test_one_hit_per_product_with_its_best_image(env: Env) -> None:
     multi = env.items["multi"]
     hits = await search(env, multi.base, top_k=10)  # type: ignore[attr-defined]

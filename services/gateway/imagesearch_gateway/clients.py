@@ -230,6 +230,9 @@ class RetrieverClient(_Client):
         )
         if lookup.vector is not None:
             request.vector.values.extend(lookup.vector.tolist())
+        elif lookup.any_of:
+            for vector in lookup.any_of:
+                request.any_of.vectors.add().values.extend(vector.tolist())
         else:
             request.product_id = lookup.product_id or ""
         reply = await self._call(self.stub.Search, request)

@@ -77,12 +77,14 @@ class Embedder(Protocol):
 
 @dataclass(frozen=True)
 class Lookup:
-    """One retriever search in a catalog: by vector, or by product ("more like this")."""
+    """One retriever search in a catalog: by vector, by several (each product at its best over them),
+    or by product ("more like this")."""
 
     catalog: str
     top_k: int
     vector: Floats | None = None
     product_id: str | None = None
+    any_of: tuple[Floats, ...] = ()
     filter_spec: FilterSpec = FilterSpec()
     min_score: float = -1.0
 

@@ -115,17 +115,18 @@ def zoom_tiles(side: float) -> list[Region]:
     return [Region(x, y, x + side, y + side) for y in (0.0, far) for x in (0.0, far)]
 
 
-def fuse_with_tiles(hits: Sequence[Hit], tiles: Sequence[Sequence[Hit]], discount: float) -> list[Hit]:
-    """Each product at its best of its crop score and its tile scores minus `discount`, best first.
+def fuse_with_tiles(hits: Sequence[Hit], tiles: Sequence[Hit], discount: float) -> list[Hit]:
+    """Each product at its best of its crop score and its tile score minus `discount`, best first.
 
-    A product only the tiles found enters with its discounted tile score; one the crop found keeps
-    its crop hit unless a tile beats it by more than the discount. Ties keep the crop's order."""
+    `tiles` holds each product once, at its best over the tiles' vectors (one retriever search over
+    all of them). A product only the tiles found enters with its discounted tile score; one the crop
+    found keeps its crop hit unless a tile beats it by more than the discount. Ties keep the crop's
+    order."""
     best: dict[str, Hit] = {h.product_id: h for h in hits}
-    for tile in tiles:
-        for hit in tile:
-            score = hit.score - discount
-            known = best.get(hit.product_id)
-            if known is None or score > known.score:
-                best[hit.product_id] = replace(hit, score=score)
+    for hit in tiles:
+        score = hit.score - discount
+        known = best.get(hit.product_id)
+        if known is None or score > known.score:
+            best[hit.product_id] = replace(hit, score=score)
     order = {product_id: n for n, product_id in enumerate(best)}
     return sorted(best.values(), key=lambda h: (-h.score, order[h.product_id]))

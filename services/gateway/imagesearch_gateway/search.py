@@ -275,17 +275,18 @@ class SearchCore(Core[SearchOptions]):
             return hits
         if embedded.model != served.id:
             return hits  # a rollout between the two calls: vectors of two models do not compare
-        # A localised tile brings the crop inside it and the tile's own vector: both are searched.
-        vectors = [
+        # A localised tile brings the crop inside it and the tile's own vector: both are searched, all
+        # in one retriever call (each product at its best over them, as the fusion wants it).
+        vectors = tuple(
             v
             for image in embedded.images
             if not isinstance(image.vector, ImageFault)
             for v in (image.vector, image.whole)
             if v is not None
-        ]
-        found = await asyncio.gather(
-            *(self._retriever.search(served.id, dataclasses.replace(lookup, vector=v)) for v in vectors)
         )
+        if not vectors:
+            return hits
+        found = await self._retriever.search(served.id, dataclasses.replace(lookup, any_of=vectors))
         return fuse_with_tiles(hits, found, o.zoom_tile_discount / served.calibration.slope)
 
     def _unconvincing(self, ranked: list[Hit], served: ServedModel) -> bool:

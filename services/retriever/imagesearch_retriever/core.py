@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from imagesearch.common.errors import InvalidArgument, NotFound
 from imagesearch.common.types import FilterSpec, Floats, Hit, ModelId, ProductRecord
 from imagesearch.contracts.limits import (
     MAX_IDS_PER_DELETE,
     MAX_PRODUCTS_PER_UPSERT,
     MAX_TOP_K,
+    MAX_VECTORS_PER_SEARCH,
     check_catalog,
     check_count,
     check_min_score,
@@ -40,12 +43,13 @@ class RetrieverCore:
         self,
         catalog: str,
         model: ModelId,
-        query: Floats | str,
+        query: Floats | str | Sequence[Floats],
         top_k: int = 0,
         filter_spec: FilterSpec = FilterSpec(),
         min_score: float = 0.0,
     ) -> list[Hit]:
-        """One hit per product, best first. `query` is a vector, or a product id for "more like this"."""
+        """One hit per product, best first. `query` is a vector, several (each product at its best over
+        them), or a product id for "more like this"."""
         check_catalog(catalog)
         validate_model(model)
         top_k = check_top_k(top_k, self._max_top_k)
@@ -60,8 +64,11 @@ class RetrieverCore:
             if not images:
                 raise NotFound(f"product {query!r} not found (model {model.name} v{model.version})")
             vectors = [vector for _, vector in images]
-        else:
+        elif isinstance(query, np.ndarray):
             vectors = [normalised(query, model.dimension, "query vector")]
+        else:
+            check_count(len(query), "any_of vectors", MAX_VECTORS_PER_SEARCH)
+            vectors = [normalised(v, model.dimension, f"any_of vector {i}") for i, v in enumerate(query)]
         return await self._ranked(catalog, model, vectors, top_k, filter_spec, exclude, min_score)
 
     async def _ranked(

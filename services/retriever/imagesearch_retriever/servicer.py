@@ -28,13 +28,15 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServiceServicer):
         self, request: retriever_pb2.VectorSearchRequest, context: RpcContext
     ) -> retriever_pb2.VectorSearchResponse:
         which = request.WhichOneof("query")
-        query: Floats | str
+        query: Floats | str | list[Floats]
         if which == "vector":
             query = np.asarray(request.vector.values, dtype=np.float32)
         elif which == "product_id":
             query = request.product_id
+        elif which == "any_of":
+            query = [np.asarray(v.values, dtype=np.float32) for v in request.any_of.vectors]
         else:
-            raise InvalidArgument("query must set either vector or product_id")
+            raise InvalidArgument("query must set one of vector, product_id or any_of")
         hits = await self._core.search(
             request.catalog,
             convert.model_from_pb(request.model),

@@ -40,6 +40,11 @@ MAX_IDS_PER_DELETE = 1024
 MAX_VALUES_PER_CLAUSE = 256
 MAX_ATTRIBUTE_CLAUSES = 32
 
+# ---- vector searches
+# Vectors in one search whose products rank at their best over all of them (the gateway's zoom tiles
+# send 8: each tile and the crop found in it).
+MAX_VECTORS_PER_SEARCH = 16
+
 # ---- embedding requests
 # Images in one Embed request (the embedder's default cap); the gateway sends at most Triton's
 # max_batch_size (32) per call, well inside it.

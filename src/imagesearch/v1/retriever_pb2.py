@@ -26,7 +26,7 @@ from imagesearch.v1 import common_pb2 as imagesearch_dot_v1_dot_common__pb2
 from imagesearch.v1 import embedder_pb2 as imagesearch_dot_v1_dot_embedder__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eimagesearch/v1/retriever.proto\x12\x0eimagesearch.v1\x1a\x1bimagesearch/v1/common.proto\x1a\x1dimagesearch/v1/embedder.proto\"\xe6\x01\n\x13VectorSearchRequest\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.imagesearch.v1.ModelInfo\x12+\n\x06vector\x18\x02 \x01(\x0b\x32\x19.imagesearch.v1.EmbeddingH\x00\x12\x14\n\nproduct_id\x18\x03 \x01(\tH\x00\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12&\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\x16.imagesearch.v1.Filter\x12\x11\n\tmin_score\x18\x06 \x01(\x02\x12\x0f\n\x07\x63\x61talog\x18\x07 \x01(\tB\x07\n\x05query\"?\n\x14VectorSearchResponse\x12\'\n\x04hits\x18\x01 \x03(\x0b\x32\x19.imagesearch.v1.SearchHit\"F\n\x0cIndexedImage\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12)\n\x06vector\x18\x02 \x01(\x0b\x32\x19.imagesearch.v1.Embedding\"h\n\x0eIndexedProduct\x12(\n\x07product\x18\x01 \x01(\x0b\x32\x17.imagesearch.v1.Product\x12,\n\x06images\x18\x02 \x03(\x0b\x32\x1c.imagesearch.v1.IndexedImage\"|\n\rUpsertRequest\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.imagesearch.v1.ModelInfo\x12\x30\n\x08products\x18\x02 \x03(\x0b\x32\x1e.imagesearch.v1.IndexedProduct\x12\x0f\n\x07\x63\x61talog\x18\x03 \x01(\t\"2\n\x0eUpsertResponse\x12\x10\n\x08products\x18\x01 \x01(\x05\x12\x0e\n\x06images\x18\x02 \x01(\x05\"_\n\rDeleteRequest\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.imagesearch.v1.ModelInfo\x12\x13\n\x0bproduct_ids\x18\x02 \x03(\t\x12\x0f\n\x07\x63\x61talog\x18\x03 \x01(\t\"4\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x03(\t\x12\x11\n\tnot_found\x18\x02 \x03(\t\"[\n\nGetRequest\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.imagesearch.v1.ModelInfo\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61talog\x18\x03 \x01(\t\"O\n\x12\x44ropCatalogRequest\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.imagesearch.v1.ModelInfo\x12\x0f\n\x07\x63\x61talog\x18\x02 \x01(\t\"&\n\x13\x44ropCatalogResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\x32\x8d\x03\n\x10RetrieverService\x12S\n\x06Search\x12#.imagesearch.v1.VectorSearchRequest\x1a$.imagesearch.v1.VectorSearchResponse\x12G\n\x06Upsert\x12\x1d.imagesearch.v1.UpsertRequest\x1a\x1e.imagesearch.v1.UpsertResponse\x12G\n\x06\x44\x65lete\x12\x1d.imagesearch.v1.DeleteRequest\x1a\x1e.imagesearch.v1.DeleteResponse\x12:\n\x03Get\x12\x1a.imagesearch.v1.GetRequest\x1a\x17.imagesearch.v1.Product\x12V\n\x0b\x44ropCatalog\x12\".imagesearch.v1.DropCatalogRequest\x1a#.imagesearch.v1.DropCatalogResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eimagesearch/v1/retriever.proto\x12\x0eimagesearch.v1\x1a\x1bimagesearch/v1/common.proto\x1a\x1dimagesearch/v1/embedder.proto\"\x93\x02\n\x13VectorSearchRequest\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.imagesearch.v1.ModelInfo\x12+\n\x06vector\x18\x02 \x01(\x0b\x32\x19.imagesearch.v1.EmbeddingH\x00\x12\x14\n\nproduct_id\x18\x03 \x01(\tH\x00\x12+\n\x06\x61ny_of\x18\x08 \x01(\x0b\x32\x19.imagesearch.v1.VectorSetH\x00\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12&\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\x16.imagesearch.v1.Filter\x12\x11\n\tmin_score\x18\x06 \x01(\x02\x12\x0f\n\x07\x63\x61talog\x18\x07 \x01(\tB\x07\n\x05query\"7\n\tVectorSet\x12*\n\x07vectors\x18\x01 \x03(\x0b\x32\x19.imagesearch.v1.Embedding\"?\n\x14VectorSearchResponse\x12\'\n\x04hits\x18\x01 \x03(\x0b\x32\x19.imagesearch.v1.SearchHit\"F\n\x0cIndexedImage\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12)\n\x06vector\x18\x02 \x01(\x0b\x32\x19.imagesearch.v1.Embedding\"h\n\x0eIndexedProduct\x12(\n\x07product\x18\x01 \x01(\x0b\x32\x17.imagesearch.v1.Product\x12,\n\x06images\x18\x02 \x03(\x0b\x32\x1c.imagesearch.v1.IndexedImage\"|\n\rUpsertRequest\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.imagesearch.v1.ModelInfo\x12\x30\n\x08products\x18\x02 \x03(\x0b\x32\x1e.imagesearch.v1.IndexedProduct\x12\x0f\n\x07\x63\x61talog\x18\x03 \x01(\t\"2\n\x0eUpsertResponse\x12\x10\n\x08products\x18\x01 \x01(\x05\x12\x0e\n\x06images\x18\x02 \x01(\x05\"_\n\rDeleteRequest\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.imagesearch.v1.ModelInfo\x12\x13\n\x0bproduct_ids\x18\x02 \x03(\t\x12\x0f\n\x07\x63\x61talog\x18\x03 \x01(\t\"4\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x03(\t\x12\x11\n\tnot_found\x18\x02 \x03(\t\"[\n\nGetRequest\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.imagesearch.v1.ModelInfo\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61talog\x18\x03 \x01(\t\"O\n\x12\x44ropCatalogRequest\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.imagesearch.v1.ModelInfo\x12\x0f\n\x07\x63\x61talog\x18\x02 \x01(\t\"&\n\x13\x44ropCatalogResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\x32\x8d\x03\n\x10RetrieverService\x12S\n\x06Search\x12#.imagesearch.v1.VectorSearchRequest\x1a$.imagesearch.v1.VectorSearchResponse\x12G\n\x06Upsert\x12\x1d.imagesearch.v1.UpsertRequest\x1a\x1e.imagesearch.v1.UpsertResponse\x12G\n\x06\x44\x65lete\x12\x1d.imagesearch.v1.DeleteRequest\x1a\x1e.imagesearch.v1.DeleteResponse\x12:\n\x03Get\x12\x1a.imagesearch.v1.GetRequest\x1a\x17.imagesearch.v1.Product\x12V\n\x0b\x44ropCatalog\x12\".imagesearch.v1.DropCatalogRequest\x1a#.imagesearch.v1.DropCatalogResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,27 +34,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imagesearch.v1.retriever_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VECTORSEARCHREQUEST']._serialized_start=111
-  _globals['_VECTORSEARCHREQUEST']._serialized_end=341
-  _globals['_VECTORSEARCHRESPONSE']._serialized_start=343
-  _globals['_VECTORSEARCHRESPONSE']._serialized_end=406
-  _globals['_INDEXEDIMAGE']._serialized_start=408
-  _globals['_INDEXEDIMAGE']._serialized_end=478
-  _globals['_INDEXEDPRODUCT']._serialized_start=480
-  _globals['_INDEXEDPRODUCT']._serialized_end=584
-  _globals['_UPSERTREQUEST']._serialized_start=586
-  _globals['_UPSERTREQUEST']._serialized_end=710
-  _globals['_UPSERTRESPONSE']._serialized_start=712
-  _globals['_UPSERTRESPONSE']._serialized_end=762
-  _globals['_DELETEREQUEST']._serialized_start=764
-  _globals['_DELETEREQUEST']._serialized_end=859
-  _globals['_DELETERESPONSE']._serialized_start=861
-  _globals['_DELETERESPONSE']._serialized_end=913
-  _globals['_GETREQUEST']._serialized_start=915
-  _globals['_GETREQUEST']._serialized_end=1006
-  _globals['_DROPCATALOGREQUEST']._serialized_start=1008
-  _globals['_DROPCATALOGREQUEST']._serialized_end=1087
-  _globals['_DROPCATALOGRESPONSE']._serialized_start=1089
-  _globals['_DROPCATALOGRESPONSE']._serialized_end=1127
-  _globals['_RETRIEVERSERVICE']._serialized_start=1130
-  _globals['_RETRIEVERSERVICE']._serialized_end=1527
+  _globals['_VECTORSEARCHREQUEST']._serialized_end=386
+  _globals['_VECTORSET']._serialized_start=388
+  _globals['_VECTORSET']._serialized_end=443
+  _globals['_VECTORSEARCHRESPONSE']._serialized_start=445
+  _globals['_VECTORSEARCHRESPONSE']._serialized_end=508
+  _globals['_INDEXEDIMAGE']._serialized_start=510
+  _globals['_INDEXEDIMAGE']._serialized_end=580
+  _globals['_INDEXEDPRODUCT']._serialized_start=582
+  _globals['_INDEXEDPRODUCT']._serialized_end=686
+  _globals['_UPSERTREQUEST']._serialized_start=688
+  _globals['_UPSERTREQUEST']._serialized_end=812
+  _globals['_UPSERTRESPONSE']._serialized_start=814
+  _globals['_UPSERTRESPONSE']._serialized_end=864
+  _globals['_DELETEREQUEST']._serialized_start=866
+  _globals['_DELETEREQUEST']._serialized_end=961
+  _globals['_DELETERESPONSE']._serialized_start=963
+  _globals['_DELETERESPONSE']._serialized_end=1015
+  _globals['_GETREQUEST']._serialized_start=1017
+  _globals['_GETREQUEST']._serialized_end=1108
+  _globals['_DROPCATALOGREQUEST']._serialized_start=1110
+  _globals['_DROPCATALOGREQUEST']._serialized_end=1189
+  _globals['_DROPCATALOGRESPONSE']._serialized_start=1191
+  _globals['_DROPCATALOGRESPONSE']._serialized_end=1229
+  _globals['_RETRIEVERSERVICE']._serialized_start=1232
+  _globals['_RETRIEVERSERVICE']._serialized_end=1629
 # @@protoc_insertion_point(module_scope)

@@ -8,10 +8,11 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class VectorSearchRequest(_message.Message):
-    __slots__ = ("model", "vector", "product_id", "top_k", "filter", "min_score", "catalog")
+    __slots__ = ("model", "vector", "product_id", "any_of", "top_k", "filter", "min_score", "catalog")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    ANY_OF_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -19,11 +20,18 @@ class VectorSearchRequest(_message.Message):
     model: _common_pb2.ModelInfo
     vector: _embedder_pb2.Embedding
     product_id: str
+    any_of: VectorSet
     top_k: int
     filter: _common_pb2.Filter
     min_score: float
     catalog: str
-    def __init__(self, model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., vector: _Optional[_Union[_embedder_pb2.Embedding, _Mapping]] = ..., product_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., catalog: _Optional[str] = ...) -> None: ...
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelInfo, _Mapping]] = ..., vector: _Optional[_Union[_embedder_pb2.Embedding, _Mapping]] = ..., product_id: _Optional[str] = ..., any_of: _Optional[_Union[VectorSet, _Mapping]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., catalog: _Optional[str] = ...) -> None: ...
+
+class VectorSet(_message.Message):
+    __slots__ = ("vectors",)
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    vectors: _containers.RepeatedCompositeFieldContainer[_embedder_pb2.Embedding]
+    def __init__(self, vectors: _Optional[_Iterable[_Union[_embedder_pb2.Embedding, _Mapping]]] = ...) -> None: ...
 
 class VectorSearchResponse(_message.Message):
     __slots__ = ("hits",)
