@@ -16,19 +16,17 @@ Not part of the product (research/README.md).
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 from exp_backbone import CACHE, file_hash, product_scores, queries_by_kind, ranks, truths, vectors
+from exp_regions import extra_rows_setup
 from PIL import Image, ImageOps
 
 from imagesearch.adaptation.embedding import BaseModel
 from imagesearch.evaluation.dataset import Dataset, load_dataset
 from imagesearch.imaging.framing import Framing
-from imagesearch.imaging.sniff import Limits
 
 POSES = ("mirrored", "rotated +20", "rotated -20")
 
@@ -68,13 +66,7 @@ def pose_rows(model: BaseModel, dataset: Dataset, framing: Framing) -> np.ndarra
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", type=Path)
-    parser.add_argument("--dataset", type=Path, action="append", required=True)
-    parser.add_argument("--penalty", type=float, nargs="+", default=[0.0, 0.02, 0.05])
-    args = parser.parse_args()
-    framing = Framing(limits=Limits(max_bytes=64 << 20))
-    model = BaseModel(args.model, threads=2)
+    args, framing, model = extra_rows_setup(__doc__, [0.0, 0.02, 0.05])
     subsets = {"mirrored": [0], "rotated": [1, 2], "mirrored + rotated": [0, 1, 2]}
     for folder in args.dataset:
         dataset = load_dataset(folder)

@@ -65,14 +65,19 @@ def region_rows(model: BaseModel, dataset: Dataset, framing: Framing, layout: st
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def extra_rows_setup(doc: str | None, penalties: list[float]) -> tuple[argparse.Namespace, Framing, BaseModel]:
+    """The command line of an extra-index-rows experiment (this one, exp_pose_rows.py): a model file,
+    datasets and penalties; the framing and the model to embed with."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path)
     parser.add_argument("--dataset", type=Path, action="append", required=True)
-    parser.add_argument("--penalty", type=float, nargs="+", default=[0.0, 0.02, 0.05, 0.1])
+    parser.add_argument("--penalty", type=float, nargs="+", default=penalties)
     args = parser.parse_args()
-    framing = Framing(limits=Limits(max_bytes=64 << 20))
-    model = BaseModel(args.model, threads=2)
+    return args, Framing(limits=Limits(max_bytes=64 << 20)), BaseModel(args.model, threads=2)
+
+
+def main() -> None:
+    args, framing, model = extra_rows_setup(__doc__, [0.0, 0.02, 0.05, 0.1])
     for folder in args.dataset:
         dataset = load_dataset(folder)
         cached = vectors(model, dataset, framing)

@@ -172,17 +172,23 @@ async def test_a_request_whose_images_the_decode_budget_cannot_hold_fails_whole_
     assert fake.batches == [1]  # the refused request never reached the model
 
 
-async def test_decoded_photos_stay_reserved_until_their_request_ends(pool: ThreadPoolExecutor) -> None:
-    fake = MeanColourModel()
-    core = core_with(fake, pool)
-    seen: list[int] = []
+def decode_memory_at_first_pass(fake: MeanColourModel, core: EmbedderCore) -> list[int]:
+    """The decode memory the core holds each time the first pass runs (filled in as it runs)."""
+    held: list[int] = []
     original = fake.embed_with_saliency
 
     async def spy(batch: np.ndarray, served: object) -> tuple[np.ndarray, np.ndarray]:
-        seen.append(core.decode_memory.used)  # the first pass ran; the decoded photo is still held
+        held.append(core.decode_memory.used)
         return await original(batch, served)  # type: ignore[arg-type]
 
     fake.embed_with_saliency = spy  # type: ignore[method-assign]
+    return held
+
+
+async def test_decoded_photos_stay_reserved_until_their_request_ends(pool: ThreadPoolExecutor) -> None:
+    fake = MeanColourModel()
+    core = core_with(fake, pool)
+    seen = decode_memory_at_first_pass(fake, core)  # the first pass ran; the decoded photo is still held
     await core.embed([ImageItem(shot_png(), localize=True)])
     assert seen and seen[0] > 400 * 300
     assert core.decode_memory.used == 0
@@ -192,14 +198,7 @@ async def test_regions_of_one_photo_localised_together_decode_it_once(pool: Thre
     """The gateway's zoom tiles: four regions of one photo cost one decode and one reservation, not four."""
     fake = MeanColourModel()
     core = core_with(fake, pool)
-    held: list[int] = []
-    original = fake.embed_with_saliency
-
-    async def spy(batch: np.ndarray, served: object) -> tuple[np.ndarray, np.ndarray]:
-        held.append(core.decode_memory.used)
-        return await original(batch, served)  # type: ignore[arg-type]
-
-    fake.embed_with_saliency = spy  # type: ignore[method-assign]
+    held = decode_memory_at_first_pass(fake, core)
     data = shot_png()
     await core.embed([ImageItem(data, localize=True)])
     one_photo = held.pop()
