@@ -1,6 +1,6 @@
 """Dev-set queries find their product, measured by `imagesearch eval` through the public API.
 
-Every run: the dev catalog (no distractors) and every third dev query, indexed into an evaluation
+Every run: the dev catalog (no distractors) and every fourth dev query, indexed into an evaluation
 catalog of their own. Opt-in (IMAGESEARCH_SLOW_TESTS=1, ~2.5 min on 2 CPU cores): catalog +
 distractors and every dev query, the figures docs/quality.md reports. Floors were measured, not guessed (see
 docs/quality.md; the test prints the figures): EfficientNet-Lite0 with
@@ -31,13 +31,14 @@ RECALL_AT_10_FLOOR = 0.88  # measured 0.903
 CATEGORY_P10_FLOOR = 0.33  # measured 0.359 (0.269 in plain score order)
 
 
-# Without distractors, on every third query (measured: see the test's output).
-SAMPLE_RECALL_AT_1_FLOOR = 0.86  # measured 0.910 (2-core x86-64, CPU Triton)
-SAMPLE_RECALL_AT_10_FLOOR = 0.90  # measured 0.950
+# Without distractors, on every fourth query (measured: see the test's output). A fourth, not a third:
+# with the zoom tiles a search costs more, and this test is the suite's longest.
+SAMPLE_RECALL_AT_1_FLOOR = 0.86  # measured 0.907 (2-core x86-64, CPU Triton, v3 with localised zoom tiles)
+SAMPLE_RECALL_AT_10_FLOOR = 0.90  # measured 0.973
 
 
 def _sample(dev_set: Path, folder: Path) -> Path:
-    """The dev set without its distractors and with every third query (the images stay where they are)."""
+    """The dev set without its distractors and with every fourth query (the images stay where they are)."""
     folder.mkdir()
     (folder / "catalog.csv").write_text(
         (dev_set / "catalog.csv").read_text().replace(",catalog/", f",{dev_set}/catalog/")
@@ -47,7 +48,7 @@ def _sample(dev_set: Path, folder: Path) -> Path:
     with (folder / "queries.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["query_id", "image", "product_id"])
         writer.writeheader()
-        writer.writerows({**row, "image": str(dev_set / row["image"])} for row in rows[::3])
+        writer.writerows({**row, "image": str(dev_set / row["image"])} for row in rows[::4])
     return folder
 
 
@@ -58,7 +59,7 @@ async def test_a_sample_of_dev_queries_finds_its_product(fleet, dev_set, tmp_pat
     assert await asyncio.to_thread(cli, argv) == 0
     print(capsys.readouterr().out)
     report = json.loads(out.read_text())["report"]
-    assert report["queries"] == 100
+    assert report["queries"] == 75
     assert report["recall_at_1"] >= SAMPLE_RECALL_AT_1_FLOOR
     assert report["recall_at_10"] >= SAMPLE_RECALL_AT_10_FLOOR
 
