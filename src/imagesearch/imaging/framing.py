@@ -24,7 +24,8 @@ from imagesearch.imaging.localize import subject_box_in
 from imagesearch.imaging.sniff import Limits
 
 # 224 px to find the product, 256 px to embed its crop: 2.31 model evaluations at 224 px per
-# localised query; a 288 px first pass (2.65-2.96) was no better (docs/quality.md).
+# localised query; a 288-384 px first pass was no better on dev or the judge set once the zoom tiles
+# follow it (docs/quality.md, "A sharper first pass").
 IMAGE_SIZE = 256
 LOCALIZE_SIZE = 224
 
