@@ -35,8 +35,11 @@ from imagesearch.imaging.sniff import Limits
 
 TILE_SIDE = 0.6
 DISCOUNT_LOGITS = 1.2
-# One localised tile: its first pass (224 px) and its crop (256 px), in evaluations at 224 px.
-TILE_COST = 4 * (1 + 256**2 / 224**2)
+
+
+def tile_cost(locate: int, size: int) -> float:
+    """Four localised tiles: each its first pass and its crop, in evaluations at 224 px."""
+    return 4 * (locate**2 + size**2) / 224**2
 
 
 def main_crops(model: BaseModel, dataset: Dataset, framing: Framing) -> np.ndarray:
@@ -58,7 +61,8 @@ def main_crops(model: BaseModel, dataset: Dataset, framing: Framing) -> np.ndarr
 
 
 def tiles(model: BaseModel, dataset: Dataset, framing: Framing) -> tuple[np.ndarray, np.ndarray]:
-    cached = CACHE / f"{file_hash(model.path)}-{dataset.root.name}-tiles{TILE_SIDE}.npz"
+    sizes = f"{framing.locate_size[0]}-{framing.size[0]}"
+    cached = CACHE / f"{file_hash(model.path)}-{dataset.root.name}-tiles{TILE_SIDE}-{sizes}.npz"
     if cached.exists():
         data = np.load(cached)
         return data["firsts"], data["crops"]
@@ -73,6 +77,8 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, action="append", required=True)
     parser.add_argument("--size", type=int, nargs="+", default=[224, 288, 320], help="first-pass sizes, px")
     parser.add_argument("--calibration", type=float, nargs=2, default=(20.71, -7.18), help="slope, intercept")
+    parser.add_argument("--tile-locate", type=int, default=224, help="px of each tile's first pass")
+    parser.add_argument("--tile-size", type=int, default=256, help="px each tile's crop is embedded at")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     model = BaseModel(args.model)
@@ -83,7 +89,9 @@ def main() -> None:
         base = Framing(limits=limits)
         v = vectors(model, dataset, base)
         products, truth, kinds = len(dataset.items), truths(dataset), queries_by_kind(dataset)
-        firsts, tile_crops = tiles(model, dataset, base)
+        tiler = Framing(limits=limits, size=(args.tile_size,) * 2, locate_size=(args.tile_locate,) * 2)
+        firsts, tile_crops = tiles(model, dataset, tiler)
+        cost_of_tiles = tile_cost(args.tile_locate, args.tile_size)
         n = len(dataset.queries)
         tile_best = np.maximum(
             product_scores(firsts.reshape(n * 4, -1), v["index"], v["owner"], products).reshape(n, 4, -1).max(1),
@@ -97,13 +105,14 @@ def main() -> None:
             fused = np.where(unconvincing[:, None], np.maximum(main, tile_best - DISCOUNT_LOGITS / slope), main)
             for variant, scores, cost in (
                 ("main crop only", main, first_cost),
-                ("+ localised tiles when unconvincing", fused, first_cost + float(unconvincing.mean()) * TILE_COST),
+                ("+ localised tiles when unconvincing", fused, first_cost + float(unconvincing.mean()) * cost_of_tiles),
             ):
                 rank = ranks(scores, truth)
                 report(
                     {
                         "dataset": folder.name,
                         "first pass px": size,
+                        "tiles px": [args.tile_locate, args.tile_size],
                         "variant": variant,
                         "R@1": round(float(np.mean(rank < 1)), 3),
                         "R@10": round(float(np.mean(rank < 10)), 3),
