@@ -13,6 +13,8 @@ research/exp_backbone.py's cached index rows, and the main crop fused with the l
 
     python research/exp_locate_size.py model_repo/image_embedding/3/model.onnx \\
         --dataset ../shared/datasets/dev --dataset var/datasets/judge --size 224 288 320
+    ... --size 224 --tile-locate 192 --tile-size 224     # cheaper tiles
+    ... --size 224 --below 0.5 0.7 0.9 1.01              # tiles on more of the queries
 
 Not part of the product (research/README.md).
 """
@@ -79,6 +81,13 @@ def main() -> None:
     parser.add_argument("--calibration", type=float, nargs=2, default=(20.71, -7.18), help="slope, intercept")
     parser.add_argument("--tile-locate", type=int, default=224, help="px of each tile's first pass")
     parser.add_argument("--tile-size", type=int, default=256, help="px each tile's crop is embedded at")
+    parser.add_argument(
+        "--below",
+        type=float,
+        nargs="+",
+        default=[0.5],
+        help="tiles when the best hit's probability is below (0.5: the gateway's)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     model = BaseModel(args.model)
@@ -100,13 +109,15 @@ def main() -> None:
         for size in args.size:
             framing = Framing(limits=limits, locate_size=(size, size))
             main = product_scores(main_crops(model, dataset, framing), v["index"], v["owner"], products)
-            unconvincing = 1 / (1 + np.exp(-(slope * main.max(1) + intercept))) < 0.5
+            probability = 1 / (1 + np.exp(-(slope * main.max(1) + intercept)))
             first_cost = (size / 224) ** 2 + 256**2 / 224**2
-            fused = np.where(unconvincing[:, None], np.maximum(main, tile_best - DISCOUNT_LOGITS / slope), main)
-            for variant, scores, cost in (
-                ("main crop only", main, first_cost),
-                ("+ localised tiles when unconvincing", fused, first_cost + float(unconvincing.mean()) * cost_of_tiles),
-            ):
+            variants = [("main crop only", main, first_cost, probability < 0.5)]
+            for below in args.below:
+                unconvincing = probability < below
+                fused = np.where(unconvincing[:, None], np.maximum(main, tile_best - DISCOUNT_LOGITS / slope), main)
+                cost = first_cost + float(unconvincing.mean()) * cost_of_tiles
+                variants.append((f"+ localised tiles when below {below}", fused, cost, unconvincing))
+            for variant, scores, cost, unconvincing in variants:
                 rank = ranks(scores, truth)
                 report(
                     {
