@@ -113,6 +113,23 @@ async def test_a_region_can_be_localised_inside_as_a_zoomed_look(pool: ThreadPoo
     assert not ImageItem(data, localize_in_region=True).framing(True).localize
 
 
+async def test_a_localised_photo_also_says_where_it_is_most_conspicuous(pool: ThreadPoolExecutor) -> None:
+    """A second guess at the product from the pixels alone, for whole photos only (a region is a look
+    already), and none where nothing stands out."""
+    data = shot_png((300, 210, 340, 250))
+    flat = jpeg((120, 140, 160), size=(320, 240))
+    embedded = await core_with(MeanColourModel(), pool).embed(
+        [
+            ImageItem(data, localize=True),
+            ImageItem(data, Region(0.5, 0.5, 1.0, 1.0), localize_in_region=True),
+            ImageItem(flat, localize=True),
+        ]
+    )
+    assert set(embedded.popouts) == {0}
+    x0, y0, x1, y1 = embedded.popouts[0]
+    assert x0 <= 320 / 400 <= x1 and y0 <= 230 / 300 <= y1
+
+
 def redness(vector: np.ndarray) -> float:
     return float(vector[0] / max(vector[1], vector[2]))
 

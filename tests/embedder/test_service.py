@@ -164,6 +164,10 @@ async def test_a_localised_image_also_returns_the_whole_photo_vector(
     assert not reply.results[0].HasField("whole_image")  # only the localisation pass makes one
     whole = np.asarray(reply.results[1].whole_image.values)
     assert whole.shape == (1280,) and np.linalg.norm(whole) == pytest.approx(1.0, abs=1e-4)
+    # ... and the photo's most conspicuous part, a second guess at the product (the object on white).
+    assert not reply.results[0].HasField("popout_box") and reply.results[1].HasField("popout_box")
+    popout = reply.results[1].popout_box
+    assert 0 <= popout.x_min < popout.x_max <= 1 and 0 <= popout.y_min < popout.y_max <= 1
 
 
 async def test_region_changes_the_embedding(

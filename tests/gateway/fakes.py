@@ -42,9 +42,11 @@ class FakeEmbedder:
         whole: np.ndarray | None = None,
         model: ModelId = MODEL,
         calibration: ScoreCalibration | None = None,
+        popout: Region | None = None,
     ) -> None:
         self.vectors: Vectors = vectors or (lambda content, trimmed: np.array([1, 0, 0, 0], np.float32))
         self.whole = whole
+        self.popout = popout  # the conspicuous part reported for a localised photo
         self.model, self.calibration = model, calibration
         self.calls: list[tuple[int, bool]] = []  # (images, trim_to_object)
         self.after_call: Callable[[], None] = lambda: None
@@ -56,13 +58,16 @@ class FakeEmbedder:
         localize: bool = False,
         trim_to_object: bool = False,
         detect_objects: bool = False,
-        localize_in_region: bool = False,
+        localize_in_region: bool | Sequence[bool] = False,
     ) -> Embeddings:
         self.calls.append((len(images), trim_to_object))
         out = []
         for content, _ in images:
             vector = self.vectors(content, trim_to_object)
-            out.append(EmbeddedImage(vector, self.whole if localize and not isinstance(vector, ImageFault) else None))
+            localised = localize and not isinstance(vector, ImageFault)
+            out.append(
+                EmbeddedImage(vector, self.whole if localised else None, popout=self.popout if localised else None)
+            )
         reply = Embeddings(out, self.model, self.calibration)
         self.after_call()
         return reply

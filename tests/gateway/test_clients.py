@@ -79,6 +79,7 @@ async def test_embeddings_name_their_model_and_faults_their_reason() -> None:
         embedder_pb2.EmbedResult(
             embedding=embedder_pb2.Embedding(values=[1, 0, 0, 0]),
             whole_image=embedder_pb2.Embedding(values=[0, 1, 0, 0]),
+            popout_box=common_pb2.BoundingBox(x_min=0.5, y_min=0.25, x_max=0.75, y_max=0.5),
         ),
         embedder_pb2.EmbedResult(
             error=common_pb2.ImageError(reason=common_pb2.IMAGE_ERROR_REASON_CORRUPT, message="cut")
@@ -90,7 +91,9 @@ async def test_embeddings_name_their_model_and_faults_their_reason() -> None:
         assert (embeddings.model, embeddings.calibration) == (MODEL, ScoreCalibration(2, 1))
         first, second = embeddings.images
         assert first.vector.tolist() == [1, 0, 0, 0] and first.whole is not None  # type: ignore[union-attr]
+        assert first.popout == Region(0.5, 0.25, 0.75, 0.5)
         assert second.vector == ImageFault(ImageErrorReason.CORRUPT, "cut") and second.whole is None
+        assert second.popout is None
     finally:
         await client.close()
 
@@ -101,12 +104,15 @@ async def test_regions_of_one_photo_send_its_bytes_once() -> None:
     client = await client_with(stub)
     try:
         halves = [Region(0, 0, 0.5, 1), Region(0.5, 0, 1, 1)]
-        await client.embed([(b"photo", halves[0]), (b"other", None), (b"photo", halves[1])], localize_in_region=True)
+        images = [(b"photo", halves[0]), (b"other", None), (b"photo", halves[1])]
+        await client.embed(images, localize_in_region=[True, False, True])
         assert stub.sent is not None
         first, other, second = stub.sent.images
         assert (first.content, other.content, second.content) == (b"photo", b"other", b"")
         assert not first.HasField("same_content_as") and second.same_content_as == 0
-        assert second.region.x_min == 0.5 and second.localize_in_region
+        assert second.region.x_min == 0.5 and (first.localize_in_region, other.localize_in_region) == (True, False)
+        with pytest.raises(ValueError, match="names 2 images of 3"):
+            await client.embed(images, localize_in_region=[True, True])
     finally:
         await client.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -54,22 +55,27 @@ async def test_search_hedges_only_when_the_best_hit_is_unconvincing(top_score: f
 
 class TilingEmbedder(FakeEmbedder):
     """The crop's vector for the photo, a tile's for a region of it (and, localised inside, the crop
-    found in the tile with the tile's own vector beside it); records the regions and the flag."""
+    found in the tile with the tile's own vector beside it); records the regions and the flags."""
 
-    def __init__(self, calibration: ScoreCalibration) -> None:
-        super().__init__(whole=np.array([-1, 0, 0, 0], np.float32), calibration=calibration)
+    def __init__(self, calibration: ScoreCalibration, popout: Region | None = None) -> None:
+        super().__init__(whole=np.array([-1, 0, 0, 0], np.float32), calibration=calibration, popout=popout)
         self.regions: list[list[Region | None]] = []
-        self.localized_in_region: list[bool] = []
+        self.localized_in_region: list[list[bool]] = []  # per call, per image
 
-    async def embed(self, images: Sequence[tuple[bytes, Region | None]], **flags: bool) -> Embeddings:
+    async def embed(self, images: Sequence[tuple[bytes, Region | None]], **flags: Any) -> Embeddings:
         self.regions.append([region for _, region in images])
-        inside = flags.get("localize_in_region", False)
+        given = flags.get("localize_in_region", False)
+        inside = [given] * len(images) if isinstance(given, bool) else list(given)
         self.localized_in_region.append(inside)
         reply = await super().embed(images, **flags)
         crop, tile = np.array([0, 1, 0, 0], np.float32), np.array([0, 0, 1, 0], np.float32)
-        zoomed = EmbeddedImage(crop, tile) if inside else EmbeddedImage(tile)
         return Embeddings(
-            [zoomed if region else e for e, (_, region) in zip(reply.images, images)], reply.model, reply.calibration
+            [
+                (EmbeddedImage(crop, tile) if look_inside else EmbeddedImage(tile)) if region else e
+                for e, (_, region), look_inside in zip(reply.images, images, inside)
+            ],
+            reply.model,
+            reply.calibration,
         )
 
 
@@ -100,7 +106,7 @@ async def test_an_unconvincing_photo_is_also_searched_by_its_four_corners(
         assert ids[:2] == ["c0", "c1"] and len(embedder.regions) == 1 and len(retriever.searches) == 1
         return
     assert embedder.regions[1] == zoom_tiles(0.6)  # one call: the four corners, each 0.6 of the side
-    assert embedder.localized_in_region == [False, localised]
+    assert embedder.localized_in_region == [[False], [localised] * 4]
     if not localised:
         assert len(retriever.searches) == 1 + 1 and ids[:2] == ["z0", "c0"]  # the four tiles in one search
         assert len(retriever.lookups[1].any_of) == 4
@@ -112,6 +118,35 @@ async def test_an_unconvincing_photo_is_also_searched_by_its_four_corners(
     assert ids[:4] == ["t0", "z0", "c0", "c1"]
     assert outcome.hits[0].score == pytest.approx(0.84)
     assert outcome.hits[3].score == pytest.approx(top_score - 0.01)
+
+
+@pytest.mark.parametrize(
+    ("tile_side", "popout", "looks"),
+    [(0.6, True, 5), (0.0, True, 1), (0.6, False, 4)],
+    ids=["tiles and the conspicuous part", "the conspicuous part alone", "tiles alone"],
+)
+async def test_an_unconvincing_photo_is_also_searched_by_its_most_conspicuous_part(
+    tile_side: float, popout: bool, looks: int
+) -> None:
+    calibration = ScoreCalibration(20.0, -6.0)
+    conspicuous = Region(0.7, 0.1, 0.9, 0.3)
+    embedder = TilingEmbedder(calibration, popout=conspicuous)
+    retriever = FakeRetriever(lambda vector: hits("c0", "c1", score=0.1))
+    options = SearchOptions(
+        localize_queries=True,
+        category_boost=0.0,
+        rerank_depth=0,
+        whole_photo_slots=0,
+        zoom_tile_side=tile_side,
+        zoom_popout=popout,
+    )
+    core = SearchCore(ports(embedder, retriever, FakeCache(None), tracker(calibration=calibration)), options)
+    await core.search(SearchQuery(image=b"photo"))
+    assert len(embedder.regions) == 2 and len(embedder.regions[1]) == looks  # one more call for all the looks
+    assert (embedder.regions[1][-1] == conspicuous) is popout
+    # Looked at as a localised tile is: its own vector and the product found inside it, in the one search.
+    assert embedder.localized_in_region[1] == [True] * looks
+    assert len(retriever.searches) == 2 and len(retriever.lookups[1].any_of) == 2 * looks
 
 
 async def test_the_tiles_are_skipped_when_the_caller_names_a_region() -> None:

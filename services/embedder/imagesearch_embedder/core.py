@@ -24,11 +24,12 @@ from imagesearch.common.errors import InvalidArgument
 from imagesearch.common.types import Floats, ImageErrorReason, ModelId, Pixels, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.contracts.limits import MAX_IMAGES_PER_EMBED_REQUEST
-from imagesearch.imaging.decode import Decoded, RelativeBox, ResizeMode, relative_region
+from imagesearch.imaging.decode import WHOLE, Decoded, RelativeBox, ResizeMode, relative_region
 from imagesearch.imaging.detect import FoundObject, find_objects
 from imagesearch.imaging.errors import ImageRejected
 from imagesearch.imaging.framing import IMAGE_SIZE, LOCALIZE_SIZE, Framing
 from imagesearch.imaging.localize import subject_box_in
+from imagesearch.imaging.popout import popout_box
 from imagesearch.imaging.sniff import Limits
 from imagesearch_embedder.model import ServedModel
 
@@ -94,7 +95,8 @@ class ObjectView:
 class Embedded:
     """One result per item, in order; the whole photo's vector of every localised item, by position;
     and the model that made every vector, with its calibration. For each localised item the box
-    its vector was cropped to, and for each that asked, every object found (the main one first)."""
+    its vector was cropped to, and for each that asked, every object found (the main one first).
+    For each localised whole photo, its most conspicuous part (imaging.popout), unless that is all of it."""
 
     results: list[Floats | ImageRejected]
     wholes: dict[int, Floats]
@@ -102,6 +104,7 @@ class Embedded:
     calibration: ScoreCalibration | None
     boxes: dict[int, RelativeBox] = field(default_factory=dict)
     objects: dict[int, list[ObjectView]] = field(default_factory=dict)
+    popouts: dict[int, RelativeBox] = field(default_factory=dict)
 
 
 class Located(NamedTuple):
@@ -214,6 +217,7 @@ class EmbedderCore:
         wholes: dict[int, Floats] = {}
         boxes: dict[int, RelativeBox] = {}
         objects: dict[int, list[ObjectView]] = {}
+        popouts: dict[int, RelativeBox] = {}
 
         async def embed_plain() -> Floats | None:
             # One Triton request for these images; the adapter splits it by the model's max batch size.
@@ -238,13 +242,16 @@ class EmbedderCore:
                 photos = {index: o for index, o in located.items() if index in wholes}
                 saliency = {index: maps[row] for row, index in enumerate(located) if index in wholes}
                 detect = {index for index, o in photos.items() if o.detect_objects}
-                for index, found in (await self._localize(photos, saliency, detect, framing, served)).items():
+                localised = await self._localize(photos, saliency, detect, framing, served)
+                for index, (found, popout) in localised.items():
                     main = found[0]
                     results[index], boxes[index] = _checked(main.vector), main.box
                     if index in detect:
                         objects[index] = [o for o in found if np.isfinite(o.vector).all()]
+                    if popout is not None:
+                        popouts[index] = popout
         return Embedded(
-            [results[i] for i in range(len(decoded))], wholes, served.id, served.calibration, boxes, objects
+            [results[i] for i in range(len(decoded))], wholes, served.id, served.calibration, boxes, objects, popouts
         )
 
     async def _localize(
@@ -254,9 +261,10 @@ class EmbedderCore:
         detect: set[int],
         framing: Framing,
         served: ServedModel,
-    ) -> dict[int, list[ObjectView]]:
+    ) -> dict[int, tuple[list[ObjectView], RelativeBox | None]]:
         """Second pass: re-embed each photo cropped to where its saliency map says the product is
-        (and, where asked, to every other object found too), all crops in one batch."""
+        (and, where asked, to every other object found too), all crops in one batch; and each whole
+        photo's most conspicuous part, found from its pixels while the batch is framed."""
         if not photos:
             return {}
         loop = asyncio.get_running_loop()
@@ -268,19 +276,21 @@ class EmbedderCore:
                 return find_objects(photo.image, saliency)
             return [FoundObject(subject_box_in(saliency, photo.image.width, photo.image.height, part), 1.0)]
 
-        def crops(index: int) -> tuple[list[FoundObject], list[Pixels]]:
+        def crops(index: int) -> tuple[list[FoundObject], list[Pixels], RelativeBox | None]:
             found = boxes_of(index)
-            return found, [framing.box(photos[index].photo, o.box) for o in found]
+            photo, part = photos[index].photo, photos[index].part
+            popout = popout_box(photo.image) if part == WHOLE else None
+            return found, [framing.box(photo, o.box) for o in found], None if popout == WHOLE else popout
 
         with self._tracer.start_as_current_span("embedder.localize", attributes={"images": len(order)}) as span:
             framed = await asyncio.gather(*(loop.run_in_executor(self._executor, crops, i) for i in order))
-            views = [view for _, item_views in framed for view in item_views]
+            views = [view for _, item_views, _ in framed for view in item_views]
             span.set_attribute("crops", len(views))
             vectors = await self._inference.embed(np.stack(views), served)
-        out: dict[int, list[ObjectView]] = {}
+        out: dict[int, tuple[list[ObjectView], RelativeBox | None]] = {}
         row = 0
-        for index, (found, _) in zip(order, framed):
-            out[index] = [ObjectView(o.box, o.salience, vectors[row + k]) for k, o in enumerate(found)]
+        for index, (found, _, popout) in zip(order, framed):
+            out[index] = [ObjectView(o.box, o.salience, vectors[row + k]) for k, o in enumerate(found)], popout
             row += len(found)
         return out
 

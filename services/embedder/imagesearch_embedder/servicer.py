@@ -66,6 +66,8 @@ def _result(embedded: Embedded, index: int) -> embedder_pb2.EmbedResult:
         result.whole_image.values.extend(whole.tolist())
     if (box := embedded.boxes.get(index)) is not None:
         result.box.CopyFrom(_box(box))
+    if (popout := embedded.popouts.get(index)) is not None:
+        result.popout_box.CopyFrom(_box(popout))
     for found in embedded.objects.get(index, ()):
         result.objects.add(
             box=_box(found.box),

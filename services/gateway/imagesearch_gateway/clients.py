@@ -150,17 +150,20 @@ class EmbedderClient(_Client):
         localize: bool = False,
         trim_to_object: bool = False,
         detect_objects: bool = False,
-        localize_in_region: bool = False,
+        localize_in_region: bool | Sequence[bool] = False,
     ) -> Embeddings:
         request = embedder_pb2.EmbedRequest()
+        inside = [localize_in_region] * len(images) if isinstance(localize_in_region, bool) else localize_in_region
+        if len(inside) != len(images):
+            raise ValueError(f"localize_in_region names {len(inside)} images of {len(images)}")
         first_with: dict[bytes, int] = {}  # content -> the first image sending it
-        for index, (content, region) in enumerate(images):
+        for index, ((content, region), look_inside) in enumerate(zip(images, inside)):
             image = request.images.add(
                 region=convert.region_to_pb(region),
                 localize=localize,
                 trim_to_object=trim_to_object,
                 detect_objects=detect_objects,
-                localize_in_region=localize_in_region,
+                localize_in_region=look_inside,
             )
             # Regions of one photo (the zoom tiles) send it once; the embedder decodes it once.
             if (source := first_with.setdefault(content, index)) != index:
@@ -181,7 +184,8 @@ class EmbedderClient(_Client):
                 ObjectVector(_box(found.box), found.salience, _vector(found.embedding.values, model))
                 for found in result.objects
             )
-            out.append(EmbeddedImage(vector, whole, box, objects))
+            popout = _box(result.popout_box) if result.HasField("popout_box") else None
+            out.append(EmbeddedImage(vector, whole, box, objects, popout))
         if len(out) != len(images):
             raise DomainError(f"embedder answered {len(out)} results for {len(images)} images")
         return Embeddings(out, model, calibration)

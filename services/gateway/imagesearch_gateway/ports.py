@@ -36,12 +36,14 @@ class ObjectVector:
 @dataclass(frozen=True)
 class EmbeddedImage:
     """One image's vector (or why it has none), and the whole photo's vector when it was localised;
-    the box the vector was cropped to, and every object found when asked (main first)."""
+    the box the vector was cropped to, every object found when asked (main first), and the photo's
+    most conspicuous part when it was localised (a second guess at the product, to look at again)."""
 
     vector: Floats | ImageFault
     whole: Floats | None = None
     box: Region | None = None
     objects: tuple[ObjectVector, ...] = ()
+    popout: Region | None = None
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,12 @@ class Embedder(Protocol):
         localize: bool = False,
         trim_to_object: bool = False,
         detect_objects: bool = False,
-        localize_in_region: bool = False,
+        localize_in_region: bool | Sequence[bool] = False,
     ) -> Embeddings:
         """`localize` suits shopper photos (busy scenes), `trim_to_object` catalog shots on a plain
         background; `detect_objects` (with `localize`) also finds and embeds the photo's other objects;
-        `localize_in_region` looks for the product inside each image's region (a zoomed look)."""
+        `localize_in_region` looks for the product inside each image's region (a zoomed look): for
+        all of them, or per image."""
         ...
 
     async def model_info(self) -> tuple[ModelId, ScoreCalibration | None]: ...

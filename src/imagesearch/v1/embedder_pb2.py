@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from imagesearch.v1 import common_pb2 as imagesearch_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dimagesearch/v1/embedder.proto\x12\x0eimagesearch.v1\x1a\x1bimagesearch/v1/common.proto\"\xda\x01\n\nEmbedImage\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12+\n\x06region\x18\x02 \x01(\x0b\x32\x1b.imagesearch.v1.BoundingBox\x12\x10\n\x08localize\x18\x03 \x01(\x08\x12\x16\n\x0etrim_to_object\x18\x04 \x01(\x08\x12\x16\n\x0e\x64\x65tect_objects\x18\x05 \x01(\x08\x12\x1a\n\x12localize_in_region\x18\x06 \x01(\x08\x12\x1c\n\x0fsame_content_as\x18\x07 \x01(\rH\x00\x88\x01\x01\x42\x12\n\x10_same_content_as\"w\n\x0b\x46oundObject\x12(\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x1b.imagesearch.v1.BoundingBox\x12,\n\tembedding\x18\x02 \x01(\x0b\x32\x19.imagesearch.v1.Embedding\x12\x10\n\x08salience\x18\x03 \x01(\x02\":\n\x0c\x45mbedRequest\x12*\n\x06images\x18\x01 \x03(\x0b\x32\x1a.imagesearch.v1.EmbedImage\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xfc\x01\n\x0b\x45mbedResult\x12.\n\tembedding\x18\x01 \x01(\x0b\x32\x19.imagesearch.v1.EmbeddingH\x00\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.imagesearch.v1.ImageErrorH\x00\x12.\n\x0bwhole_image\x18\x03 \x01(\x0b\x32\x19.imagesearch.v1.Embedding\x12(\n\x03\x62ox\x18\x04 \x01(\x0b\x32\x1b.imagesearch.v1.BoundingBox\x12,\n\x07objects\x18\x05 \x03(\x0b\x32\x1b.imagesearch.v1.FoundObjectB\x08\n\x06result\"g\n\rEmbedResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.imagesearch.v1.EmbedResult\x12(\n\x05model\x18\x02 \x01(\x0b\x32\x19.imagesearch.v1.ModelInfo\"\x15\n\x13GetModelInfoRequest2\xa7\x01\n\x0f\x45mbedderService\x12\x44\n\x05\x45mbed\x12\x1c.imagesearch.v1.EmbedRequest\x1a\x1d.imagesearch.v1.EmbedResponse\x12N\n\x0cGetModelInfo\x12#.imagesearch.v1.GetModelInfoRequest\x1a\x19.imagesearch.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dimagesearch/v1/embedder.proto\x12\x0eimagesearch.v1\x1a\x1bimagesearch/v1/common.proto\"\xda\x01\n\nEmbedImage\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12+\n\x06region\x18\x02 \x01(\x0b\x32\x1b.imagesearch.v1.BoundingBox\x12\x10\n\x08localize\x18\x03 \x01(\x08\x12\x16\n\x0etrim_to_object\x18\x04 \x01(\x08\x12\x16\n\x0e\x64\x65tect_objects\x18\x05 \x01(\x08\x12\x1a\n\x12localize_in_region\x18\x06 \x01(\x08\x12\x1c\n\x0fsame_content_as\x18\x07 \x01(\rH\x00\x88\x01\x01\x42\x12\n\x10_same_content_as\"w\n\x0b\x46oundObject\x12(\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x1b.imagesearch.v1.BoundingBox\x12,\n\tembedding\x18\x02 \x01(\x0b\x32\x19.imagesearch.v1.Embedding\x12\x10\n\x08salience\x18\x03 \x01(\x02\":\n\x0c\x45mbedRequest\x12*\n\x06images\x18\x01 \x03(\x0b\x32\x1a.imagesearch.v1.EmbedImage\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xad\x02\n\x0b\x45mbedResult\x12.\n\tembedding\x18\x01 \x01(\x0b\x32\x19.imagesearch.v1.EmbeddingH\x00\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.imagesearch.v1.ImageErrorH\x00\x12.\n\x0bwhole_image\x18\x03 \x01(\x0b\x32\x19.imagesearch.v1.Embedding\x12(\n\x03\x62ox\x18\x04 \x01(\x0b\x32\x1b.imagesearch.v1.BoundingBox\x12,\n\x07objects\x18\x05 \x03(\x0b\x32\x1b.imagesearch.v1.FoundObject\x12/\n\npopout_box\x18\x06 \x01(\x0b\x32\x1b.imagesearch.v1.BoundingBoxB\x08\n\x06result\"g\n\rEmbedResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.imagesearch.v1.EmbedResult\x12(\n\x05model\x18\x02 \x01(\x0b\x32\x19.imagesearch.v1.ModelInfo\"\x15\n\x13GetModelInfoRequest2\xa7\x01\n\x0f\x45mbedderService\x12\x44\n\x05\x45mbed\x12\x1c.imagesearch.v1.EmbedRequest\x1a\x1d.imagesearch.v1.EmbedResponse\x12N\n\x0cGetModelInfo\x12#.imagesearch.v1.GetModelInfoRequest\x1a\x19.imagesearch.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,11 +41,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EMBEDDING']._serialized_start=480
   _globals['_EMBEDDING']._serialized_end=507
   _globals['_EMBEDRESULT']._serialized_start=510
-  _globals['_EMBEDRESULT']._serialized_end=762
-  _globals['_EMBEDRESPONSE']._serialized_start=764
-  _globals['_EMBEDRESPONSE']._serialized_end=867
-  _globals['_GETMODELINFOREQUEST']._serialized_start=869
-  _globals['_GETMODELINFOREQUEST']._serialized_end=890
-  _globals['_EMBEDDERSERVICE']._serialized_start=893
-  _globals['_EMBEDDERSERVICE']._serialized_end=1060
+  _globals['_EMBEDRESULT']._serialized_end=811
+  _globals['_EMBEDRESPONSE']._serialized_start=813
+  _globals['_EMBEDRESPONSE']._serialized_end=916
+  _globals['_GETMODELINFOREQUEST']._serialized_start=918
+  _globals['_GETMODELINFOREQUEST']._serialized_end=939
+  _globals['_EMBEDDERSERVICE']._serialized_start=942
+  _globals['_EMBEDDERSERVICE']._serialized_end=1109
 # @@protoc_insertion_point(module_scope)

@@ -47,18 +47,20 @@ class Embedding(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class EmbedResult(_message.Message):
-    __slots__ = ("embedding", "error", "whole_image", "box", "objects")
+    __slots__ = ("embedding", "error", "whole_image", "box", "objects", "popout_box")
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     WHOLE_IMAGE_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    POPOUT_BOX_FIELD_NUMBER: _ClassVar[int]
     embedding: Embedding
     error: _common_pb2.ImageError
     whole_image: Embedding
     box: _common_pb2.BoundingBox
     objects: _containers.RepeatedCompositeFieldContainer[FoundObject]
-    def __init__(self, embedding: _Optional[_Union[Embedding, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ImageError, _Mapping]] = ..., whole_image: _Optional[_Union[Embedding, _Mapping]] = ..., box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., objects: _Optional[_Iterable[_Union[FoundObject, _Mapping]]] = ...) -> None: ...
+    popout_box: _common_pb2.BoundingBox
+    def __init__(self, embedding: _Optional[_Union[Embedding, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ImageError, _Mapping]] = ..., whole_image: _Optional[_Union[Embedding, _Mapping]] = ..., box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., objects: _Optional[_Iterable[_Union[FoundObject, _Mapping]]] = ..., popout_box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
     __slots__ = ("results", "model")

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""A classic, model-free saliency beside the model's: does spectral-residual pop-out find what SALIENCY misses?
+
+SALIENCY is where the network's activations concentrate; on a textured photo the texture is as active
+as a small product. The spectral residual (Hou & Zhang, CVPR 2007: the log amplitude spectrum minus its
+local average, transformed back: `imagesearch.imaging.popout`) marks what is unlike the rest of the
+image, whatever it is. Here, on the photo at 64 x 64 px (no extra model evaluation):
+
+* `sr`: the main box from the spectral-residual map of the photo alone (the product's threshold rule);
+* `product`: SALIENCY (upsampled) x the spectral-residual map;
+* `extra`: the spectral-residual box as a second crop on the unconvincing queries (1.31 evaluations),
+  each product at its best of the first crop and this one (`--discount` logits less);
+* `as a localised tile`: that box looked at as a zoom tile is (its own first pass and the crop found in
+  it: 2.31 evaluations), what the gateway does now (`GATEWAY_ZOOM_POPOUT`);
+
+each alone and with the localised zoom tiles after it (research/exp_locate_size.py's caches).
+
+    python research/exp_spectral.py model_repo/image_embedding/3/model.onnx \\
+        --dataset ../shared/datasets/dev --dataset var/datasets/judge \\
+        --adapted model_repo/image_embedding/2/model.onnx     # also adapted to each catalog
+
+Not part of the product (research/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from exp_backbone import CACHE, file_hash, product_scores, queries_by_kind, ranks, report, truths, vectors
+from exp_generic import embedded_generic
+from exp_locate_size import DISCOUNT_LOGITS, main_crops, tile_cost, tiles
+from PIL import Image
+
+from imagesearch.adaptation.build import AdaptOptions, fit_adaptation
+from imagesearch.adaptation.embedding import BaseModel
+from imagesearch.contracts.model import SALIENCY
+from imagesearch.evaluation.dataset import Dataset, load_dataset
+from imagesearch.imaging.framing import Framing
+from imagesearch.imaging.localize import photo_grid, subject_box
+from imagesearch.imaging.popout import SIDE, spectral_residual
+from imagesearch.imaging.sniff import Limits
+
+CROP_COST = 256**2 / 224**2
+
+
+def boxes(model: BaseModel, dataset: Dataset, framing: Framing) -> dict[str, np.ndarray]:
+    """Per query: the crop vectors of the spectral-residual box and of the SALIENCY x residual box."""
+    cached = CACHE / f"{file_hash(model.path)}-{dataset.root.name}-spectral-v2.npz"
+    if cached.exists():
+        return dict(np.load(cached))
+    sr, product, first, inner = [], [], [], []
+    for query in dataset.queries:
+        photo = framing.decode_photo(query.image.read_bytes())
+        _, saliency = model.run(framing.whole_photo(photo)[None], SALIENCY)
+        width, height = photo.image.width, photo.image.height
+        # Both maps over the photo alone (no letterbox border), stretched to SIDE x SIDE: a box
+        # relative to the map is then relative to the photo.
+        residual = spectral_residual(photo.image)
+        fine, (left, top, photo_w, photo_h) = photo_grid(saliency[0], width, height)
+        inside = fine[int(np.ceil(top)) : int(top + photo_h), int(np.ceil(left)) : int(left + photo_w)]
+        model_map = np.asarray(
+            Image.fromarray(np.maximum(inside, 0).astype(np.float32), mode="F").resize(
+                (SIDE, SIDE), Image.Resampling.BILINEAR
+            )
+        )
+        box = subject_box(residual, SIDE, SIDE)
+        crops = [framing.box(photo, box), framing.box(photo, subject_box(model_map * residual, SIDE, SIDE))]
+        a, b = model.embed(np.stack(crops))
+        sr.append(a)
+        product.append(b)
+        # The box looked at as a zoom tile is (the embedder's `localize_in_region`): its own first pass
+        # (224 px) and the crop its map points to.
+        region_vector, region_saliency = model.run(framing.whole_photo(photo, box)[None], SALIENCY)
+        first.append(region_vector[0])
+        inner.append(model.embed(framing.localized(photo, region_saliency[0], box)[None])[0])
+    out = {"sr": np.stack(sr), "product": np.stack(product), "sr_first": np.stack(first), "sr_inner": np.stack(inner)}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(cached, **out)
+    return out
+
+
+def measure(
+    model: BaseModel,
+    folder: Path,
+    framing: Framing,
+    args: argparse.Namespace,
+    calibration: tuple[float, float],
+    label: str = "base",
+    transform: Callable[[np.ndarray], np.ndarray] = lambda v: v,
+) -> None:
+    slope, intercept = calibration
+    dataset = load_dataset(folder)
+    v = {k: transform(x) if k in ("index", "main") else x for k, x in vectors(model, dataset, framing).items()}
+    products, truth, kinds, n = len(dataset.items), truths(dataset), queries_by_kind(dataset), len(dataset.queries)
+    firsts, tile_crops = (transform(x.reshape(n * 4, -1)) for x in tiles(model, dataset, framing))
+    tile_best = np.maximum(
+        product_scores(firsts, v["index"], v["owner"], products).reshape(n, 4, -1).max(1),
+        product_scores(tile_crops, v["index"], v["owner"], products).reshape(n, 4, -1).max(1),
+    )
+    main = product_scores(transform(main_crops(model, dataset, framing)), v["index"], v["owner"], products)
+    unconvincing = 1 / (1 + np.exp(-(slope * main.max(1) + intercept))) < 0.5
+    share, base = float(unconvincing.mean()), 1 + CROP_COST
+    found = {
+        name: product_scores(transform(vec), v["index"], v["owner"], products)
+        for name, vec in boxes(model, dataset, framing).items()
+    }
+    variants: list[tuple[str, np.ndarray, float]] = [
+        ("SALIENCY box (today)", main, base),
+        ("spectral-residual box", found["sr"], base),
+        ("SALIENCY x residual box", found["product"], base),
+    ]
+    for logits in args.discount:
+        extra = np.where(unconvincing[:, None], np.maximum(main, found["sr"] - logits / slope), main)
+        variants.append((f"+ residual box on unconvincing, {logits} logits", extra, base + share * CROP_COST))
+        as_tile = np.where(
+            unconvincing[:, None],
+            np.maximum(main, np.maximum(found["sr_first"], found["sr_inner"]) - logits / slope),
+            main,
+        )
+        variants.append(
+            (
+                f"+ residual box as a localised tile on unconvincing, {logits} logits",
+                as_tile,
+                base + share * (1 + CROP_COST),
+            )
+        )
+    for variant, scores, cost in list(variants):
+        fused = np.where(unconvincing[:, None], np.maximum(scores, tile_best - DISCOUNT_LOGITS / slope), scores)
+        variants.append((f"{variant} + tiles", fused, cost + share * tile_cost(224, 256)))
+    for variant, scores, cost in variants:
+        rank = ranks(scores, truth)
+        report(
+            {
+                "dataset": folder.name,
+                "model": label,
+                "variant": variant,
+                "R@1": round(float(np.mean(rank < 1)), 3),
+                "R@10": round(float(np.mean(rank < 10)), 3),
+                "evaluations": round(cost, 2),
+                "kinds": {k: round(float(np.mean(rank[q] < 1)), 3) for k, q in kinds.items()},
+            },
+            args.out,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--dataset", type=Path, action="append", required=True)
+    parser.add_argument("--discount", type=float, nargs="+", default=[0.0, 0.6, 1.2], help="in logits")
+    parser.add_argument("--calibration", type=float, nargs=2, default=(20.71, -7.18), help="slope, intercept")
+    parser.add_argument("--adapted", type=Path, help="also adapted to each catalog: this bare base model (v2)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    model = BaseModel(args.model)
+    framing = Framing(limits=Limits(max_bytes=64 << 20))
+    for folder in args.dataset:
+        measure(model, folder, framing, args, args.calibration)
+        if args.adapted:  # what `imagesearch adapt <folder>` would serve (its defaults: 6 views, 512 dims)
+            bare = BaseModel(args.adapted)
+            adaptation = fit_adaptation(embedded_generic(bare, folder, 6), AdaptOptions())
+            c = adaptation.calibration
+            measure(bare, folder, framing, args, (c.slope, c.intercept), "adapted", adaptation.whitening.apply)
+
+
+if __name__ == "__main__":
+    main()
