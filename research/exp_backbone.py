@@ -99,6 +99,15 @@ def ranks(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return (scores > scores[np.arange(len(truth)), truth][:, None]).sum(1)
 
 
+def recalls(rank: np.ndarray, kinds: dict[str, list[int]]) -> dict[str, object]:
+    """R@1 and R@10, and R@1 per kind of variation: one result line's figures."""
+    return {
+        "R@1": round(float(np.mean(rank < 1)), 3),
+        "R@10": round(float(np.mean(rank < 10)), 3),
+        "kinds": {kind: round(float(np.mean(rank[numbers] < 1)), 3) for kind, numbers in kinds.items()},
+    }
+
+
 def summary(rank: np.ndarray) -> dict[str, float]:
     return {f"R@{k}": float(np.mean(rank < k)) for k in (1, 5, 10)}
 

@@ -22,10 +22,11 @@ Not part of the product (research/README.md).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from exp_backbone import CACHE, file_hash, product_scores, queries_by_kind, ranks, report, truths, vectors
+from exp_backbone import CACHE, file_hash, product_scores, queries_by_kind, ranks, recalls, report, truths, vectors
 from exp_tiles import localised_tiles
 
 from imagesearch.adaptation.embedding import BaseModel
@@ -73,6 +74,24 @@ def tiles(model: BaseModel, dataset: Dataset, framing: Framing) -> tuple[np.ndar
     return firsts, crops
 
 
+def best_tile_scores(
+    tiled: tuple[np.ndarray, np.ndarray],
+    index: np.ndarray,
+    owner: np.ndarray,
+    products: int,
+    transform: Callable[[np.ndarray], np.ndarray] = lambda v: v,
+) -> np.ndarray:
+    """(queries, products): each product's best score over a query's four tiles, their first passes
+    and their crops (`tiles`' vectors, `transform`ed first: an adaptation's whitening)."""
+    firsts, crops = tiled
+    n = len(firsts)
+
+    def best(vectors_: np.ndarray) -> np.ndarray:
+        return product_scores(transform(vectors_.reshape(n * 4, -1)), index, owner, products).reshape(n, 4, -1).max(1)
+
+    return np.maximum(best(firsts), best(crops))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path)
@@ -99,13 +118,8 @@ def main() -> None:
         v = vectors(model, dataset, base)
         products, truth, kinds = len(dataset.items), truths(dataset), queries_by_kind(dataset)
         tiler = Framing(limits=limits, size=(args.tile_size,) * 2, locate_size=(args.tile_locate,) * 2)
-        firsts, tile_crops = tiles(model, dataset, tiler)
         cost_of_tiles = tile_cost(args.tile_locate, args.tile_size)
-        n = len(dataset.queries)
-        tile_best = np.maximum(
-            product_scores(firsts.reshape(n * 4, -1), v["index"], v["owner"], products).reshape(n, 4, -1).max(1),
-            product_scores(tile_crops.reshape(n * 4, -1), v["index"], v["owner"], products).reshape(n, 4, -1).max(1),
-        )
+        tile_best = best_tile_scores(tiles(model, dataset, tiler), v["index"], v["owner"], products)
         for size in args.size:
             framing = Framing(limits=limits, locate_size=(size, size))
             main = product_scores(main_crops(model, dataset, framing), v["index"], v["owner"], products)
@@ -125,11 +139,9 @@ def main() -> None:
                         "first pass px": size,
                         "tiles px": [args.tile_locate, args.tile_size],
                         "variant": variant,
-                        "R@1": round(float(np.mean(rank < 1)), 3),
-                        "R@10": round(float(np.mean(rank < 10)), 3),
+                        **recalls(rank, kinds),
                         "unconvincing": round(float(unconvincing.mean()), 3),
                         "evaluations": round(cost, 2),
-                        "kinds": {k: round(float(np.mean(rank[q] < 1)), 3) for k, q in kinds.items()},
                     },
                     args.out,
                 )

@@ -21,8 +21,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from exp_backbone import CACHE, file_hash, product_scores, queries_by_kind, ranks, report, truths, vectors
-from exp_locate_size import DISCOUNT_LOGITS, main_crops, tile_cost, tiles
+from exp_backbone import CACHE, file_hash, product_scores, queries_by_kind, ranks, recalls, report, truths, vectors
+from exp_locate_size import DISCOUNT_LOGITS, best_tile_scores, main_crops, tile_cost, tiles
 
 from imagesearch.adaptation.embedding import BaseModel
 from imagesearch.contracts.model import SALIENCY
@@ -74,12 +74,7 @@ def measure(model: BaseModel, folder: Path, framing: Framing, args: argparse.Nam
     dataset = load_dataset(folder)
     v = vectors(model, dataset, framing)
     products, truth, kinds = len(dataset.items), truths(dataset), queries_by_kind(dataset)
-    n = len(dataset.queries)
-    firsts, tile_crops = tiles(model, dataset, framing)
-    tile_best = np.maximum(
-        product_scores(firsts.reshape(n * 4, -1), v["index"], v["owner"], products).reshape(n, 4, -1).max(1),
-        product_scores(tile_crops.reshape(n * 4, -1), v["index"], v["owner"], products).reshape(n, 4, -1).max(1),
-    )
+    tile_best = best_tile_scores(tiles(model, dataset, framing), v["index"], v["owner"], products)
     main = product_scores(main_crops(model, dataset, framing), v["index"], v["owner"], products)
     unconvincing = 1 / (1 + np.exp(-(slope * main.max(1) + intercept))) < 0.5
     share = float(unconvincing.mean())
@@ -90,11 +85,9 @@ def measure(model: BaseModel, folder: Path, framing: Framing, args: argparse.Nam
             {
                 "dataset": folder.name,
                 "variant": variant,
-                "R@1": round(float(np.mean(rank < 1)), 3),
-                "R@10": round(float(np.mean(rank < 10)), 3),
+                **recalls(rank, kinds),
                 "evaluations": round(cost, 2),
                 **extra,
-                "kinds": {k: round(float(np.mean(rank[q] < 1)), 3) for k, q in kinds.items()},
             },
             args.out,
         )

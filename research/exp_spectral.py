@@ -29,9 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from exp_backbone import CACHE, file_hash, product_scores, queries_by_kind, ranks, report, truths, vectors
+from exp_backbone import CACHE, file_hash, product_scores, queries_by_kind, ranks, recalls, report, truths, vectors
 from exp_generic import embedded_generic
-from exp_locate_size import DISCOUNT_LOGITS, main_crops, tile_cost, tiles
+from exp_locate_size import DISCOUNT_LOGITS, best_tile_scores, main_crops, tile_cost, tiles
 from PIL import Image
 
 from imagesearch.adaptation.build import AdaptOptions, fit_adaptation
@@ -94,12 +94,8 @@ def measure(
     slope, intercept = calibration
     dataset = load_dataset(folder)
     v = {k: transform(x) if k in ("index", "main") else x for k, x in vectors(model, dataset, framing).items()}
-    products, truth, kinds, n = len(dataset.items), truths(dataset), queries_by_kind(dataset), len(dataset.queries)
-    firsts, tile_crops = (transform(x.reshape(n * 4, -1)) for x in tiles(model, dataset, framing))
-    tile_best = np.maximum(
-        product_scores(firsts, v["index"], v["owner"], products).reshape(n, 4, -1).max(1),
-        product_scores(tile_crops, v["index"], v["owner"], products).reshape(n, 4, -1).max(1),
-    )
+    products, truth, kinds = len(dataset.items), truths(dataset), queries_by_kind(dataset)
+    tile_best = best_tile_scores(tiles(model, dataset, framing), v["index"], v["owner"], products, transform)
     main = product_scores(transform(main_crops(model, dataset, framing)), v["index"], v["owner"], products)
     unconvincing = 1 / (1 + np.exp(-(slope * main.max(1) + intercept))) < 0.5
     share, base = float(unconvincing.mean()), 1 + CROP_COST
@@ -137,10 +133,8 @@ def measure(
                 "dataset": folder.name,
                 "model": label,
                 "variant": variant,
-                "R@1": round(float(np.mean(rank < 1)), 3),
-                "R@10": round(float(np.mean(rank < 10)), 3),
+                **recalls(rank, kinds),
                 "evaluations": round(cost, 2),
-                "kinds": {k: round(float(np.mean(rank[q] < 1)), 3) for k, q in kinds.items()},
             },
             args.out,
         )

@@ -24,8 +24,8 @@ import functools
 from pathlib import Path
 
 import numpy as np
-from exp_backbone import CACHE, file_hash, product_scores, queries_by_kind, ranks, report, truths, vectors
-from exp_locate_size import DISCOUNT_LOGITS, tile_cost, tiles
+from exp_backbone import CACHE, file_hash, product_scores, queries_by_kind, ranks, recalls, report, truths, vectors
+from exp_locate_size import DISCOUNT_LOGITS, best_tile_scores, tile_cost, tiles
 
 from imagesearch.adaptation import build
 from imagesearch.adaptation.build import AdaptOptions, EmbeddedCatalog, embed_catalog, fit_adaptation
@@ -80,19 +80,11 @@ def main() -> None:
             adaptation.calibration.slope,
             adaptation.calibration.intercept,
         )
-        for folder, dataset, v, (firsts, crops) in sets:
-            products, truth, kinds, n = (
-                len(dataset.items),
-                truths(dataset),
-                queries_by_kind(dataset),
-                len(dataset.queries),
-            )
+        for folder, dataset, v, tiled in sets:
+            products, truth, kinds = len(dataset.items), truths(dataset), queries_by_kind(dataset)
             index = white(v["index"])
             main = product_scores(white(v["main"]), index, v["owner"], products)
-            tile_best = np.maximum(
-                product_scores(white(firsts.reshape(n * 4, -1)), index, v["owner"], products).reshape(n, 4, -1).max(1),
-                product_scores(white(crops.reshape(n * 4, -1)), index, v["owner"], products).reshape(n, 4, -1).max(1),
-            )
+            tile_best = best_tile_scores(tiled, index, v["owner"], products, white)
             unconvincing = 1 / (1 + np.exp(-(slope * main.max(1) + intercept))) < 0.5
             fused = np.where(unconvincing[:, None], np.maximum(main, tile_best - DISCOUNT_LOGITS / slope), main)
             for variant, scores, cost in (
@@ -105,12 +97,10 @@ def main() -> None:
                         "dataset": folder.name,
                         "min extent": min_extent,
                         "variant": variant,
-                        "R@1": round(float(np.mean(rank < 1)), 3),
-                        "R@10": round(float(np.mean(rank < 10)), 3),
+                        **recalls(rank, kinds),
                         "evaluations": round(cost, 2),
                         "calibration": [round(slope, 2), round(intercept, 2)],
                         "synthetic R@1": adaptation.synthetic_recall_at_1,
-                        "kinds": {k: round(float(np.mean(rank[q] < 1)), 3) for k, q in kinds.items()},
                     },
                     args.out,
                 )
