@@ -33,17 +33,56 @@ from exp_backbone import CACHE, file_hash, product_scores, queries_by_kind, rank
 from exp_generic import embedded_generic
 from exp_locate_size import DISCOUNT_LOGITS, best_tile_scores, main_crops, tile_cost, tiles
 from PIL import Image
+from scipy import ndimage
 
 from imagesearch.adaptation.build import AdaptOptions, fit_adaptation
 from imagesearch.adaptation.embedding import BaseModel
 from imagesearch.contracts.model import SALIENCY
 from imagesearch.evaluation.dataset import Dataset, load_dataset
+from imagesearch.imaging.decode import WHOLE
 from imagesearch.imaging.framing import Framing
 from imagesearch.imaging.localize import photo_grid, subject_box
 from imagesearch.imaging.popout import SIDE, spectral_residual
 from imagesearch.imaging.sniff import Limits
 
 CROP_COST = 256**2 / 224**2
+
+
+def second_region(residual: np.ndarray) -> tuple[float, float, float, float] | None:
+    """The box of the map's second largest region above the product's threshold (None: it has one)."""
+    fine, (left, top, photo_w, photo_h) = photo_grid(residual, SIDE, SIDE)
+    labels, count = ndimage.label(fine > fine.mean() + fine.std())
+    if count < 2:
+        return None
+    second = int(np.argsort(-np.bincount(labels.ravel())[1:])[1]) + 1
+    ys, xs = np.nonzero(labels == second)
+    return (
+        (xs.min() - left) / photo_w,
+        (ys.min() - top) / photo_h,
+        (xs.max() + 1 - left) / photo_w,
+        (ys.max() + 1 - top) / photo_h,
+    )
+
+
+def second_looks(model: BaseModel, dataset: Dataset, framing: Framing) -> dict[str, np.ndarray]:
+    """Per query: the map's second region looked at as a localised tile (its first pass and the crop
+    found in it), and whether there is one."""
+    cached = CACHE / f"{file_hash(model.path)}-{dataset.root.name}-spectral-second.npz"
+    if cached.exists():
+        return dict(np.load(cached))
+    first, inner, has = [], [], []
+    for query in dataset.queries:
+        photo = framing.decode_photo(query.image.read_bytes())
+        box = second_region(spectral_residual(photo.image))
+        has.append(box is not None)
+        box = box or WHOLE
+        region_vector, region_saliency = model.run(framing.whole_photo(photo, box)[None], SALIENCY)
+        first.append(region_vector[0])
+        inner.append(model.embed(framing.localized(photo, region_saliency[0], box)[None])[0])
+    out = {"first": np.stack(first), "inner": np.stack(inner), "has": np.array(has)}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(cached, **out)
+    return out
 
 
 def boxes(model: BaseModel, dataset: Dataset, framing: Framing) -> dict[str, np.ndarray]:
@@ -123,6 +162,17 @@ def measure(
                 base + share * (1 + CROP_COST),
             )
         )
+    # The map's second region as one more localised tile, beside the first (only where there is one).
+    second = second_looks(model, dataset, framing)
+    second_best = np.maximum(
+        product_scores(transform(second["first"]), v["index"], v["owner"], products),
+        product_scores(transform(second["inner"]), v["index"], v["owner"], products),
+    )
+    second_best[~second["has"]] = -9.0
+    looks = np.maximum(np.maximum(found["sr_first"], found["sr_inner"]), second_best)
+    both = np.where(unconvincing[:, None], np.maximum(main, looks - DISCOUNT_LOGITS / slope), main)
+    with_second = share * (1 + CROP_COST) + float((unconvincing & second["has"]).mean()) * (1 + CROP_COST)
+    variants.append(("+ residual box and its second region as localised tiles", both, base + with_second))
     for variant, scores, cost in list(variants):
         fused = np.where(unconvincing[:, None], np.maximum(scores, tile_best - DISCOUNT_LOGITS / slope), scores)
         variants.append((f"{variant} + tiles", fused, cost + share * tile_cost(224, 256)))
