@@ -32,8 +32,9 @@ from imagesearch.imaging.framing import Framing
 from imagesearch.imaging.sniff import Limits
 
 
-def embedded_generic(model: BaseModel, folder: Path, views: int) -> EmbeddedCatalog:
-    cached = CACHE / f"generic-{file_hash(model.path)}-{folder.name}-{views}.npz"
+def embedded_generic(model: BaseModel, folder: Path, views: int, tag: str = "") -> EmbeddedCatalog:
+    """`imagesearch adapt`'s passes over `folder` (cached; `tag` names a variant of the views)."""
+    cached = CACHE / f"generic-{file_hash(model.path)}-{folder.name}-{views}{'-' + tag if tag else ''}.npz"
     images = catalog_images([folder])
     if cached.exists():
         data = np.load(cached)

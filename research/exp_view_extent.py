@@ -24,14 +24,14 @@ import functools
 from pathlib import Path
 
 import numpy as np
-from exp_backbone import CACHE, file_hash, product_scores, queries_by_kind, ranks, recalls, report, truths, vectors
+from exp_backbone import product_scores, queries_by_kind, ranks, recalls, report, truths, vectors
+from exp_generic import embedded_generic
 from exp_locate_size import DISCOUNT_LOGITS, best_tile_scores, tile_cost, tiles
 
 from imagesearch.adaptation import build
-from imagesearch.adaptation.build import AdaptOptions, EmbeddedCatalog, embed_catalog, fit_adaptation
+from imagesearch.adaptation.build import AdaptOptions, EmbeddedCatalog, fit_adaptation
 from imagesearch.adaptation.embedding import BaseModel
 from imagesearch.adaptation.synthetic import EXTENT, make_view
-from imagesearch.cli.adapt import catalog_images
 from imagesearch.evaluation.dataset import load_dataset
 from imagesearch.imaging.framing import Framing
 from imagesearch.imaging.sniff import Limits
@@ -40,21 +40,12 @@ DIMENSION = 1024  # tools/build_generic_set.DIMENSION
 
 
 def embedded(model: BaseModel, folder: Path, options: AdaptOptions, min_extent: float) -> EmbeddedCatalog:
-    key = f"generic-{file_hash(model.path)}-{folder.name}-{options.views}-extent{min_extent}"
-    cached = CACHE / f"{key}.npz"
-    images = catalog_images([folder])
-    if cached.exists():
-        data = np.load(cached)
-        return EmbeddedCatalog(images, data["index"], data["views"], [], [], {})
-    # The views `adapt` makes, with the product's extent drawn from [min_extent, EXTENT[1]] instead.
+    """The views `adapt` makes, with the product's extent drawn from [min_extent, EXTENT[1]] instead."""
     build.make_view = functools.partial(make_view, extent_range=(min_extent, EXTENT[1]))  # type: ignore[assignment]
     try:
-        out = embed_catalog(images, model, options)
+        return embedded_generic(model, folder, options.views, tag=f"extent{min_extent}")
     finally:
         build.make_view = make_view
-    CACHE.mkdir(parents=True, exist_ok=True)
-    np.savez(cached, index=out.index, views=out.views)
-    return out
 
 
 def main() -> None:
