@@ -211,6 +211,20 @@ async def test_decoded_photos_stay_reserved_until_their_request_ends(pool: Threa
     assert core.decode_memory.used == 0
 
 
+async def test_the_conspicuous_part_fits_the_decode_budget_or_is_left_out(pool: ThreadPoolExecutor) -> None:
+    """Its grey copy of the whole photo is reserved like a decode; where the budget cannot hold it, the
+    photo is still embedded, without the second guess."""
+    data = shot_png((300, 210, 340, 250))
+    probe = MeanColourModel()
+    roomy = core_with(probe, pool)
+    seen = decode_memory_at_first_pass(probe, roomy)
+    assert 0 in (await roomy.embed([ImageItem(data, localize=True)])).popouts
+    tight = core_with(MeanColourModel(), pool, decode_memory_bytes=seen[0] + 1000)  # not the 400 x 300 grey copy
+    embedded = await tight.embed([ImageItem(data, localize=True)])
+    assert isinstance(embedded.results[0], np.ndarray) and not embedded.popouts
+    assert roomy.decode_memory.used == tight.decode_memory.used == 0
+
+
 async def test_regions_of_one_photo_localised_together_decode_it_once(pool: ThreadPoolExecutor) -> None:
     """The gateway's zoom tiles: four regions of one photo cost one decode and one reservation, not four."""
     fake = MeanColourModel()

@@ -36,3 +36,9 @@ def test_the_map_is_a_normalised_square_whatever_the_photo() -> None:
 
 def test_a_flat_photo_has_nothing_that_pops_out() -> None:
     assert popout_box(Image.new("RGB", (320, 240), (120, 140, 160))) == WHOLE
+
+
+def test_the_grey_copy_of_the_whole_photo_is_reserved_first() -> None:
+    asked: list[int] = []
+    popout_box(_textured((640, 480)), asked.append)
+    assert asked == [640 * 480]

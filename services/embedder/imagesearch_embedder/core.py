@@ -20,7 +20,7 @@ import numpy as np
 from opentelemetry import trace
 
 from imagesearch.common.budget import Budget, Ledger, mib
-from imagesearch.common.errors import InvalidArgument
+from imagesearch.common.errors import InvalidArgument, ResourceExhausted
 from imagesearch.common.types import Floats, ImageErrorReason, ModelId, Pixels, Region
 from imagesearch.contracts.calibration import ScoreCalibration
 from imagesearch.contracts.limits import MAX_IMAGES_PER_EMBED_REQUEST
@@ -242,7 +242,7 @@ class EmbedderCore:
                 photos = {index: o for index, o in located.items() if index in wholes}
                 saliency = {index: maps[row] for row, index in enumerate(located) if index in wholes}
                 detect = {index for index, o in photos.items() if o.detect_objects}
-                localised = await self._localize(photos, saliency, detect, framing, served)
+                localised = await self._localize(photos, saliency, detect, framing, served, ledger)
                 for index, (found, popout) in localised.items():
                     main = found[0]
                     results[index], boxes[index] = _checked(main.vector), main.box
@@ -261,6 +261,7 @@ class EmbedderCore:
         detect: set[int],
         framing: Framing,
         served: ServedModel,
+        ledger: Ledger,
     ) -> dict[int, tuple[list[ObjectView], RelativeBox | None]]:
         """Second pass: re-embed each photo cropped to where its saliency map says the product is
         (and, where asked, to every other object found too), all crops in one batch; and each whole
@@ -276,11 +277,21 @@ class EmbedderCore:
                 return find_objects(photo.image, saliency)
             return [FoundObject(subject_box_in(saliency, photo.image.width, photo.image.height, part), 1.0)]
 
+        def conspicuous(photo: Decoded) -> RelativeBox | None:
+            """The photo's pixel-only second guess; none where the decode budget cannot hold its grey
+            copy now (it is an extra, not worth failing the request for) or nothing stands out."""
+            with ledger.working():
+                try:
+                    box = popout_box(photo.image, ledger.reserve)
+                except ResourceExhausted:
+                    return None
+            return None if box == WHOLE else box
+
         def crops(index: int) -> tuple[list[FoundObject], list[Pixels], RelativeBox | None]:
             found = boxes_of(index)
             photo, part = photos[index].photo, photos[index].part
-            popout = popout_box(photo.image) if part == WHOLE else None
-            return found, [framing.box(photo, o.box) for o in found], None if popout == WHOLE else popout
+            popout = conspicuous(photo) if part == WHOLE else None
+            return found, [framing.box(photo, o.box) for o in found], popout
 
         with self._tracer.start_as_current_span("embedder.localize", attributes={"images": len(order)}) as span:
             framed = await asyncio.gather(*(loop.run_in_executor(self._executor, crops, i) for i in order))

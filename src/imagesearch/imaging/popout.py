@@ -20,7 +20,7 @@ from PIL import Image
 from scipy import ndimage
 
 from imagesearch.common.types import Floats
-from imagesearch.imaging.decode import RelativeBox
+from imagesearch.imaging.decode import RelativeBox, Reserve
 from imagesearch.imaging.localize import subject_box
 
 SIDE = 64  # the paper's working size: the spectrum of a small image carries the shape of things, not texture
@@ -29,8 +29,12 @@ BLUR_SIGMA = 2.5  # px of SIDE: the map smoothed before it is thresholded
 FLAT_LEVELS = 2.0  # grey levels: an image spanning fewer is one colour
 
 
-def spectral_residual(image: Image.Image) -> Floats:
-    """(SIDE, SIDE) conspicuity of `image` (stretched to a square), in [0, 1]; all 0 for one colour."""
+def spectral_residual(image: Image.Image, reserve: Reserve | None = None) -> Floats:
+    """(SIDE, SIDE) conspicuity of `image` (stretched to a square), in [0, 1]; all 0 for one colour.
+    `reserve`, where given, is called first with the bytes of the grey copy made of the whole image
+    (a decode-memory budget: imaging.decode.decode_cost)."""
+    if reserve is not None and image.mode != "L":
+        reserve(image.width * image.height)
     grey = np.asarray(image.convert("L").resize((SIDE, SIDE), Image.Resampling.BILINEAR), np.float64)
     if np.ptp(grey) < FLAT_LEVELS:  # one colour: nothing is unlike the rest (and the spectrum is all DC)
         return np.zeros((SIDE, SIDE), np.float32)
@@ -43,11 +47,11 @@ def spectral_residual(image: Image.Image) -> Floats:
     return np.asarray(smooth / peak if peak > 0 else smooth, np.float32)
 
 
-def popout_box(image: Image.Image) -> RelativeBox:
+def popout_box(image: Image.Image, reserve: Reserve | None = None) -> RelativeBox:
     """Relative (x0, y0, x1, y1) box of the image's most conspicuous region (the whole image when
     nothing stands out). The map covers the image stretched to a square, so its relative box is
     the image's."""
-    return subject_box(spectral_residual(image), SIDE, SIDE)
+    return subject_box(spectral_residual(image, reserve), SIDE, SIDE)
 
 
 __all__ = ["popout_box", "spectral_residual"]
