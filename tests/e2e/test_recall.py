@@ -26,15 +26,15 @@ from imagesearch.v1 import search_pb2
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-RECALL_AT_1_FLOOR = 0.80  # measured 0.826 (2-core x86-64, CPU Triton); 0.612 with the baseline
-RECALL_AT_10_FLOOR = 0.88  # measured 0.903
-CATEGORY_P10_FLOOR = 0.33  # measured 0.359 (0.269 in plain score order)
+RECALL_AT_1_FLOOR = 0.83  # measured 0.860 with the zoom looks, 0.826 without; the baseline 0.612
+RECALL_AT_10_FLOOR = 0.90  # measured 0.933 (0.903 without)
+CATEGORY_P10_FLOOR = 0.34  # measured 0.368 (0.269 in plain score order)
 
 
 # Without distractors, on every fourth query (measured: see the test's output). A fourth, not a third:
 # with the zoom tiles a search costs more, and this test is the suite's longest.
-SAMPLE_RECALL_AT_1_FLOOR = 0.86  # measured 0.907 (2-core x86-64, CPU Triton, v3 with localised zoom tiles)
-SAMPLE_RECALL_AT_10_FLOOR = 0.90  # measured 0.973
+SAMPLE_RECALL_AT_1_FLOOR = 0.87  # measured 0.907-0.920 (2-core x86-64, CPU Triton, v3 with zoom tiles)
+SAMPLE_RECALL_AT_10_FLOOR = 0.93  # measured 0.973
 
 
 def _sample(dev_set: Path, folder: Path) -> Path:
