@@ -58,6 +58,9 @@ def translate(err: Exception, uri: str, timeout: float, collection: str | None) 
             return CollectionGone(collection)
         if code == _COLLECTION_NOT_LOADED or "not loaded" in (err.message or ""):
             return NotLoaded(f"milvus at {uri}: collection {collection} is not loaded (Milvus restarted?); loading it")
+        if "loading collection timeout" in (err.message or ""):
+            # Loading it again after a restart took longer than the call may wait: a transient state.
+            return NotLoaded(f"milvus at {uri}: collection {collection} is still loading (Milvus restarted?); retry")
         if code == _RATE_LIMITED:
             return ResourceExhausted(f"milvus is rate limiting: {err.message}")
     return err
