@@ -93,7 +93,15 @@ async def test_searches_fail_fast_while_milvus_is_down_and_are_whole_once_it_is_
             )
             for i in range(PRODUCTS)
         ]
-        await stub.Upsert(retriever_pb2.UpsertRequest(model=MODEL, products=products), timeout=60)
+        # A new collection is created and loaded by the first write; on a busy machine loading may outlast
+        # one call (UNAVAILABLE, "still loading"): a client retries, as here.
+        for _ in range(20):
+            try:
+                await stub.Upsert(retriever_pb2.UpsertRequest(model=MODEL, products=products), timeout=60)
+                break
+            except grpc.aio.AioRpcError as err:
+                assert err.code() == grpc.StatusCode.UNAVAILABLE and "loading" in (err.details() or ""), err
+                await asyncio.sleep(0.5)
 
         def search() -> object:
             request = retriever_pb2.VectorSearchRequest(
