@@ -8,8 +8,8 @@ the photo in grey at 64 x 64 px, its log amplitude spectrum minus that spectrum'
 transformed back with the original phase, squared and blurred. Its box (the same rule as the model's
 map: mean + 1 std, the largest connected region) is a poor main box but a good *second* one: searched
 beside the main crop when the main crop's match is unconvincing, it finds small products the model's
-map misses (docs/quality.md, "A model-free second box"). No model evaluation; about a millisecond
-after the photo is reduced.
+map misses (docs/quality.md, "A model-free second box"). No model evaluation; the cost is reducing
+the photo (measured on a 2-core x86_64 VM: ~3 ms for 640 x 480, ~21 ms for 12 MP).
 """
 
 from __future__ import annotations
