@@ -49,13 +49,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imagesearch.adaptation.build import CLUTTER_PIXELS
+from imagesearch.adaptation.build import clutter_cutout, framed_view, view_object
 from imagesearch.adaptation.embedding import framing
-from imagesearch.adaptation.synthetic import make_view, query_crop
 from imagesearch.cli.adapt import catalog_images
 from imagesearch.contracts import model as contract
 from imagesearch.contracts.calibration import ScoreCalibration
-from imagesearch.imaging.objects import cutout
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import export_model
@@ -91,16 +89,11 @@ def training_pixels(folder: Path, options: FinetuneOptions) -> tuple[np.ndarray,
     frames = framing(options.image_size, "crop")
     images = catalog_images([folder])
     shots = [Image.open(path).convert("RGB") for _, path in images]
-    clutter = []
-    for shot in shots:
-        piece = cutout(shot)
-        piece.thumbnail((CLUTTER_PIXELS, CLUTTER_PIXELS))
-        clutter.append(piece)
+    clutter = [clutter_cutout(shot) for shot in shots]
     clean = np.stack([frames.plain(path.read_bytes()) for _, path in images])
 
     def views_of(position: int) -> np.ndarray:
-        obj = cutout(shots[position])
-        obj.thumbnail((256, 256))
+        obj = view_object(shots[position])
         out = []
         for round_ in range(options.rounds):
             rng = np.random.default_rng([options.seed, STREAM + round_, position])
@@ -108,8 +101,7 @@ def training_pixels(folder: Path, options: FinetuneOptions) -> tuple[np.ndarray,
             if options.turn and rng.random() < options.turn:
                 # On its side or upside down: `make_view` itself turns a product by at most 35 degrees.
                 shown = obj.rotate(float(rng.uniform(-180, 180)), expand=True, resample=Image.Resampling.BICUBIC)
-            view = make_view(shown, rng, clutter)
-            out.append(frames.box(frames.decode_photo(view.jpeg), query_crop(view, rng)))
+            out.append(framed_view(shown, rng, clutter, frames))
         return np.stack(out)
 
     with ThreadPoolExecutor(2) as pool:
@@ -197,7 +189,6 @@ def finetune(net, clean_px: np.ndarray, view_px: np.ndarray, options: FinetuneOp
     steps = -(-len(train_items) // per_batch) * rounds * options.epochs
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, options.lr, total_steps=steps + 1)
     rng = np.random.default_rng(options.seed)
-    step = 0
     for epoch in range(options.epochs):
         # Both sides of every pair come from the current weights: against a gallery of stale vectors
         # the network lowers the loss by drifting away from them (measured: it did).
@@ -219,7 +210,6 @@ def finetune(net, clean_px: np.ndarray, view_px: np.ndarray, options: FinetuneOp
                 optimiser.step()
                 schedule.step()
                 losses.append(float(loss.detach()))
-                step += 1
         log(f"epoch {epoch + 1}/{options.epochs}: loss {np.mean(losses):.3f} ({time.perf_counter() - started:.0f} s)")
     torch.set_grad_enabled(False)
     scores, truth = held_out_scores()

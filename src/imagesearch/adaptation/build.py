@@ -135,6 +135,26 @@ def adapt(
     return adaptation
 
 
+def clutter_cutout(shot: Image.Image) -> Image.Image:
+    """A catalog shot's object as clutter for other items' synthetic views (small: many are kept)."""
+    piece = cutout(shot)
+    piece.thumbnail((CLUTTER_PIXELS, CLUTTER_PIXELS))
+    return piece
+
+
+def view_object(shot: Image.Image) -> Image.Image:
+    """A catalog shot's object, cut out, as synthetic views paste it."""
+    obj = cutout(shot)
+    obj.thumbnail((256, 256))
+    return obj
+
+
+def framed_view(obj: Image.Image, rng: np.random.Generator, clutter: Sequence[Image.Image], frames: Framing) -> Pixels:
+    """One synthetic photo of `obj`, framed as the embedder frames a localised query."""
+    view = make_view(obj, rng, clutter)
+    return frames.box(frames.decode_photo(view.jpeg), query_crop(view, rng))
+
+
 def embed_catalog(
     images: Sequence[tuple[str, Path]], base: BaseModel, options: AdaptOptions, progress: Progress = _no_progress
 ) -> EmbeddedCatalog:
@@ -159,9 +179,7 @@ def embed_catalog(
         except Exception as err:  # noqa: BLE001 - a bad image is reported and left out, not fatal
             skipped.append(f"{product_id} ({path}): {err}")
             return None
-        clutter = cutout(shot)
-        clutter.thumbnail((CLUTTER_PIXELS, CLUTTER_PIXELS))
-        return framed, clutter
+        return framed, clutter_cutout(shot)
 
     kept: list[tuple[str, Path]] = []
     clean_vectors: list[Floats] = []
@@ -189,14 +207,12 @@ def embed_catalog(
 
     def views_of(position: int) -> list[Pixels]:
         _, path = kept[position]
-        obj = cutout(Image.open(path).convert("RGB"))
-        obj.thumbnail((256, 256))
+        obj = view_object(Image.open(path).convert("RGB"))
         out = []
         for round_ in range(rounds):
             # One generator per (seed, round, item): the same views whatever the thread scheduling.
             rng = np.random.default_rng([options.seed, round_, position])
-            view = make_view(obj, rng, clutter)
-            out.append(frames.box(frames.decode_photo(view.jpeg), query_crop(view, rng)))
+            out.append(framed_view(obj, rng, clutter, frames))
         return out
 
     view_vectors = np.empty((rounds, len(kept), index.shape[1]), dtype=np.float32)
@@ -261,8 +277,7 @@ def _learn_localisation(
 
     def view_of(position: int) -> _LocalisationView:
         _, path = kept[position]
-        obj = cutout(Image.open(path).convert("RGB"))
-        obj.thumbnail((256, 256))
+        obj = view_object(Image.open(path).convert("RGB"))
         rng = np.random.default_rng([options.seed, LOCALISATION_STREAM, position])
         view = make_view(obj, rng, clutter, loc.EXTENT)
         return _LocalisationView(frames.whole_photo(frames.decode_photo(view.jpeg)), view.width, view.height, view.box)
